@@ -1,0 +1,374 @@
+//! The sender-account registration request, exactly as the provider documentation
+//! gives it, and the rules that turn it into a [`NewSenderAccount`].
+//!
+//! Parsing is done in three passes so every rejection names its field: the body must
+//! be a JSON object, it may hold only known fields, and each field must have the
+//! right type and a valid value.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::account::{
+    DailyLimit, DisplayName, EmailAddress, Endpoint, Host, InboxType, NewSenderAccount, Port,
+};
+
+/// Largest body accepted by the API, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The JSON body of `POST /api/public/v1/sender-accounts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "email_address": "john@mydomain.com",
+    "display_name": "John Smith from Company",
+    "inbox_type": "GOOGLE_WORKSPACE",
+    "daily_limit": 50,
+    "smtp_host": "smtp.gmail.com",
+    "smtp_port": 587,
+    "smtp_username": "john@mydomain.com",
+    "smtp_password": "your-app-password",
+    "smtp_use_tls": true,
+    "imap_host": "imap.gmail.com",
+    "imap_port": 993,
+    "imap_username": "john@mydomain.com",
+    "imap_password": "your-app-password",
+    "imap_use_ssl": true
+})))]
+pub struct SenderAccountRequest {
+    pub email_address: String,
+    /// Shown in the From header; no CR/LF.
+    pub display_name: String,
+    /// GOOGLE_WORKSPACE, OUTLOOK_365 or CUSTOM_SMTP.
+    pub inbox_type: String,
+    /// 1 to the inbox type's maximum (2,000 / 10,000 / 100,000).
+    pub daily_limit: i64,
+    /// Optional for GOOGLE_WORKSPACE and OUTLOOK_365 (provider default).
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<i64>,
+    pub smtp_username: String,
+    #[cfg_attr(feature = "openapi", schema(format = Password))]
+    pub smtp_password: String,
+    /// STARTTLS, or implicit TLS on port 465. Defaults to true.
+    pub smtp_use_tls: Option<bool>,
+    pub imap_host: Option<String>,
+    pub imap_port: Option<i64>,
+    pub imap_username: String,
+    #[cfg_attr(feature = "openapi", schema(format = Password))]
+    pub imap_password: String,
+    /// Implicit TLS (993). When false, STARTTLS is used if the server offers it. Defaults to true.
+    pub imap_use_ssl: Option<bool>,
+}
+
+/// Every field the request may carry, in documentation order.
+pub const FIELDS: [&str; 14] = [
+    "email_address",
+    "display_name",
+    "inbox_type",
+    "daily_limit",
+    "smtp_host",
+    "smtp_port",
+    "smtp_username",
+    "smtp_password",
+    "smtp_use_tls",
+    "imap_host",
+    "imap_port",
+    "imap_username",
+    "imap_password",
+    "imap_use_ssl",
+];
+
+/// Fields required whatever the inbox type.
+const ALWAYS_REQUIRED: [&str; 8] = [
+    "email_address",
+    "display_name",
+    "inbox_type",
+    "daily_limit",
+    "smtp_username",
+    "smtp_password",
+    "imap_username",
+    "imap_password",
+];
+
+/// Why a request was rejected; `code` is stable and machine-readable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestError {
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl RequestError {
+    pub fn new(code: &'static str, message: impl Into<String>, field: Option<&str>) -> Self {
+        Self { code, message: message.into(), field: field.map(str::to_owned) }
+    }
+
+    fn field(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        Self::new(code, message, Some(field))
+    }
+}
+
+impl SenderAccountRequest {
+    /// Parses a raw body (already size-checked) into a valid new account.
+    pub fn parse_body(body: &[u8]) -> Result<NewSenderAccount, RequestError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(RequestError::new(
+                "body_too_large",
+                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+                None,
+            ));
+        }
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            RequestError::new("invalid_json", format!("request body is not valid JSON: {e}"), None)
+        })?;
+        Self::parse_value(value)
+    }
+
+    /// Parses an already-decoded JSON value into a valid new account.
+    pub fn parse_value(value: Value) -> Result<NewSenderAccount, RequestError> {
+        let Value::Object(map) = value else {
+            return Err(RequestError::new("invalid_json", "request body must be a JSON object", None));
+        };
+        check_field_names(&map)?;
+        let request: SenderAccountRequest = serde_path_to_error::deserialize(Value::Object(map))
+            .map_err(|e| {
+                let field = e.path().to_string();
+                RequestError::field("invalid_type", &field, format!("{field}: {}", e.inner()))
+            })?;
+        request.into_account()
+    }
+
+    /// Applies the value rules and provider defaults.
+    pub fn into_account(self) -> Result<NewSenderAccount, RequestError> {
+        let inbox_type: InboxType = self.inbox_type.parse().map_err(|()| {
+            RequestError::field(
+                "invalid_inbox_type",
+                "inbox_type",
+                format!(
+                    "unknown inbox_type '{}'; expected GOOGLE_WORKSPACE, OUTLOOK_365 or CUSTOM_SMTP",
+                    self.inbox_type
+                ),
+            )
+        })?;
+        let email = EmailAddress::parse(&self.email_address)
+            .map_err(|m| RequestError::field("invalid_email", "email_address", m))?;
+        let display_name = DisplayName::parse(&self.display_name)
+            .map_err(|m| RequestError::field("invalid_display_name", "display_name", m))?;
+        let daily_limit = DailyLimit::parse(self.daily_limit, inbox_type)
+            .map_err(|m| RequestError::field("daily_limit_exceeded", "daily_limit", m))?;
+        let preset = inbox_type.preset();
+        let smtp = endpoint(
+            "smtp",
+            self.smtp_host,
+            self.smtp_port,
+            self.smtp_use_tls,
+            self.smtp_username,
+            preset.map(|p| p.smtp),
+        )?;
+        let imap = endpoint(
+            "imap",
+            self.imap_host,
+            self.imap_port,
+            self.imap_use_ssl,
+            self.imap_username,
+            preset.map(|p| p.imap),
+        )?;
+        let smtp_password = password("smtp_password", self.smtp_password)?;
+        let imap_password = password("imap_password", self.imap_password)?;
+        Ok(NewSenderAccount {
+            email,
+            display_name,
+            inbox_type,
+            daily_limit,
+            smtp,
+            smtp_password,
+            imap,
+            imap_password,
+        })
+    }
+}
+
+fn check_field_names(map: &Map<String, Value>) -> Result<(), RequestError> {
+    if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(RequestError::field(
+            "unknown_field",
+            unknown,
+            format!("unknown field '{unknown}'; allowed fields: {}", FIELDS.join(", ")),
+        ));
+    }
+    // An explicit null counts as missing for required fields.
+    let present = |f: &str| map.get(f).is_some_and(|v| !v.is_null());
+    if let Some(missing) = ALWAYS_REQUIRED.into_iter().find(|f| !present(f)) {
+        return Err(RequestError::field(
+            "missing_field",
+            missing,
+            format!("missing required field '{missing}'"),
+        ));
+    }
+    let custom = map.get("inbox_type").and_then(Value::as_str) == Some(InboxType::CustomSmtp.as_str());
+    if custom {
+        let needed = ["smtp_host", "smtp_port", "imap_host", "imap_port"];
+        if let Some(missing) = needed.into_iter().find(|f| !present(f)) {
+            return Err(RequestError::field(
+                "missing_field",
+                missing,
+                format!("missing required field '{missing}' (CUSTOM_SMTP has no provider defaults)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn endpoint(
+    proto: &str,
+    host: Option<String>,
+    port: Option<i64>,
+    tls: Option<bool>,
+    username: String,
+    preset: Option<(&'static str, u16, bool)>,
+) -> Result<Endpoint, RequestError> {
+    let host_field = format!("{proto}_host");
+    let port_field = format!("{proto}_port");
+    let host = match (host, preset) {
+        (Some(h), _) => Host::parse(&h).map_err(|m| RequestError::field("invalid_host", &host_field, m))?,
+        (None, Some((h, _, _))) => Host::parse(h).map_err(|m| RequestError::field("invalid_host", &host_field, m))?,
+        (None, None) => {
+            return Err(RequestError::field("missing_field", &host_field, format!("missing {host_field}")));
+        }
+    };
+    let port = match (port, preset) {
+        (Some(p), _) => Port::parse(p).map_err(|m| RequestError::field("invalid_port", &port_field, m))?,
+        (None, Some((_, p, _))) => Port::parse(i64::from(p)).map_err(|m| RequestError::field("invalid_port", &port_field, m))?,
+        (None, None) => {
+            return Err(RequestError::field("missing_field", &port_field, format!("missing {port_field}")));
+        }
+    };
+    let tls = tls.or(preset.map(|(_, _, t)| t)).unwrap_or(true);
+    let user_field = format!("{proto}_username");
+    if username.trim().is_empty() || username.len() > 320 || username.chars().any(char::is_control) {
+        return Err(RequestError::field(
+            "invalid_username",
+            &user_field,
+            format!("{user_field} must be 1-320 characters without control characters"),
+        ));
+    }
+    Ok(Endpoint { host, port, tls, username: username.trim().to_owned() })
+}
+
+fn password(field: &str, raw: String) -> Result<SecretString, RequestError> {
+    // CR, LF and NUL cannot travel inside SMTP AUTH or an IMAP LOGIN string.
+    if raw.is_empty() || raw.len() > 1024 || raw.chars().any(|c| matches!(c, '\r' | '\n' | '\0')) {
+        return Err(RequestError::field(
+            "invalid_password",
+            field,
+            format!("{field} must be 1-1024 characters without CR, LF or NUL"),
+        ));
+    }
+    Ok(SecretString::from(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn google() -> Value {
+        json!({
+            "email_address": "john@mydomain.com",
+            "display_name": "John Smith from Company",
+            "inbox_type": "GOOGLE_WORKSPACE",
+            "daily_limit": 50,
+            "smtp_host": "smtp.gmail.com",
+            "smtp_port": 587,
+            "smtp_username": "john@mydomain.com",
+            "smtp_password": "your-app-password",
+            "smtp_use_tls": true,
+            "imap_host": "imap.gmail.com",
+            "imap_port": 993,
+            "imap_username": "john@mydomain.com",
+            "imap_password": "your-app-password",
+            "imap_use_ssl": true
+        })
+    }
+
+    fn rejects(mut patch: impl FnMut(&mut Map<String, Value>)) -> RequestError {
+        let mut v = google();
+        patch(v.as_object_mut().expect("object"));
+        SenderAccountRequest::parse_value(v).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn documentation_example_parses() {
+        let a = SenderAccountRequest::parse_value(google()).expect("valid");
+        assert_eq!(a.smtp.host.as_str(), "smtp.gmail.com");
+        assert_eq!(a.imap.port.get(), 993);
+    }
+
+    #[test]
+    fn provider_defaults_fill_missing_hosts() {
+        let mut v = google();
+        let m = v.as_object_mut().expect("object");
+        m.insert("inbox_type".into(), json!("OUTLOOK_365"));
+        for f in ["smtp_host", "smtp_port", "smtp_use_tls", "imap_host", "imap_port", "imap_use_ssl"] {
+            m.remove(f);
+        }
+        let a = SenderAccountRequest::parse_value(v).expect("valid");
+        assert_eq!((a.smtp.host.as_str(), a.smtp.port.get(), a.smtp.tls), ("smtp.office365.com", 587, true));
+        assert_eq!((a.imap.host.as_str(), a.imap.port.get(), a.imap.tls), ("outlook.office365.com", 993, true));
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let e = rejects(|m| {
+            m.insert("daily_limit".into(), json!(2001));
+        });
+        assert_eq!((e.code, e.field.as_deref()), ("daily_limit_exceeded", Some("daily_limit")));
+        let e = rejects(|m| {
+            m.insert("email_address".into(), json!("not-an-email"));
+        });
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_email", Some("email_address")));
+        let e = rejects(|m| {
+            m.insert("inbox_type".into(), json!("YAHOO"));
+        });
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_inbox_type", Some("inbox_type")));
+        let e = rejects(|m| {
+            m.insert("smtp_port".into(), json!(70000));
+        });
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_port", Some("smtp_port")));
+        let e = rejects(|m| {
+            m.insert("display_name".into(), json!("A\r\nBcc: x@y.com"));
+        });
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_display_name", Some("display_name")));
+        let e = rejects(|m| {
+            m.remove("smtp_password");
+        });
+        assert_eq!((e.code, e.field.as_deref()), ("missing_field", Some("smtp_password")));
+        let e = rejects(|m| {
+            m.insert("smtp_pasword".into(), json!("x"));
+        });
+        assert_eq!((e.code, e.field.as_deref()), ("unknown_field", Some("smtp_pasword")));
+        let e = rejects(|m| {
+            m.insert("daily_limit".into(), json!("fifty"));
+        });
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_type", Some("daily_limit")));
+    }
+
+    #[test]
+    fn custom_smtp_needs_its_hosts() {
+        let e = rejects(|m| {
+            m.insert("inbox_type".into(), json!("CUSTOM_SMTP"));
+            m.remove("imap_host");
+        });
+        assert_eq!((e.code, e.field.as_deref()), ("missing_field", Some("imap_host")));
+    }
+
+    #[test]
+    fn oversized_and_non_object_bodies() {
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(SenderAccountRequest::parse_body(&big).map(|_| ()).unwrap_err().code, "body_too_large");
+        assert_eq!(SenderAccountRequest::parse_body(b"[1]").map(|_| ()).unwrap_err().code, "invalid_json");
+        assert_eq!(SenderAccountRequest::parse_body(b"{").map(|_| ()).unwrap_err().code, "invalid_json");
+    }
+}

@@ -1,0 +1,18 @@
+//! coldsend's domain, free of any protocol adapter.
+//!
+//! Everything a producer and a worker must agree on lives here: the sender-account
+//! types (which cannot hold invalid values), the wire request and its rules, job
+//! payloads and queue names, how secrets are sealed at rest, and the Redis keys and
+//! scripts that make up the shared state. Nothing in this crate speaks SMTP, IMAP or HTTP.
+
+pub mod account;
+pub mod account_request;
+pub mod jobs;
+pub mod sealed;
+pub mod settings;
+pub mod store;
+pub mod validation;
+
+pub use account::{AccountId, AccountStatus, InboxType, NewSenderAccount, SenderAccount};
+pub use account_request::{RequestError, SenderAccountRequest};
+pub use validation::{ProbeFailure, Protocol, ValidationCode, ValidationReport};
