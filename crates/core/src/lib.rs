@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod sealed;
 pub mod settings;
 pub mod store;
+pub mod telemetry;
 pub mod validation;
 
 pub use account::{AccountId, AccountStatus, InboxType, NewSenderAccount, SenderAccount};

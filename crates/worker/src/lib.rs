@@ -1,0 +1,12 @@
+//! coldsend's worker: takes jobs from Redis and runs them against real mail servers.
+//!
+//! - [`probe`]: the SMTP and IMAP connection checks (lettre, async-imap), each failure
+//!   mapped to exactly one [`coldsend_core::ValidationCode`];
+//! - [`trust`]: which certificates a TLS connection accepts;
+//! - [`validate_job`]: the `ValidateAccount` job handler;
+//! - [`runtime`]: wiring of queues, workers and shutdown.
+
+pub mod probe;
+pub mod runtime;
+pub mod trust;
+pub mod validate_job;

@@ -1,0 +1,111 @@
+//! IMAP check: connect (implicit TLS, or STARTTLS when offered), greeting, LOGIN, LOGOUT.
+
+use std::fmt::Debug;
+
+use async_imap::imap_proto::{Capability, Response, ResponseCode, Status};
+use coldsend_core::account::Endpoint;
+use coldsend_core::{ProbeFailure, Protocol, ValidationCode};
+use rustls_pki_types::ServerName;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::{ProbeContext, classify_network, failure, resolve, within_limit};
+
+const IMAP: Protocol = Protocol::Imap;
+
+pub async fn probe_imap(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure> {
+    within_limit(ctx, IMAP, conversation(ctx, ep, password)).await
+}
+
+async fn conversation(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure> {
+    let addrs = resolve(IMAP, ep).await?;
+    let tcp = TcpStream::connect(addrs.as_slice()).await.map_err(|e| classify_network(IMAP, &e, "connect"))?;
+    if ep.tls {
+        let tls = wrap_tls(ctx, ep, tcp).await?;
+        let mut client = async_imap::Client::new(tls);
+        read_greeting(&mut client).await?;
+        return login(client, ep, password).await;
+    }
+    let mut client = async_imap::Client::new(tcp);
+    let offers_starttls = read_greeting(&mut client).await?;
+    // Greetings usually list capabilities; without a list, just try STARTTLS.
+    if offers_starttls != Some(false) {
+        match client.run_command_and_check_ok("STARTTLS", None).await {
+            Ok(()) => {
+                let tls = wrap_tls(ctx, ep, client.into_inner()).await?;
+                return login(async_imap::Client::new(tls), ep, password).await;
+            }
+            Err(async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_)) => {}
+            Err(e) => return Err(classify_imap(&e, "STARTTLS")),
+        }
+    }
+    login(client, ep, password).await
+}
+
+async fn wrap_tls(
+    ctx: &ProbeContext,
+    ep: &Endpoint,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ProbeFailure> {
+    let name = ServerName::try_from(ep.host.as_str().to_owned())
+        .map_err(|e| failure(IMAP, ValidationCode::SslError, format!("host is not a valid TLS name: {e}")))?;
+    TlsConnector::from(ctx.trust.rustls_config()).connect(name, tcp).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            failure(IMAP, ValidationCode::ConnectionFailed, "server closed the connection during the TLS handshake")
+        } else {
+            classify_network(IMAP, &e, "TLS handshake")
+        }
+    })
+}
+
+/// Reads the server greeting; returns whether it offers STARTTLS, if it lists capabilities.
+async fn read_greeting<T>(client: &mut async_imap::Client<T>) -> Result<Option<bool>, ProbeFailure>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Debug + Send,
+{
+    let response = client
+        .read_response()
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::Other => {
+                failure(IMAP, ValidationCode::ConnectionFailed, format!("greeting is not IMAP: {e}"))
+            }
+            _ => classify_network(IMAP, &e, "greeting"),
+        })?
+        .ok_or_else(|| failure(IMAP, ValidationCode::ConnectionFailed, "server closed the connection before greeting"))?;
+    match response.parsed() {
+        Response::Data { status: Status::Ok | Status::PreAuth, outcome } => Ok(match &outcome.code {
+            Some(ResponseCode::Capabilities(caps)) => {
+                Some(caps.iter().any(|c| matches!(c, Capability::Atom(a) if a.eq_ignore_ascii_case("STARTTLS"))))
+            }
+            _ => None,
+        }),
+        other => Err(failure(IMAP, ValidationCode::ConnectionFailed, format!("unexpected greeting: {other:?}"))),
+    }
+}
+
+async fn login<T>(client: async_imap::Client<T>, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Debug + Send,
+{
+    match client.login(&ep.username, password.expose_secret()).await {
+        Ok(mut session) => {
+            // A failed LOGOUT after a successful LOGIN does not make the account unusable.
+            let _ = session.logout().await;
+            Ok(())
+        }
+        Err((async_imap::error::Error::No(msg), _)) => {
+            Err(failure(IMAP, ValidationCode::AuthFailed, format!("LOGIN refused: {msg}")))
+        }
+        Err((e, _)) => Err(classify_imap(&e, "LOGIN")),
+    }
+}
+
+fn classify_imap(err: &async_imap::error::Error, step: &str) -> ProbeFailure {
+    match err {
+        async_imap::error::Error::Io(io) => classify_network(IMAP, io, step),
+        other => failure(IMAP, ValidationCode::ConnectionFailed, format!("{step}: {other}")),
+    }
+}

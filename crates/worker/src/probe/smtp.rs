@@ -1,0 +1,74 @@
+//! SMTP check: connect, greeting, EHLO, STARTTLS (or implicit TLS on 465), AUTH, QUIT.
+
+use coldsend_core::account::Endpoint;
+use coldsend_core::{ProbeFailure, Protocol, ValidationCode};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{ProbeContext, classify_network, failure, resolve, within_limit};
+
+const SMTP: Protocol = Protocol::Smtp;
+/// The port where TLS starts before the greeting (RFC 8314).
+const IMPLICIT_TLS_PORT: u16 = 465;
+
+pub async fn probe_smtp(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure> {
+    within_limit(ctx, SMTP, conversation(ctx, ep, password)).await
+}
+
+async fn conversation(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure> {
+    let addrs = resolve(SMTP, ep).await?;
+    let implicit_tls = ep.tls && ep.port.get() == IMPLICIT_TLS_PORT;
+    let tls = || {
+        ctx.trust
+            .smtp_tls(ep.host.as_str())
+            .map_err(|e| failure(SMTP, ValidationCode::SslError, format!("TLS setup: {e}")))
+    };
+    let wrapper = if implicit_tls { Some(tls()?) } else { None };
+    // lettre reads the greeting and sends EHLO as part of connecting.
+    let mut conn = AsyncSmtpConnection::connect_tokio1(addrs.as_slice(), Some(ctx.time_limit), &ctx.helo, wrapper, None)
+        .await
+        .map_err(|e| classify_smtp(&e, "connect"))?;
+    if ep.tls && !implicit_tls {
+        if !conn.can_starttls() {
+            conn.abort().await;
+            return Err(failure(
+                SMTP,
+                ValidationCode::SslError,
+                "server does not offer STARTTLS, and smtp_use_tls is on".to_owned(),
+            ));
+        }
+        conn.starttls(tls()?, &ctx.helo).await.map_err(|e| classify_smtp(&e, "STARTTLS"))?;
+    }
+    let creds = Credentials::new(ep.username.clone(), password.expose_secret().to_owned());
+    let auth = conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds).await;
+    if let Err(e) = auth {
+        conn.abort().await;
+        return Err(classify_auth(&e));
+    }
+    // A failed QUIT after a successful AUTH does not make the account unusable.
+    let _ = conn.quit().await;
+    Ok(())
+}
+
+fn classify_smtp(err: &lettre::transport::smtp::Error, step: &str) -> ProbeFailure {
+    if err.is_permanent() || err.is_transient() {
+        return failure(SMTP, ValidationCode::ConnectionFailed, format!("{step}: server replied {err}"));
+    }
+    if err.is_timeout() {
+        return failure(SMTP, ValidationCode::Timeout, format!("{step}: {err}"));
+    }
+    classify_network(SMTP, err, step)
+}
+
+fn classify_auth(err: &lettre::transport::smtp::Error) -> ProbeFailure {
+    if err.is_permanent() {
+        // 535 5.7.8 and friends: the credentials were refused.
+        return failure(SMTP, ValidationCode::AuthFailed, format!("AUTH: server replied {err}"));
+    }
+    if err.is_client() {
+        // No mechanism in common: this server will not accept these credentials.
+        return failure(SMTP, ValidationCode::AuthFailed, format!("AUTH: {err} (coldsend supports PLAIN and LOGIN)"));
+    }
+    classify_smtp(err, "AUTH")
+}

@@ -1,0 +1,57 @@
+//! The `ValidateAccount` job: probe both protocols and record the outcome.
+//!
+//! Safe to run twice (apalis-redis delivers at least once): probing has no side
+//! effects on the servers, and the outcome is stored only if the job's generation is
+//! still the account's current one, so a late duplicate cannot overwrite a newer result.
+
+use std::sync::Arc;
+
+use apalis::prelude::{AbortError, BoxDynError, Data};
+use coldsend_core::jobs::ValidateAccount;
+use coldsend_core::sealed::SealingKey;
+use coldsend_core::store::{AccountStore, Recorded};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::probe::{self, ProbeContext};
+
+/// What the handler needs, shared by all its runs.
+pub struct ValidateState {
+    pub store: AccountStore,
+    pub key: SealingKey,
+    pub probe: ProbeContext,
+}
+
+pub async fn validate_account(job: ValidateAccount, state: Data<Arc<ValidateState>>) -> Result<(), BoxDynError> {
+    let span = info_span!("validate_account", account_id = %job.account_id, generation = job.generation);
+    run(job, &state).instrument(span).await
+}
+
+async fn run(job: ValidateAccount, state: &ValidateState) -> Result<(), BoxDynError> {
+    let Some(row) = state.store.get(&job.account_id).await? else {
+        info!("account no longer exists; nothing to validate");
+        return Ok(());
+    };
+    if row.generation != job.generation {
+        info!(current = row.generation, "a newer validation was requested; skipping this one");
+        return Ok(());
+    }
+    let creds = match state.store.credentials(&job.account_id, &state.key).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Ok(()),
+        // A wrong encryption key is an operator error that retrying cannot fix.
+        Err(e) => return Err(AbortError::new(e).into()),
+    };
+    let report = probe::validate(&state.probe, &row.account, &creds).await;
+    drop(creds);
+    match state.store.record_validation(&job.account_id, job.generation, &report).await? {
+        Recorded::Stored if report.passed() => info!(status = "ACTIVE", "account validated"),
+        Recorded::Stored => {
+            for f in [&report.smtp, &report.imap].into_iter().flatten() {
+                warn!(protocol = ?f.protocol, code = f.code.as_str(), message = %f.message, "validation failed");
+            }
+        }
+        Recorded::Stale => info!("a newer validation was requested meanwhile; result discarded"),
+        Recorded::Gone => info!("account was deleted meanwhile; result discarded"),
+    }
+    Ok(())
+}
