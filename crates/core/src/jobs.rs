@@ -3,9 +3,17 @@
 //! Queue names are defined here, once, so a producer and a worker can never disagree
 //! (apalis-redis would otherwise name a queue after the Rust type path).
 
+use std::time::Duration;
+
+use apalis_redis::RedisStorage;
 use serde::{Deserialize, Serialize};
 
 use crate::account::AccountId;
+
+/// How often a worker proves it is alive; a replica silent for
+/// `HEARTBEAT × MISSED_HEARTBEATS` has its jobs handed to another.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+pub const MISSED_HEARTBEATS: usize = 3;
 
 /// Check an account's SMTP and IMAP connections and record the outcome.
 ///
@@ -32,4 +40,13 @@ impl Queues {
     pub fn validate_account(&self) -> String {
         format!("{}:queue:validate-account", self.prefix)
     }
+}
+
+/// The apalis-redis storage of one queue, configured identically for producers and workers.
+pub fn queue_storage<T>(conn: redis::aio::ConnectionManager, queue: String) -> RedisStorage<T> {
+    let config = apalis_redis::Config::default()
+        .queue(queue)
+        .heartbeat_interval(HEARTBEAT)
+        .missed_heartbeats(MISSED_HEARTBEATS);
+    RedisStorage::new(conn).with_config(config)
 }

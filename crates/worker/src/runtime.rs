@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
-use apalis_redis::RedisStorage;
-use coldsend_core::jobs::{Queues, ValidateAccount};
+use coldsend_core::jobs::{Queues, ValidateAccount, queue_storage};
 use coldsend_core::settings::Settings;
 use coldsend_core::store::AccountStore;
 use lettre::transport::smtp::extension::ClientId;
@@ -14,20 +13,6 @@ use lettre::transport::smtp::extension::ClientId;
 use crate::probe::ProbeContext;
 use crate::trust::TrustStore;
 use crate::validate_job::{ValidateState, validate_account};
-
-/// How often a worker proves it is alive; a replica silent for
-/// `HEARTBEAT × MISSED_HEARTBEATS` has its jobs handed to another.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-const MISSED_HEARTBEATS: usize = 3;
-
-/// The apalis-redis storage for one queue, configured the same way everywhere.
-pub fn storage<T>(conn: redis::aio::ConnectionManager, queue: String) -> RedisStorage<T> {
-    let config = apalis_redis::Config::default()
-        .queue(queue)
-        .heartbeat_interval(HEARTBEAT)
-        .missed_heartbeats(MISSED_HEARTBEATS);
-    RedisStorage::new(conn).with_config(config)
-}
 
 /// A replica name unique per process: apalis-redis refuses a name still alive, and a
 /// reused one would strand a crashed replica's jobs.
@@ -62,7 +47,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = std::io::Res
     });
     let name = replica_name(&settings);
     tracing::info!(worker = %name, queue = %queues.validate_account(), "worker starting");
-    let validate_storage = storage::<ValidateAccount>(conn, queues.validate_account());
+    let validate_storage = queue_storage::<ValidateAccount>(conn, queues.validate_account());
     let concurrency = settings.worker.validate_concurrency;
     Monitor::new()
         .register(move |_restarts| {

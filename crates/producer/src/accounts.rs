@@ -1,0 +1,180 @@
+//! Sender-account operations, shared by the HTTP API and the CLI.
+
+use apalis::prelude::TaskSink;
+use apalis_redis::RedisStorage;
+use coldsend_core::account::AccountId;
+use coldsend_core::jobs::ValidateAccount;
+use coldsend_core::sealed::SealingKey;
+use coldsend_core::store::{AccountRow, AccountStore, StoreError};
+use coldsend_core::{AccountStatus, InboxType, ProbeFailure, RequestError, SenderAccountRequest};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Invalid(#[from] RequestError),
+    #[error("an account for {email} already exists ({id})")]
+    Duplicate { email: String, id: String },
+    #[error("no sender account with id '{0}'")]
+    NotFound(String),
+    #[error("storage unavailable: {0}")]
+    Store(StoreError),
+    #[error("account {id} is stored but its validation could not be queued ({reason}); retry with validate")]
+    Enqueue { id: String, reason: String },
+}
+
+impl From<StoreError> for AccountError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Duplicate { email, id } => Self::Duplicate { email, id },
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// An account as the API and CLI show it: the request's fields minus passwords,
+/// plus its status and the last validation's outcome.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: String,
+    pub email_address: String,
+    pub display_name: String,
+    pub inbox_type: InboxType,
+    pub daily_limit: u32,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_username: String,
+    pub smtp_use_tls: bool,
+    pub imap_host: String,
+    pub imap_port: u16,
+    pub imap_username: String,
+    pub imap_use_ssl: bool,
+    pub status: AccountStatus,
+    /// The failure that keeps the account from ACTIVE (SMTP's first), if any.
+    pub error: Option<ProbeFailure>,
+    /// Both protocols' outcomes of the last finished validation.
+    pub validation: Option<ValidationView>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ValidationView {
+    pub smtp: ProbeView,
+    pub imap: ProbeView,
+    #[schema(format = DateTime)]
+    pub checked_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProbeView {
+    pub ok: bool,
+    pub code: Option<coldsend_core::ValidationCode>,
+    pub message: Option<String>,
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+impl From<AccountRow> for AccountView {
+    fn from(row: AccountRow) -> Self {
+        let a = row.account;
+        let probe = |f: &Option<ProbeFailure>| ProbeView {
+            ok: f.is_none(),
+            code: f.as_ref().map(|f| f.code),
+            message: f.as_ref().map(|f| f.message.clone()),
+        };
+        let (error, validation) = match &row.report {
+            Some(r) => (
+                if row.status == AccountStatus::ValidationFailed { r.first_failure().cloned() } else { None },
+                Some(ValidationView { smtp: probe(&r.smtp), imap: probe(&r.imap), checked_at: rfc3339(r.checked_at) }),
+            ),
+            None => (None, None),
+        };
+        Self {
+            id: a.id.to_string(),
+            email_address: a.email.to_string(),
+            display_name: a.display_name.as_str().to_owned(),
+            inbox_type: a.inbox_type,
+            daily_limit: a.daily_limit.get(),
+            smtp_host: a.smtp.host.to_string(),
+            smtp_port: a.smtp.port.get(),
+            smtp_username: a.smtp.username,
+            smtp_use_tls: a.smtp.tls,
+            imap_host: a.imap.host.to_string(),
+            imap_port: a.imap.port.get(),
+            imap_username: a.imap.username,
+            imap_use_ssl: a.imap.tls,
+            status: row.status,
+            error,
+            validation,
+            created_at: rfc3339(a.created_at),
+        }
+    }
+}
+
+/// Registers accounts and queues their validation.
+#[derive(Clone)]
+pub struct AccountService {
+    store: AccountStore,
+    key: SealingKey,
+    validate_queue: RedisStorage<ValidateAccount>,
+}
+
+impl AccountService {
+    pub fn new(store: AccountStore, key: SealingKey, validate_queue: RedisStorage<ValidateAccount>) -> Self {
+        Self { store, key, validate_queue }
+    }
+
+    /// Parses a raw JSON body, stores the account as PENDING_VALIDATION and queues its
+    /// validation. A rejected body stores nothing.
+    pub async fn register(&self, body: &[u8]) -> Result<AccountView, AccountError> {
+        let new = SenderAccountRequest::parse_body(body)?;
+        let row = self.store.create(new, &self.key).await?;
+        tracing::info!(account_id = %row.account.id, email = %row.account.email, "sender account registered");
+        self.enqueue(row.account.id, row.generation).await?;
+        Ok(row.into())
+    }
+
+    pub async fn list(&self) -> Result<Vec<AccountView>, AccountError> {
+        Ok(self.store.list().await?.into_iter().map(AccountView::from).collect())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<AccountView, AccountError> {
+        let parsed = parse_id(id)?;
+        self.store.get(&parsed).await?.map(AccountView::from).ok_or_else(|| AccountError::NotFound(id.to_owned()))
+    }
+
+    /// Starts a new validation; an older one still running will not overwrite it.
+    pub async fn revalidate(&self, id: &str) -> Result<AccountView, AccountError> {
+        let parsed = parse_id(id)?;
+        let generation =
+            self.store.request_validation(&parsed).await?.ok_or_else(|| AccountError::NotFound(id.to_owned()))?;
+        self.enqueue(parsed, generation).await?;
+        self.get(id).await
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<(), AccountError> {
+        let parsed = parse_id(id)?;
+        if self.store.delete(&parsed).await? {
+            tracing::info!(account_id = %parsed, "sender account removed");
+            Ok(())
+        } else {
+            Err(AccountError::NotFound(id.to_owned()))
+        }
+    }
+
+    async fn enqueue(&self, account_id: AccountId, generation: u64) -> Result<(), AccountError> {
+        let mut queue = self.validate_queue.clone();
+        queue.push(ValidateAccount { account_id, generation }).await.map_err(|e| AccountError::Enqueue {
+            id: account_id.to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn parse_id(id: &str) -> Result<AccountId, AccountError> {
+    id.parse().map_err(|_| AccountError::NotFound(id.to_owned()))
+}

@@ -1,0 +1,44 @@
+//! The HTTP API under `/api/public/v1`, built on axum.
+
+mod auth;
+mod error;
+mod openapi;
+mod sender_accounts;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use coldsend_core::account_request::MAX_BODY_BYTES;
+use tower_http::trace::TraceLayer;
+
+use crate::accounts::AccountService;
+use crate::api_key::KeyVerifier;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use openapi::ApiDoc;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub accounts: AccountService,
+    pub keys: Arc<KeyVerifier>,
+}
+
+/// The whole API. `openapi.json` needs no key; everything else does.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/sender-accounts", post(sender_accounts::create).get(sender_accounts::list))
+        .route("/sender-accounts/{id}", get(sender_accounts::show).delete(sender_accounts::remove))
+        .route("/sender-accounts/{id}/validate", post(sender_accounts::validate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+    let v1 = protected.route("/openapi.json", get(openapi::serve));
+    Router::new()
+        .nest("/api/public/v1", v1)
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,35 @@
+//! The OpenAPI document, generated from the handlers and types themselves so it
+//! cannot drift from what the server does.
+
+use axum::Json;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::sender_accounts;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "coldsend API", description = "Sender accounts for cold-email outreach"),
+    paths(
+        sender_accounts::create,
+        sender_accounts::list,
+        sender_accounts::show,
+        sender_accounts::remove,
+        sender_accounts::validate,
+    ),
+    modifiers(&ApiKeyScheme)
+)]
+pub struct ApiDoc;
+
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+    }
+}
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,81 @@
+//! `/sender-accounts` handlers: thin adapters over [`AccountService`](crate::accounts::AccountService).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use coldsend_core::SenderAccountRequest;
+
+use super::{ApiError, AppState, ErrorBody};
+use crate::accounts::AccountView;
+
+/// Register a sender account; it is validated in the background.
+#[utoipa::path(post, path = "/api/public/v1/sender-accounts", tag = "sender-accounts",
+    request_body = SenderAccountRequest,
+    responses(
+        (status = 201, description = "Stored as PENDING_VALIDATION; a validation job is queued", body = AccountView),
+        (status = 400, description = "Body is not a JSON object", body = ErrorBody),
+        (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody),
+        (status = 409, description = "An account with this email_address exists", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 422, description = "A field is missing, unknown or invalid", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body is larger than 65536 bytes")
+        } else {
+            ApiError::new(r.status(), "invalid_body", r.body_text())
+        }
+    })?;
+    let view = state.accounts.register(&body).await?;
+    let location = format!("/api/public/v1/sender-accounts/{}", view.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)))
+}
+
+/// List all sender accounts, oldest first.
+#[utoipa::path(get, path = "/api/public/v1/sender-accounts", tag = "sender-accounts",
+    responses((status = 200, body = Vec<AccountView>), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<AccountView>>, ApiError> {
+    Ok(Json(state.accounts.list().await?))
+}
+
+/// One sender account with its validation outcome.
+#[utoipa::path(get, path = "/api/public/v1/sender-accounts/{id}", tag = "sender-accounts",
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, body = AccountView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AccountView>, ApiError> {
+    Ok(Json(state.accounts.get(&id).await?))
+}
+
+/// Remove a sender account and its stored credentials.
+#[utoipa::path(delete, path = "/api/public/v1/sender-accounts/{id}", tag = "sender-accounts",
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.accounts.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Validate the account's SMTP and IMAP connections again.
+#[utoipa::path(post, path = "/api/public/v1/sender-accounts/{id}/validate", tag = "sender-accounts",
+    params(("id" = String, Path, description = "Account id")),
+    responses(
+        (status = 202, description = "PENDING_VALIDATION; a validation job is queued", body = AccountView),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn validate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<AccountView>), ApiError> {
+    Ok((StatusCode::ACCEPTED, Json(state.accounts.revalidate(&id).await?)))
+}

@@ -1,0 +1,12 @@
+//! coldsend's producer side: everything that puts work into Redis.
+//!
+//! - [`accounts`]: register, list, show, re-validate and remove sender accounts; the
+//!   one service both the HTTP API and the CLI call;
+//! - [`api_key`]: API keys and their stored hashes;
+//! - [`api`]: the HTTP API (axum) and its OpenAPI document;
+//! - [`connect`]: opening Redis and the queues from settings.
+
+pub mod accounts;
+pub mod api;
+pub mod api_key;
+pub mod connect;
