@@ -4,9 +4,18 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::LogSettings;
 
+/// Log targets silenced whatever the filter says, because they can carry secrets.
+const NEVER_LOGGED: [&str; 1] = ["async_imap::imap_stream=off"];
+
 /// Installs the global subscriber; `RUST_LOG` wins over `log.filter`. Logs go to stderr.
 pub fn init(log: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
+    // async-imap traces raw protocol lines, LOGIN credentials included: never let them through.
+    for directive in NEVER_LOGGED {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let json = match log.format.as_str() {
         "json" => true,
         "text" => false,

@@ -1,4 +1,5 @@
-//! SMTP check: connect, greeting, EHLO, STARTTLS (or implicit TLS on 465), AUTH, QUIT.
+//! SMTP check: connect, greeting, EHLO, STARTTLS (or implicit TLS: port 465, or a
+//! server silent in plaintext), AUTH, QUIT.
 
 use coldsend_core::account::Endpoint;
 use coldsend_core::{ProbeFailure, Protocol, ValidationCode};
@@ -9,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{ProbeContext, classify_network, failure, resolve, within_limit};
 
 const SMTP: Protocol = Protocol::Smtp;
-/// The port where TLS starts before the greeting (RFC 8314).
+/// The port where TLS starts before the greeting (RFC 8314); other ports are sniffed.
 const IMPLICIT_TLS_PORT: u16 = 465;
 
 pub async fn probe_smtp(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure> {
@@ -24,11 +25,26 @@ async fn conversation(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString
             .smtp_tls(ep.host.as_str())
             .map_err(|e| failure(SMTP, ValidationCode::SslError, format!("TLS setup: {e}")))
     };
-    let wrapper = if implicit_tls { Some(tls()?) } else { None };
     // lettre reads the greeting and sends EHLO as part of connecting.
-    let mut conn = AsyncSmtpConnection::connect_tokio1(addrs.as_slice(), Some(ctx.time_limit), &ctx.helo, wrapper, None)
-        .await
-        .map_err(|e| classify_smtp(&e, "connect"))?;
+    let connect = |wrapper| {
+        AsyncSmtpConnection::connect_tokio1(addrs.as_slice(), Some(ctx.time_limit), &ctx.helo, wrapper, None)
+    };
+    let mut implicit_tls = ep.tls && ep.port.get() == IMPLICIT_TLS_PORT;
+    let mut conn = if implicit_tls {
+        connect(Some(tls()?)).await
+    } else {
+        // A server that stays silent in plaintext may be waiting for a TLS handshake
+        // (implicit TLS on a port other than 465): with TLS on, try that next.
+        match tokio::time::timeout(ctx.time_limit / 3, connect(None)).await {
+            Ok(result) => result,
+            Err(_) if ep.tls => {
+                implicit_tls = true;
+                connect(Some(tls()?)).await
+            }
+            Err(_) => return Err(failure(SMTP, ValidationCode::Timeout, "no greeting from the server")),
+        }
+    }
+    .map_err(|e| classify_smtp(&e, "connect"))?;
     if ep.tls && !implicit_tls {
         if !conn.can_starttls() {
             conn.abort().await;

@@ -1,0 +1,278 @@
+//! Test harness: real Redis, Postfix and Dovecot on free 127.0.0.1 ports, and the real
+//! coldsend binaries, each stopped when its guard drops (also when a test panics).
+//!
+//! Postfix + Dovecot come from `tests/harness/start.sh` (a self-contained config with
+//! a CA and server certificate made at start). Binaries are taken from the cargo
+//! target directory: `scripts/test.sh` builds them before running the tests.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub mod fixtures;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
+}
+
+/// Path of a workspace binary built by `cargo build --workspace --bins`.
+pub fn bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+    let path = target.join("debug").join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)", path.display());
+    path
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} not ready within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A throw-away redis-server with its own port and directory.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut redis = Self { child: None, port, dir };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let log = File::create(self.dir.path().join("redis.log")).expect("redis log");
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("redis-server (install it: scripts/test.sh does)");
+        self.child = Some(child);
+        let url = self.url();
+        wait_until("redis", Duration::from_secs(10), || {
+            redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        });
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url()).and_then(|c| c.get_connection()).expect("redis connection")
+    }
+
+    /// Kills the server (like a crash); `restart` brings it back on the same port.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Postfix + Dovecot pair from `tests/harness/start.sh`.
+pub struct Mail {
+    dir: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl Mail {
+    /// Users as "name:password[:profile] ..." at example.test.
+    pub fn start(users: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("coldsend-mail-").tempdir().expect("tempdir").keep();
+        let out = Command::new("bash")
+            .arg(repo_root().join("tests/harness/start.sh"))
+            .arg(&dir)
+            .env("MH_USERS", users)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tests/harness/start.sh");
+        let mut mail = Self { dir, env: HashMap::new() };
+        assert!(out.status.success(), "mail harness failed to start: {}", String::from_utf8_lossy(&out.stderr));
+        let env = std::fs::read_to_string(mail.dir.join("env")).expect("harness env file");
+        mail.env = env
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+            .collect();
+        mail
+    }
+
+    fn port(&self, key: &str) -> u16 {
+        self.env.get(key).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{key} missing from harness env"))
+    }
+
+    pub fn submission_port(&self) -> u16 {
+        self.port("MH_SUBMISSION_PORT")
+    }
+    pub fn smtps_port(&self) -> u16 {
+        self.port("MH_SMTPS_PORT")
+    }
+    pub fn imap_port(&self) -> u16 {
+        self.port("MH_IMAP_PORT")
+    }
+    pub fn imaps_port(&self) -> u16 {
+        self.port("MH_IMAPS_PORT")
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
+    }
+}
+
+impl Drop for Mail {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("tests/harness/stop.sh"))
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output();
+    }
+}
+
+/// A running coldsend binary whose stdout and stderr go to a log file.
+pub struct Proc {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, args: &[&str], env: &[(String, String)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join(format!("{name}.log"));
+        let file = File::create(&log).expect("log file");
+        let child = Command::new(bin(name))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Self { child, log, _dir: dir }
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        let _ = File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a coldsend binary to completion; returns (success, stdout, stderr).
+pub fn run(name: &str, args: &[&str], env: &[(String, String)]) -> (bool, String, String) {
+    let out = Command::new(bin(name))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+pub const API_KEY: &str = "cs_test_key_0123456789abcdef";
+/// 32 bytes as hex, used only by tests.
+pub const ENCRYPTION_KEY: &str = "4f2c8a1be7d3960e5c1f7a2b8d4e6f0a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e";
+
+/// The environment every coldsend process of one test shares.
+pub fn coldsend_env(redis: &Redis, mail: Option<&Mail>, api_port: u16) -> Vec<(String, String)> {
+    let hash = coldsend_core_key_hash(API_KEY);
+    let mut env = vec![
+        ("COLDSEND_REDIS__URL".into(), redis.url()),
+        ("COLDSEND_REDIS__KEY_PREFIX".into(), "cstest".into()),
+        ("COLDSEND_API__LISTEN".into(), format!("127.0.0.1:{api_port}")),
+        ("COLDSEND_API__KEY_HASHES".into(), format!("[\"{hash}\"]")),
+        ("COLDSEND_ENCRYPTION_KEY".into(), ENCRYPTION_KEY.into()),
+        ("COLDSEND_VALIDATION__TIMEOUT_SECS".into(), "3".into()),
+        ("COLDSEND_LOG__FORMAT".into(), "json".into()),
+        // Most verbose logging, so a secret that reaches any log line is caught.
+        ("RUST_LOG".into(), "trace".into()),
+    ];
+    if let Some(mail) = mail {
+        env.push(("COLDSEND_VALIDATION__EXTRA_CA_FILES".into(), format!("[\"{}\"]", mail.ca_cert().display())));
+    }
+    env
+}
+
+fn coldsend_core_key_hash(key: &str) -> String {
+    let out = Command::new(bin("coldsend")).args(["keys", "hash", key]).output().expect("coldsend keys hash");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The API and a worker on one Redis, talking to a real mail server.
+pub struct Stack {
+    pub redis: Redis,
+    pub api: Proc,
+    pub worker: Proc,
+    pub base_url: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Stack {
+    pub fn start(mail: Option<&Mail>) -> Self {
+        let redis = Redis::start();
+        let api_port = free_port();
+        let env = coldsend_env(&redis, mail, api_port);
+        let api = Proc::spawn("coldsend", &["serve"], &env);
+        let worker = Proc::spawn("coldsend-worker", &[], &env);
+        let base_url = format!("http://127.0.0.1:{api_port}");
+        wait_until("coldsend serve", Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok());
+        Self { redis, api, worker, base_url, env }
+    }
+
+    pub fn logs(&self) -> String {
+        format!("{}\n{}", self.api.log_text(), self.worker.log_text())
+    }
+}
