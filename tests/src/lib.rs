@@ -28,7 +28,11 @@ pub fn free_port() -> u16 {
 pub fn bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
     let path = target.join("debug").join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 
@@ -219,7 +223,11 @@ pub fn run(name: &str, args: &[&str], env: &[(String, String)]) -> (bool, String
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("run {name}: {e}"));
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub const API_KEY: &str = "cs_test_key_0123456789abcdef";
@@ -268,7 +276,9 @@ impl Stack {
         let api = Proc::spawn("coldsend", &["serve"], &env);
         let worker = Proc::spawn("coldsend-worker", &[], &env);
         let base_url = format!("http://127.0.0.1:{api_port}");
-        wait_until("coldsend serve", Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok());
+        wait_until("coldsend serve", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok()
+        });
         Self { redis, api, worker, base_url, env }
     }
 

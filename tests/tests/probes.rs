@@ -67,9 +67,18 @@ async fn wrong_password_is_auth_failed() {
     let failure = smtp.clone().expect_err("wrong password accepted");
     assert!(failure.message.contains("535"), "server text kept: {}", failure.message);
     assert_eq!(code(smtp), ValidationCode::AuthFailed);
-    assert_eq!(code(probe_smtp(&c, &ep("127.0.0.1", mail.smtps_port(), true, alice), &pw("WRONG")).await), ValidationCode::AuthFailed);
-    assert_eq!(code(probe_imap(&c, &ep("127.0.0.1", mail.imaps_port(), true, alice), &pw("WRONG")).await), ValidationCode::AuthFailed);
-    assert_eq!(code(probe_imap(&c, &ep("127.0.0.1", mail.imap_port(), false, alice), &pw("WRONG")).await), ValidationCode::AuthFailed);
+    assert_eq!(
+        code(probe_smtp(&c, &ep("127.0.0.1", mail.smtps_port(), true, alice), &pw("WRONG")).await),
+        ValidationCode::AuthFailed
+    );
+    assert_eq!(
+        code(probe_imap(&c, &ep("127.0.0.1", mail.imaps_port(), true, alice), &pw("WRONG")).await),
+        ValidationCode::AuthFailed
+    );
+    assert_eq!(
+        code(probe_imap(&c, &ep("127.0.0.1", mail.imap_port(), false, alice), &pw("WRONG")).await),
+        ValidationCode::AuthFailed
+    );
 }
 
 #[tokio::test]
@@ -78,25 +87,49 @@ async fn untrusted_certificate_is_ssl_error() {
     // The harness CA is not added: its certificate must be refused.
     let c = ctx(None);
     let alice = "alice@example.test";
-    assert_eq!(code(probe_smtp(&c, &ep("127.0.0.1", mail.submission_port(), true, alice), &pw("alicepw")).await), ValidationCode::SslError);
-    assert_eq!(code(probe_smtp(&c, &ep("127.0.0.1", mail.smtps_port(), true, alice), &pw("alicepw")).await), ValidationCode::SslError);
-    assert_eq!(code(probe_imap(&c, &ep("127.0.0.1", mail.imaps_port(), true, alice), &pw("alicepw")).await), ValidationCode::SslError);
-    assert_eq!(code(probe_imap(&c, &ep("127.0.0.1", mail.imap_port(), false, alice), &pw("alicepw")).await), ValidationCode::SslError);
+    assert_eq!(
+        code(probe_smtp(&c, &ep("127.0.0.1", mail.submission_port(), true, alice), &pw("alicepw")).await),
+        ValidationCode::SslError
+    );
+    assert_eq!(
+        code(probe_smtp(&c, &ep("127.0.0.1", mail.smtps_port(), true, alice), &pw("alicepw")).await),
+        ValidationCode::SslError
+    );
+    assert_eq!(
+        code(probe_imap(&c, &ep("127.0.0.1", mail.imaps_port(), true, alice), &pw("alicepw")).await),
+        ValidationCode::SslError
+    );
+    assert_eq!(
+        code(probe_imap(&c, &ep("127.0.0.1", mail.imap_port(), false, alice), &pw("alicepw")).await),
+        ValidationCode::SslError
+    );
 }
 
 #[tokio::test]
 async fn closed_port_is_connection_refused() {
     let c = ctx(None);
     let (_bound, port) = fixtures::closed_port();
-    assert_eq!(code(probe_smtp(&c, &ep("127.0.0.1", port, true, "u"), &pw("p")).await), ValidationCode::ConnectionRefused);
-    assert_eq!(code(probe_imap(&c, &ep("127.0.0.1", port, true, "u"), &pw("p")).await), ValidationCode::ConnectionRefused);
+    assert_eq!(
+        code(probe_smtp(&c, &ep("127.0.0.1", port, true, "u"), &pw("p")).await),
+        ValidationCode::ConnectionRefused
+    );
+    assert_eq!(
+        code(probe_imap(&c, &ep("127.0.0.1", port, true, "u"), &pw("p")).await),
+        ValidationCode::ConnectionRefused
+    );
 }
 
 #[tokio::test]
 async fn unresolvable_host_is_host_not_found() {
     let c = ctx(None);
-    assert_eq!(code(probe_smtp(&c, &ep("mail.coldsend.invalid", 587, true, "u"), &pw("p")).await), ValidationCode::HostNotFound);
-    assert_eq!(code(probe_imap(&c, &ep("mail.coldsend.invalid", 993, true, "u"), &pw("p")).await), ValidationCode::HostNotFound);
+    assert_eq!(
+        code(probe_smtp(&c, &ep("mail.coldsend.invalid", 587, true, "u"), &pw("p")).await),
+        ValidationCode::HostNotFound
+    );
+    assert_eq!(
+        code(probe_imap(&c, &ep("mail.coldsend.invalid", 993, true, "u"), &pw("p")).await),
+        ValidationCode::HostNotFound
+    );
 }
 
 #[tokio::test]
@@ -115,9 +148,18 @@ async fn silent_server_is_timeout() {
 async fn hangup_or_foreign_protocol_is_connection_failed() {
     let c = ctx(None);
     for port in [fixtures::hangup_server(), fixtures::foreign_protocol_server()] {
-        assert_eq!(code(probe_smtp(&c, &ep("127.0.0.1", port, true, "u"), &pw("p")).await), ValidationCode::ConnectionFailed);
-        assert_eq!(code(probe_imap(&c, &ep("127.0.0.1", port, false, "u"), &pw("p")).await), ValidationCode::ConnectionFailed);
+        assert_eq!(
+            code(probe_smtp(&c, &ep("127.0.0.1", port, true, "u"), &pw("p")).await),
+            ValidationCode::ConnectionFailed
+        );
+        assert_eq!(
+            code(probe_imap(&c, &ep("127.0.0.1", port, false, "u"), &pw("p")).await),
+            ValidationCode::ConnectionFailed
+        );
     }
     // Implicit TLS to a server that hangs up during the handshake: the conversation broke.
-    assert_eq!(code(probe_imap(&c, &ep("127.0.0.1", fixtures::hangup_server(), true, "u"), &pw("p")).await), ValidationCode::ConnectionFailed);
+    assert_eq!(
+        code(probe_imap(&c, &ep("127.0.0.1", fixtures::hangup_server(), true, "u"), &pw("p")).await),
+        ValidationCode::ConnectionFailed
+    );
 }

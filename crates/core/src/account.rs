@@ -68,10 +68,9 @@ impl InboxType {
     /// Documented server settings, used when a request leaves them out.
     pub fn preset(self) -> Option<ProviderPreset> {
         match self {
-            Self::GoogleWorkspace => Some(ProviderPreset {
-                smtp: ("smtp.gmail.com", 587, true),
-                imap: ("imap.gmail.com", 993, true),
-            }),
+            Self::GoogleWorkspace => {
+                Some(ProviderPreset { smtp: ("smtp.gmail.com", 587, true), imap: ("imap.gmail.com", 993, true) })
+            }
             Self::Outlook365 => Some(ProviderPreset {
                 smtp: ("smtp.office365.com", 587, true),
                 imap: ("outlook.office365.com", 993, true),
@@ -275,10 +274,7 @@ impl DailyLimit {
         let max = inbox.max_daily_limit();
         match u32::try_from(raw) {
             Ok(n) if (1..=max).contains(&n) => Ok(Self(n)),
-            _ => Err(format!(
-                "daily_limit {raw} is outside 1-{max}, the maximum for {}",
-                inbox.as_str()
-            )),
+            _ => Err(format!("daily_limit {raw} is outside 1-{max}, the maximum for {}", inbox.as_str())),
         }
     }
 

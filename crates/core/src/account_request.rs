@@ -9,9 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::account::{
-    DailyLimit, DisplayName, EmailAddress, Endpoint, Host, InboxType, NewSenderAccount, Port,
-};
+use crate::account::{DailyLimit, DisplayName, EmailAddress, Endpoint, Host, InboxType, NewSenderAccount, Port};
 
 /// Largest body accepted by the API, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -120,9 +118,8 @@ impl SenderAccountRequest {
                 None,
             ));
         }
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            RequestError::new("invalid_json", format!("request body is not valid JSON: {e}"), None)
-        })?;
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| RequestError::new("invalid_json", format!("request body is not valid JSON: {e}"), None))?;
         Self::parse_value(value)
     }
 
@@ -132,11 +129,10 @@ impl SenderAccountRequest {
             return Err(RequestError::new("invalid_json", "request body must be a JSON object", None));
         };
         check_field_names(&map)?;
-        let request: SenderAccountRequest = serde_path_to_error::deserialize(Value::Object(map))
-            .map_err(|e| {
-                let field = e.path().to_string();
-                RequestError::field("invalid_type", &field, format!("{field}: {}", e.inner()))
-            })?;
+        let request: SenderAccountRequest = serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+            let field = e.path().to_string();
+            RequestError::field("invalid_type", &field, format!("{field}: {}", e.inner()))
+        })?;
         request.into_account()
     }
 
@@ -177,16 +173,7 @@ impl SenderAccountRequest {
         )?;
         let smtp_password = password("smtp_password", self.smtp_password)?;
         let imap_password = password("imap_password", self.imap_password)?;
-        Ok(NewSenderAccount {
-            email,
-            display_name,
-            inbox_type,
-            daily_limit,
-            smtp,
-            smtp_password,
-            imap,
-            imap_password,
-        })
+        Ok(NewSenderAccount { email, display_name, inbox_type, daily_limit, smtp, smtp_password, imap, imap_password })
     }
 }
 
@@ -201,11 +188,7 @@ fn check_field_names(map: &Map<String, Value>) -> Result<(), RequestError> {
     // An explicit null counts as missing for required fields.
     let present = |f: &str| map.get(f).is_some_and(|v| !v.is_null());
     if let Some(missing) = ALWAYS_REQUIRED.into_iter().find(|f| !present(f)) {
-        return Err(RequestError::field(
-            "missing_field",
-            missing,
-            format!("missing required field '{missing}'"),
-        ));
+        return Err(RequestError::field("missing_field", missing, format!("missing required field '{missing}'")));
     }
     let custom = map.get("inbox_type").and_then(Value::as_str) == Some(InboxType::CustomSmtp.as_str());
     if custom {
@@ -240,7 +223,9 @@ fn endpoint(
     };
     let port = match (port, preset) {
         (Some(p), _) => Port::parse(p).map_err(|m| RequestError::field("invalid_port", &port_field, m))?,
-        (None, Some((_, p, _))) => Port::parse(i64::from(p)).map_err(|m| RequestError::field("invalid_port", &port_field, m))?,
+        (None, Some((_, p, _))) => {
+            Port::parse(i64::from(p)).map_err(|m| RequestError::field("invalid_port", &port_field, m))?
+        }
         (None, None) => {
             return Err(RequestError::field("missing_field", &port_field, format!("missing {port_field}")));
         }

@@ -44,9 +44,7 @@ impl Queues {
 
 /// The apalis-redis storage of one queue, configured identically for producers and workers.
 pub fn queue_storage<T>(conn: redis::aio::ConnectionManager, queue: String) -> RedisStorage<T> {
-    let config = apalis_redis::Config::default()
-        .queue(queue)
-        .heartbeat_interval(HEARTBEAT)
-        .missed_heartbeats(MISSED_HEARTBEATS);
+    let config =
+        apalis_redis::Config::default().queue(queue).heartbeat_interval(HEARTBEAT).missed_heartbeats(MISSED_HEARTBEATS);
     RedisStorage::new(conn).with_config(config)
 }

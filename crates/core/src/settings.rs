@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sealed::{SealError, SealingKey};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub redis: RedisSettings,
@@ -74,19 +74,6 @@ pub struct LogSettings {
     pub filter: String,
     /// "auto" (text on a terminal, JSON otherwise), "text" or "json".
     pub format: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            redis: RedisSettings::default(),
-            api: ApiSettings::default(),
-            secrets: SecretSettings::default(),
-            validation: ValidationSettings::default(),
-            worker: WorkerSettings::default(),
-            log: LogSettings::default(),
-        }
-    }
 }
 
 impl Default for RedisSettings {
@@ -171,9 +158,14 @@ impl Settings {
         if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("api.listen", "must be an address such as 127.0.0.1:8080");
         }
-        if let Some(bad) = self.api.key_hashes.iter().find(|h| h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit())) {
+        if let Some(bad) =
+            self.api.key_hashes.iter().find(|h| h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
+        {
             let shown: String = bad.chars().take(8).collect();
-            return invalid("api.key_hashes", &format!("'{shown}…' is not a SHA-256 hex digest (use `coldsend keys hash`)"));
+            return invalid(
+                "api.key_hashes",
+                &format!("'{shown}…' is not a SHA-256 hex digest (use `coldsend keys hash`)"),
+            );
         }
         if !(1..=300).contains(&self.validation.timeout_secs) {
             return invalid("validation.timeout_secs", "must be 1-300");

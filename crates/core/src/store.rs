@@ -249,8 +249,8 @@ fn seal_context(id: &AccountId, proto: &str) -> String {
 
 fn row_from_fields(id: &AccountId, f: &HashMap<String, String>) -> Result<AccountRow, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(id.to_string(), what.to_owned());
-    let account: SenderAccount =
-        serde_json::from_str(f.get("record").ok_or_else(|| corrupt("no record"))?).map_err(|e| corrupt(&e.to_string()))?;
+    let account: SenderAccount = serde_json::from_str(f.get("record").ok_or_else(|| corrupt("no record"))?)
+        .map_err(|e| corrupt(&e.to_string()))?;
     let status: AccountStatus = serde_json::from_value(serde_json::Value::String(
         f.get("status").cloned().ok_or_else(|| corrupt("no status"))?,
     ))

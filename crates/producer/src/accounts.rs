@@ -168,10 +168,10 @@ impl AccountService {
 
     async fn enqueue(&self, account_id: AccountId, generation: u64) -> Result<(), AccountError> {
         let mut queue = self.validate_queue.clone();
-        queue.push(ValidateAccount { account_id, generation }).await.map_err(|e| AccountError::Enqueue {
-            id: account_id.to_string(),
-            reason: e.to_string(),
-        })
+        queue
+            .push(ValidateAccount { account_id, generation })
+            .await
+            .map_err(|e| AccountError::Enqueue { id: account_id.to_string(), reason: e.to_string() })
     }
 }
 

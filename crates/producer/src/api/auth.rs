@@ -9,7 +9,11 @@ use super::{ApiError, AppState};
 
 pub const HEADER: &str = "x-api-key";
 
-pub async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let presented = request.headers().get(HEADER).and_then(|v| v.to_str().ok());
     match presented {
         Some(key) if state.keys.verify(key) => Ok(next.run(request).await),

@@ -74,7 +74,9 @@ where
             }
             _ => classify_network(IMAP, &e, "greeting"),
         })?
-        .ok_or_else(|| failure(IMAP, ValidationCode::ConnectionFailed, "server closed the connection before greeting"))?;
+        .ok_or_else(|| {
+            failure(IMAP, ValidationCode::ConnectionFailed, "server closed the connection before greeting")
+        })?;
     match response.parsed() {
         Response::Data { status: Status::Ok | Status::PreAuth, outcome } => Ok(match &outcome.code {
             Some(ResponseCode::Capabilities(caps)) => {

@@ -80,10 +80,10 @@ pub(crate) fn find_in_chain<'a, T: StdError + 'static>(err: &'a (dyn StdError + 
         if let Some(found) = e.downcast_ref::<T>() {
             return Some(found);
         }
-        if let Some(inner) = e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
-            if let Some(found) = find_in_chain::<T>(inner) {
-                return Some(found);
-            }
+        if let Some(inner) = e.downcast_ref::<io::Error>().and_then(|io| io.get_ref())
+            && let Some(found) = find_in_chain::<T>(inner)
+        {
+            return Some(found);
         }
         cur = e.source();
     }

@@ -19,16 +19,14 @@ pub async fn probe_smtp(ctx: &ProbeContext, ep: &Endpoint, password: &SecretStri
 
 async fn conversation(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure> {
     let addrs = resolve(SMTP, ep).await?;
-    let implicit_tls = ep.tls && ep.port.get() == IMPLICIT_TLS_PORT;
     let tls = || {
         ctx.trust
             .smtp_tls(ep.host.as_str())
             .map_err(|e| failure(SMTP, ValidationCode::SslError, format!("TLS setup: {e}")))
     };
     // lettre reads the greeting and sends EHLO as part of connecting.
-    let connect = |wrapper| {
-        AsyncSmtpConnection::connect_tokio1(addrs.as_slice(), Some(ctx.time_limit), &ctx.helo, wrapper, None)
-    };
+    let connect =
+        |wrapper| AsyncSmtpConnection::connect_tokio1(addrs.as_slice(), Some(ctx.time_limit), &ctx.helo, wrapper, None);
     let mut implicit_tls = ep.tls && ep.port.get() == IMPLICIT_TLS_PORT;
     let mut conn = if implicit_tls {
         connect(Some(tls()?)).await
