@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what coldsend's scripts need on Debian/Ubuntu, skipping what is present.
+# Usage: scripts/install-deps.sh [run|test]
+#   run:  redis-server
+#   test: redis-server, postfix, dovecot (imapd, lmtpd), openssl, bc, iproute2, python3 + requests
+set -euo pipefail
+what="${1:-test}"
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: run as root or install sudo" >&2; exit 1; }
+  SUDO="sudo"
+fi
+
+missing=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+want() { for p in "$@"; do have_pkg "$p" || missing+=("$p"); done; }
+
+want redis-server
+if [[ "$what" == "test" ]]; then
+  want postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl bc iproute2 python3
+fi
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  # Postfix asks how to configure itself; "No configuration" leaves /etc untouched.
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [[ "$what" == "test" ]] && ! python3 -c "import requests" 2>/dev/null; then
+  echo "install-deps: installing the Python requests package"
+  python3 -m pip install --quiet requests 2>/dev/null \
+    || { $SUDO apt-get install -y -qq python3-requests >/dev/null; }
+fi
+
+command -v cargo >/dev/null || {
+  echo "install-deps: cargo not found; install Rust (rustup) 1.88 or newer" >&2
+  exit 1
+}
