@@ -1,0 +1,94 @@
+//! The Redis account contract on a real Redis: atomic create, and validation results
+//! that a duplicate or late job cannot apply out of order.
+
+use coldsend_core::sealed::SealingKey;
+use coldsend_core::store::{AccountStore, Recorded, StoreError};
+use coldsend_core::{AccountStatus, ProbeFailure, Protocol, SenderAccountRequest, ValidationCode, ValidationReport};
+use coldsend_tests::{ENCRYPTION_KEY, Redis};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+fn request(email: &str) -> coldsend_core::NewSenderAccount {
+    SenderAccountRequest::parse_value(json!({
+        "email_address": email, "display_name": "T", "inbox_type": "GOOGLE_WORKSPACE", "daily_limit": 20,
+        "smtp_username": email, "smtp_password": "smtp-secret", "imap_username": email, "imap_password": "imap-secret"
+    }))
+    .expect("valid")
+}
+
+fn report(pass: bool) -> ValidationReport {
+    ValidationReport {
+        smtp: (!pass).then(|| ProbeFailure {
+            protocol: Protocol::Smtp,
+            code: ValidationCode::Timeout,
+            message: "t".into(),
+        }),
+        imap: None,
+        checked_at: time_now(),
+    }
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+async fn store(redis: &Redis) -> AccountStore {
+    let client = redis::Client::open(redis.url()).expect("url");
+    let conn = redis::aio::ConnectionManager::new(client).await.expect("connect");
+    AccountStore::new(conn, "storetest")
+}
+
+fn key() -> SealingKey {
+    SealingKey::from_text(&SecretString::from(ENCRYPTION_KEY)).expect("key")
+}
+
+#[tokio::test]
+async fn stale_and_late_validation_results_are_discarded() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let row = store.create(request("a@example.com"), &key()).await.expect("create");
+    assert_eq!((row.status, row.generation), (AccountStatus::PendingValidation, 1));
+
+    // A second validation request supersedes the first job.
+    let g2 = store.request_validation(&row.account.id).await.expect("revalidate").expect("exists");
+    assert_eq!(g2, 2);
+    // The first job finishes late with a failure: discarded.
+    assert_eq!(store.record_validation(&row.account.id, 1, &report(false)).await.expect("record"), Recorded::Stale);
+    assert_eq!(store.get(&row.account.id).await.expect("get").expect("row").status, AccountStatus::PendingValidation);
+    // The current job's result is kept; a redelivered copy of it stores the same thing again.
+    for _ in 0..2 {
+        assert_eq!(store.record_validation(&row.account.id, 2, &report(true)).await.expect("record"), Recorded::Stored);
+    }
+    assert_eq!(store.get(&row.account.id).await.expect("get").expect("row").status, AccountStatus::Active);
+
+    // Credentials open only with the right key, and are stored sealed.
+    let creds = store.credentials(&row.account.id, &key()).await.expect("open").expect("exists");
+    assert_eq!(creds.smtp_password.expose_secret(), "smtp-secret");
+    let other = SealingKey::from_text(&SecretString::from(SealingKey::generate_text())).expect("key");
+    assert!(matches!(store.credentials(&row.account.id, &other).await, Err(StoreError::Credentials(..))));
+
+    // A result for a deleted account goes nowhere.
+    assert!(store.delete(&row.account.id).await.expect("delete"));
+    assert_eq!(store.record_validation(&row.account.id, 2, &report(true)).await.expect("record"), Recorded::Gone);
+    assert!(store.get(&row.account.id).await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn one_account_per_address_even_under_concurrent_creates() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let attempts = (0..20).map(|_| {
+        let s = store.clone();
+        tokio::spawn(async move { s.create(request("same@example.com"), &key()).await })
+    });
+    let mut created = 0;
+    for a in attempts {
+        match a.await.expect("join") {
+            Ok(_) => created += 1,
+            Err(StoreError::Duplicate { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(store.list().await.expect("list").len(), 1);
+}
