@@ -7,11 +7,16 @@
 
 pub mod account;
 pub mod account_request;
+pub mod campaign;
+pub mod capacity;
 pub mod jobs;
+pub mod lead;
+pub mod schedule;
 pub mod sealed;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 pub mod validation;
 
 pub use account::{AccountId, AccountStatus, InboxType, NewSenderAccount, SenderAccount};
