@@ -25,6 +25,15 @@ pub struct ValidateAccount {
     pub generation: u64,
 }
 
+/// Send at most a burst of due emails from one mailbox, then hand over to a successor
+/// job scheduled for the mailbox's next send. Only the job holding the mailbox's current
+/// chain `token` may send; any other copy (a redelivery, a superseded chain) ends at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispatch {
+    pub account_id: AccountId,
+    pub token: String,
+}
+
 /// The queues coldsend uses, under one key prefix.
 #[derive(Debug, Clone)]
 pub struct Queues {
@@ -39,6 +48,11 @@ impl Queues {
     /// Where [`ValidateAccount`] jobs go.
     pub fn validate_account(&self) -> String {
         format!("{}:queue:validate-account", self.prefix)
+    }
+
+    /// Where [`Dispatch`] jobs go.
+    pub fn dispatch(&self) -> String {
+        format!("{}:queue:dispatch", self.prefix)
     }
 }
 

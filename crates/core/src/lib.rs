@@ -8,15 +8,20 @@
 pub mod account;
 pub mod account_request;
 pub mod campaign;
+pub mod campaign_store;
 pub mod capacity;
 pub mod jobs;
+pub mod keys;
 pub mod lead;
+pub mod ledger;
 pub mod schedule;
 pub mod sealed;
+pub mod send_key;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod unsubscribe;
 pub mod validation;
 
 pub use account::{AccountId, AccountStatus, InboxType, NewSenderAccount, SenderAccount};

@@ -28,7 +28,10 @@ pub enum SealError {
 
 /// The key that seals and opens credentials. Never printed.
 #[derive(Clone)]
-pub struct SealingKey(XChaCha20Poly1305);
+pub struct SealingKey {
+    aead: XChaCha20Poly1305,
+    raw: [u8; 32],
+}
 
 impl std::fmt::Debug for SealingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,7 +51,8 @@ impl SealingKey {
         if bytes.len() != 32 {
             return Err(SealError::BadKeyLength(bytes.len()));
         }
-        Ok(Self(XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| SealError::BadKeyLength(bytes.len()))?))
+        let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SealError::BadKeyLength(bytes.len()))?;
+        Ok(Self { aead: XChaCha20Poly1305::new(&raw.into()), raw })
     }
 
     /// A fresh random key as 64 hex characters (for `coldsend keys new-encryption-key`).
@@ -58,12 +62,23 @@ impl SealingKey {
         k.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// A separate 32-byte key for another purpose (e.g. signing unsubscribe links),
+    /// so one secret in config serves both without reusing key material.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"coldsend key derivation\0");
+        h.update(purpose.as_bytes());
+        h.update(self.raw);
+        h.finalize().into()
+    }
+
     pub fn seal(&self, plaintext: &SecretString, context: &str) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let payload = Payload { msg: plaintext.expose_secret().as_bytes(), aad: context.as_bytes() };
         // Encryption with a valid key and in-memory buffers cannot fail.
-        let ct = self.0.encrypt(XNonce::from_slice(&nonce), payload).unwrap_or_default();
+        let ct = self.aead.encrypt(XNonce::from_slice(&nonce), payload).unwrap_or_default();
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
         format!("{VERSION}{}", B64.encode(out))
@@ -77,7 +92,7 @@ impl SealingKey {
         }
         let (nonce, ct) = raw.split_at(NONCE_LEN);
         let pt = self
-            .0
+            .aead
             .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: context.as_bytes() })
             .map_err(|_| SealError::Open)?;
         String::from_utf8(pt).map(SecretString::from).map_err(|_| SealError::Malformed)

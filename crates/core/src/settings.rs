@@ -20,7 +20,53 @@ pub struct Settings {
     pub secrets: SecretSettings,
     pub validation: ValidationSettings,
     pub worker: WorkerSettings,
+    pub sending: SendingConfig,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendingConfig {
+    /// Minimum seconds between two sends of one mailbox (across all workers).
+    pub min_gap_secs: u64,
+    /// Random extra seconds (0..jitter) added to each gap.
+    pub jitter_secs: u64,
+    /// Time zone of an account's day when it has none of its own.
+    pub default_timezone: String,
+    /// Limit for each SMTP step (connect, MAIL, RCPT, DATA, body).
+    pub smtp_timeout_secs: u64,
+    /// Transient failures (4xx, timeouts before DATA) before a send is FAILED.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub retry_base_secs: u64,
+    /// A send left SENDING this long by a dead worker is requeued (before DATA) or UNCERTAIN.
+    pub stale_send_secs: u64,
+    /// A mailbox's dispatcher waits in-process up to this long; longer waits are scheduled jobs.
+    pub max_inline_wait_secs: u64,
+    /// How often an idle mailbox looks for new work, at most.
+    pub idle_poll_secs: u64,
+    /// Public base URL of the API for https List-Unsubscribe links; empty: mailto only.
+    pub public_base_url: String,
+    /// Warm-up ramp per day by account age.
+    pub warmup: crate::capacity::WarmupRamp,
+}
+
+impl Default for SendingConfig {
+    fn default() -> Self {
+        Self {
+            min_gap_secs: 120,
+            jitter_secs: 60,
+            default_timezone: "UTC".into(),
+            smtp_timeout_secs: 60,
+            max_attempts: 8,
+            retry_base_secs: 60,
+            stale_send_secs: 300,
+            max_inline_wait_secs: 30,
+            idle_poll_secs: 60,
+            public_base_url: String::new(),
+            warmup: crate::capacity::WarmupRamp::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +109,8 @@ pub struct ValidationSettings {
 pub struct WorkerSettings {
     /// Validation jobs one worker runs at once.
     pub validate_concurrency: usize,
+    /// Mailboxes one worker sends from at once.
+    pub dispatch_concurrency: usize,
     /// Replica name prefix; empty means the host name. A boot id is always appended.
     pub name: String,
 }
@@ -102,7 +150,7 @@ impl Default for ValidationSettings {
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { validate_concurrency: 8, name: String::new() }
+        Self { validate_concurrency: 8, dispatch_concurrency: 64, name: String::new() }
     }
 }
 
@@ -172,6 +220,24 @@ impl Settings {
         }
         if !(1..=1000).contains(&self.worker.validate_concurrency) {
             return invalid("worker.validate_concurrency", "must be 1-1000");
+        }
+        if !(1..=10_000).contains(&self.worker.dispatch_concurrency) {
+            return invalid("worker.dispatch_concurrency", "must be 1-10000");
+        }
+        if self.sending.default_timezone.parse::<chrono_tz::Tz>().is_err() {
+            return invalid("sending.default_timezone", "must be an IANA time zone such as Europe/Berlin");
+        }
+        if self.sending.smtp_timeout_secs == 0 || self.sending.max_attempts == 0 {
+            return invalid("sending", "smtp_timeout_secs and max_attempts must be at least 1");
+        }
+        if self.sending.stale_send_secs <= self.sending.smtp_timeout_secs {
+            return invalid("sending.stale_send_secs", "must be longer than smtp_timeout_secs");
+        }
+        if let Err(e) = self.sending.warmup.check() {
+            return invalid("sending.warmup", &e);
+        }
+        if !self.sending.public_base_url.is_empty() && !self.sending.public_base_url.starts_with("https://") && !self.sending.public_base_url.starts_with("http://") {
+            return invalid("sending.public_base_url", "must start with https:// (or http://)");
         }
         if !["auto", "text", "json"].contains(&self.log.format.as_str()) {
             return invalid("log.format", "must be auto, text or json");

@@ -17,6 +17,7 @@ use redis::aio::ConnectionManager;
 use secrecy::SecretString;
 
 use crate::account::{AccountId, AccountStatus, NewSenderAccount, SenderAccount};
+use crate::capacity::SendingSettings;
 use crate::sealed::{SealError, SealingKey};
 use crate::validation::ValidationReport;
 
@@ -88,6 +89,16 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
 if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[1] then return 'stale' end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'report', ARGV[3])
 return 'stored'
+"#,
+    )
+});
+
+static SET_IF_EXISTS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
 "#,
     )
 });
@@ -224,6 +235,31 @@ impl AccountStore {
             .arg(id.to_string())
             .invoke_async(&mut self.conn.clone())
             .await?;
+        Ok(n == 1)
+    }
+
+    /// The account's sending settings; defaults (config time zone, warm-up on, Sent copy
+    /// for CUSTOM_SMTP only) until set.
+    pub async fn sending_settings(
+        &self,
+        account: &SenderAccount,
+        default_timezone: &str,
+    ) -> Result<SendingSettings, StoreError> {
+        let raw: Option<String> = self.conn.clone().hget(self.account_key(&account.id), "sending").await?;
+        if let Some(s) = raw.and_then(|r| serde_json::from_str(&r).ok()) {
+            return Ok(s);
+        }
+        Ok(SendingSettings {
+            timezone: default_timezone.to_owned(),
+            warmup: true,
+            append_to_sent: account.inbox_type == crate::account::InboxType::CustomSmtp,
+        })
+    }
+
+    /// Stores the account's sending settings; `false` if the account does not exist.
+    pub async fn set_sending_settings(&self, id: &AccountId, settings: &SendingSettings) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(id.to_string(), e.to_string()))?;
+        let n: i64 = SET_IF_EXISTS.key(self.account_key(id)).arg("sending").arg(json).invoke_async(&mut self.conn.clone()).await?;
         Ok(n == 1)
     }
 

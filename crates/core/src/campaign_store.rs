@@ -1,0 +1,258 @@
+//! Campaigns, their leads and the global suppression list in Redis (keys: [`crate::keys`]).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use crate::account::AccountId;
+use crate::campaign::{Campaign, CampaignAction, CampaignId, CampaignState};
+use crate::keys::Keys;
+use crate::lead::{Lead, LeadId, LeadState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignStoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("stored campaign {0} is corrupt: {1}")]
+    Corrupt(String, String),
+    #[error("{0}")]
+    Transition(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct CampaignRow {
+    pub campaign: Campaign,
+    pub state: CampaignState,
+}
+
+/// What adding a batch of leads did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddedLeads {
+    pub added: usize,
+    pub duplicates: usize,
+    /// Added, but on the suppression list: never mailed.
+    pub suppressed: usize,
+}
+
+static TRANSITION: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return {'missing'} end
+if cur ~= ARGV[1] then return {'conflict', cur} end
+redis.call('HSET', KEYS[1], 'state', ARGV[2])
+return {'ok', ARGV[2]}
+"#,
+    )
+});
+
+// KEYS: leads, lead-states, suppression. ARGV: triples (lead id, lead json, lower-case email).
+static ADD_LEADS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local added, dup, sup = 0, 0, 0
+for i = 1, #ARGV, 3 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1]) == 1 then
+    added = added + 1
+    if redis.call('HEXISTS', KEYS[3], ARGV[i+2]) == 1 then
+      redis.call('HSET', KEYS[2], ARGV[i], 'SUPPRESSED'); sup = sup + 1
+    else
+      redis.call('HSET', KEYS[2], ARGV[i], 'ACTIVE')
+    end
+  else
+    dup = dup + 1
+  end
+end
+return {added, dup, sup}
+"#,
+    )
+});
+
+static SET_LEAD_STATE_IF: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+if ARGV[3] ~= '' and cur ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[4]) end
+return 1
+"#,
+    )
+});
+
+#[derive(Clone)]
+pub struct CampaignStore {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+impl CampaignStore {
+    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+        Self { conn, keys: Keys::new(prefix) }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub async fn create(&self, c: &Campaign) -> Result<(), CampaignStoreError> {
+        let record = serde_json::to_string(c).map_err(|e| CampaignStoreError::Corrupt(c.id.to_string(), e.to_string()))?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset_multiple(self.keys.campaign(&c.id), &[("record", record.as_str()), ("state", CampaignState::Draft.as_str())])
+            .zadd(self.keys.campaigns(), c.id.to_string(), c.created_at.unix_timestamp())
+            .ignore();
+        for a in &c.accounts {
+            pipe.sadd(self.keys.account_campaigns(a), c.id.to_string()).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, id: &CampaignId) -> Result<Option<CampaignRow>, CampaignStoreError> {
+        let (record, state): (Option<String>, Option<String>) =
+            redis::cmd("HMGET").arg(self.keys.campaign(id)).arg("record").arg("state").query_async(&mut self.conn()).await?;
+        let (Some(record), Some(state)) = (record, state) else { return Ok(None) };
+        let corrupt = |m: String| CampaignStoreError::Corrupt(id.to_string(), m);
+        let campaign: Campaign = serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
+        let state = CampaignState::parse(&state).ok_or_else(|| corrupt(format!("state {state}")))?;
+        Ok(Some(CampaignRow { campaign, state }))
+    }
+
+    pub async fn list(&self) -> Result<Vec<CampaignRow>, CampaignStoreError> {
+        let ids: Vec<String> = self.conn().zrange(self.keys.campaigns(), 0, -1).await?;
+        let mut rows = Vec::new();
+        for id in ids.iter().filter_map(|i| i.parse::<CampaignId>().ok()) {
+            if let Some(r) = self.get(&id).await? {
+                rows.push(r);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Applies a start/pause/resume/stop atomically (compare-and-set on the state).
+    pub async fn transition(&self, id: &CampaignId, action: CampaignAction) -> Result<CampaignState, CampaignStoreError> {
+        for _ in 0..3 {
+            let Some(row) = self.get(id).await? else {
+                return Err(CampaignStoreError::Transition(format!("no campaign with id '{id}'")));
+            };
+            let next = row.state.apply(action).map_err(CampaignStoreError::Transition)?;
+            let (outcome, _): (String, Option<String>) = TRANSITION
+                .key(self.keys.campaign(id))
+                .arg(row.state.as_str())
+                .arg(next.as_str())
+                .invoke_async(&mut self.conn())
+                .await?;
+            if outcome == "ok" {
+                return Ok(next);
+            }
+        }
+        Err(CampaignStoreError::Transition("the campaign changed state concurrently; try again".into()))
+    }
+
+    /// Marks a RUNNING campaign COMPLETED (no-op otherwise).
+    pub async fn complete(&self, id: &CampaignId) -> Result<(), CampaignStoreError> {
+        let _: (String, Option<String>) = TRANSITION
+            .key(self.keys.campaign(id))
+            .arg(CampaignState::Running.as_str())
+            .arg(CampaignState::Completed.as_str())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Adds leads; one with an address already in the campaign is a duplicate and ignored.
+    pub async fn add_leads(&self, id: &CampaignId, leads: &[Lead]) -> Result<AddedLeads, CampaignStoreError> {
+        let mut total = AddedLeads::default();
+        for chunk in leads.chunks(500) {
+            let mut inv = ADD_LEADS.prepare_invoke();
+            inv.key(self.keys.leads(id)).key(self.keys.lead_states(id)).key(self.keys.suppression());
+            // The same address twice in one batch counts once.
+            let mut seen = std::collections::HashSet::new();
+            for lead in chunk {
+                if !seen.insert(lead.id.clone()) {
+                    total.duplicates += 1;
+                    continue;
+                }
+                let json =
+                    serde_json::to_string(lead).map_err(|e| CampaignStoreError::Corrupt(id.to_string(), e.to_string()))?;
+                inv.arg(lead.id.as_str()).arg(json).arg(lead.email.as_str().to_ascii_lowercase());
+            }
+            if seen.is_empty() {
+                continue;
+            }
+            let (a, d, s): (usize, usize, usize) = inv.invoke_async(&mut self.conn()).await?;
+            total.added += a;
+            total.duplicates += d;
+            total.suppressed += s;
+        }
+        Ok(total)
+    }
+
+    pub async fn lead(&self, id: &CampaignId, lead: &LeadId) -> Result<Option<Lead>, CampaignStoreError> {
+        let raw: Option<String> = self.conn().hget(self.keys.leads(id), lead.as_str()).await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| CampaignStoreError::Corrupt(id.to_string(), e.to_string())))
+            .transpose()
+    }
+
+    pub async fn lead_states(&self, id: &CampaignId) -> Result<HashMap<String, LeadState>, CampaignStoreError> {
+        let raw: HashMap<String, String> = self.conn().hgetall(self.keys.lead_states(id)).await?;
+        Ok(raw.into_iter().filter_map(|(k, v)| LeadState::parse(&v).map(|s| (k, s))).collect())
+    }
+
+    pub async fn lead_state(&self, id: &CampaignId, lead: &LeadId) -> Result<Option<LeadState>, CampaignStoreError> {
+        let raw: Option<String> = self.conn().hget(self.keys.lead_states(id), lead.as_str()).await?;
+        Ok(raw.and_then(|s| LeadState::parse(&s)))
+    }
+
+    pub async fn lead_errors(&self, id: &CampaignId) -> Result<HashMap<String, String>, CampaignStoreError> {
+        Ok(self.conn().hgetall(self.keys.lead_errors(id)).await?)
+    }
+
+    /// Sets a lead's state, only if it is currently `from` (any state when `None`).
+    pub async fn set_lead_state(
+        &self,
+        id: &CampaignId,
+        lead: &LeadId,
+        from: Option<LeadState>,
+        to: LeadState,
+        error: Option<&str>,
+    ) -> Result<bool, CampaignStoreError> {
+        let changed: i64 = SET_LEAD_STATE_IF
+            .key(self.keys.lead_states(id))
+            .key(self.keys.lead_errors(id))
+            .arg(lead.as_str())
+            .arg(to.as_str())
+            .arg(from.map(LeadState::as_str).unwrap_or(""))
+            .arg(error.unwrap_or(""))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(changed == 1)
+    }
+
+    pub async fn stats(&self, id: &CampaignId) -> Result<HashMap<String, u64>, CampaignStoreError> {
+        Ok(self.conn().hgetall(self.keys.stats(id)).await?)
+    }
+
+    pub async fn account_campaigns(&self, account: &AccountId) -> Result<Vec<CampaignId>, CampaignStoreError> {
+        let ids: Vec<String> = self.conn().smembers(self.keys.account_campaigns(account)).await?;
+        Ok(ids.iter().filter_map(|i| i.parse().ok()).collect())
+    }
+
+    /// Puts an address on the global suppression list.
+    pub async fn suppress(&self, email: &str, reason: &str) -> Result<(), CampaignStoreError> {
+        let _: () = self.conn().hset(self.keys.suppression(), email.to_ascii_lowercase(), reason).await?;
+        Ok(())
+    }
+
+    pub async fn suppression_reason(&self, email: &str) -> Result<Option<String>, CampaignStoreError> {
+        Ok(self.conn().hget(self.keys.suppression(), email.to_ascii_lowercase()).await?)
+    }
+}

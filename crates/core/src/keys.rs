@@ -1,0 +1,123 @@
+//! Every Redis key of the campaign and send paths, in one place (the account keys live
+//! in [`crate::store`]). ARCHITECTURE.md lists them with their types.
+//!
+//! Per-mailbox keys carry the account id in braces (`{acct}`): a Redis Cluster hash
+//! tag, so a mailbox's cap counter, gap marker and chain token share a slot.
+
+use chrono::NaiveDate;
+
+use crate::account::AccountId;
+use crate::campaign::CampaignId;
+use crate::send_key::SendKey;
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    p: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self { p: prefix.to_owned() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.p
+    }
+
+    // --- campaigns and leads -------------------------------------------------
+    /// hash: `record` (campaign JSON), `state`.
+    pub fn campaign(&self, c: &CampaignId) -> String {
+        format!("{}:campaign:{c}", self.p)
+    }
+    /// zset: campaign ids by creation time.
+    pub fn campaigns(&self) -> String {
+        format!("{}:campaigns", self.p)
+    }
+    /// set: campaigns an account sends for.
+    pub fn account_campaigns(&self, a: &AccountId) -> String {
+        format!("{}:account-campaigns:{{{a}}}", self.p)
+    }
+    /// hash: lead id → lead JSON.
+    pub fn leads(&self, c: &CampaignId) -> String {
+        format!("{}:leads:{c}", self.p)
+    }
+    /// hash: lead id → lead state.
+    pub fn lead_states(&self, c: &CampaignId) -> String {
+        format!("{}:lead-state:{c}", self.p)
+    }
+    /// hash: lead id → why it was skipped or failed.
+    pub fn lead_errors(&self, c: &CampaignId) -> String {
+        format!("{}:lead-error:{c}", self.p)
+    }
+    /// hash: lead id → the account all its steps go out from.
+    pub fn lead_accounts(&self, c: &CampaignId) -> String {
+        format!("{}:lead-account:{c}", self.p)
+    }
+    /// hash: counters (sent, failed, bounced, uncertain, skipped).
+    pub fn stats(&self, c: &CampaignId) -> String {
+        format!("{}:stats:{c}", self.p)
+    }
+    /// string: the campaign's sends on one day of its schedule's time zone.
+    pub fn campaign_day(&self, c: &CampaignId, date: NaiveDate) -> String {
+        format!("{}:campaign-day:{c}:{date}", self.p)
+    }
+    /// hash: address (lower-case) → reason. Never mailed, by any campaign.
+    pub fn suppression(&self) -> String {
+        format!("{}:suppression", self.p)
+    }
+
+    // --- sends ---------------------------------------------------------------
+    /// hash: `state` QUEUED|SENDING|SENT|FAILED|UNCERTAIN|CANCELLED, `account`,
+    /// `attempts`, `attempt`, `phase`, `message_id`, `error`, `at`, `sent_at`.
+    pub fn send(&self, k: &SendKey) -> String {
+        format!("{}:send:{}", self.p, k.member())
+    }
+    /// zset: due follow-ups of one campaign on one mailbox (score = due time, ms).
+    pub fn due_followups(&self, a: &AccountId, c: &CampaignId) -> String {
+        format!("{}:due-followup:{{{a}}}:{c}", self.p)
+    }
+    /// zset: due first steps of one campaign on one mailbox.
+    pub fn due_first(&self, a: &AccountId, c: &CampaignId) -> String {
+        format!("{}:due-first:{{{a}}}:{c}", self.p)
+    }
+    /// zset: sends in SENDING, scored by reservation time (for the stale-send sweep).
+    pub fn inflight(&self) -> String {
+        format!("{}:inflight", self.p)
+    }
+    /// hash: Message-ID → send member (reply and bounce matching).
+    pub fn message_ids(&self) -> String {
+        format!("{}:message-ids", self.p)
+    }
+
+    // --- per mailbox ----------------------------------------------------------
+    /// string: sends of the mailbox on its local date.
+    pub fn cap(&self, a: &AccountId, date: NaiveDate) -> String {
+        format!("{}:cap:{{{a}}}:{date}", self.p)
+    }
+    /// string: earliest time (ms) of the mailbox's next send.
+    pub fn next_send(&self, a: &AccountId) -> String {
+        format!("{}:next-send:{{{a}}}", self.p)
+    }
+    /// string (with a lease TTL): the token of the mailbox's live dispatch chain.
+    pub fn chain(&self, a: &AccountId) -> String {
+        format!("{}:chain:{{{a}}}", self.p)
+    }
+    /// hash field `sending` on the account hash holds its sending settings.
+    pub fn account(&self, a: &AccountId) -> String {
+        format!("{}:account:{a}", self.p)
+    }
+    /// zset: accounts ids (shared with the account store).
+    pub fn accounts(&self) -> String {
+        format!("{}:accounts", self.p)
+    }
+
+    // --- commands from other languages ----------------------------------------
+    /// stream: versioned JSON commands (see ARCHITECTURE.md, "Redis-level contract").
+    pub fn commands(&self) -> String {
+        format!("{}:commands", self.p)
+    }
+    /// stream: rejected commands with their reason.
+    pub fn commands_dead(&self) -> String {
+        format!("{}:commands:dead", self.p)
+    }
+}
