@@ -62,3 +62,34 @@ pub fn queue_storage<T>(conn: redis::aio::ConnectionManager, queue: String) -> R
         apalis_redis::Config::default().queue(queue).heartbeat_interval(HEARTBEAT).missed_heartbeats(MISSED_HEARTBEATS);
     RedisStorage::new(conn).with_config(config)
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum WakeError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("queue: {0}")]
+    Queue(String),
+}
+
+/// Starts a mailbox's dispatch chain now. With `replace`, any sleeping chain is
+/// superseded (used when new work arrives); without, only a missing chain is started
+/// (used by the sweep, so replicas do not start one each).
+pub async fn wake_mailbox(
+    ledger: &crate::ledger::Ledger,
+    queue: &RedisStorage<Dispatch>,
+    account: &AccountId,
+    replace: bool,
+) -> Result<bool, WakeError> {
+    use apalis_core::backend::TaskSink;
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    // The new job must start within the lease, or the sweep will start another.
+    if !ledger.start_chain(account, &token, 10 * 60 * 1000, !replace).await? {
+        return Ok(false);
+    }
+    queue
+        .clone()
+        .push(Dispatch { account_id: *account, token })
+        .await
+        .map_err(|e| WakeError::Queue(e.to_string()))?;
+    Ok(true)
+}

@@ -6,7 +6,12 @@
 //! - [`validate_job`]: the `ValidateAccount` job handler;
 //! - [`runtime`]: wiring of queues, workers and shutdown.
 
+pub mod dispatch;
+pub mod mailer;
+pub mod metrics;
 pub mod probe;
 pub mod runtime;
+pub mod sent_copy;
+pub mod sweeper;
 pub mod trust;
 pub mod validate_job;

@@ -5,11 +5,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
-use coldsend_core::jobs::{Queues, ValidateAccount, queue_storage};
+use coldsend_core::campaign_store::CampaignStore;
+use coldsend_core::jobs::{Dispatch, Queues, ValidateAccount, queue_storage};
+use coldsend_core::ledger::Ledger;
+use coldsend_core::unsubscribe::UnsubscribeSigner;
 use coldsend_core::settings::Settings;
 use coldsend_core::store::AccountStore;
 use lettre::transport::smtp::extension::ClientId;
 
+use crate::dispatch::{DispatchState, dispatch};
 use crate::probe::ProbeContext;
 use crate::trust::TrustStore;
 use crate::validate_job::{ValidateState, validate_account};
@@ -40,16 +44,30 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = std::io::Res
         .with_context(|| format!("connecting to Redis at {}", redact_url(&settings.redis.url)))?;
     let prefix = &settings.redis.key_prefix;
     let queues = Queues::new(prefix);
-    let state = Arc::new(ValidateState {
-        store: AccountStore::new(conn.clone(), prefix),
-        key,
-        probe: ProbeContext { trust, helo, time_limit: Duration::from_secs(settings.validation.timeout_secs) },
+    let probe = ProbeContext { trust, helo, time_limit: Duration::from_secs(settings.validation.timeout_secs) };
+    let dispatch_storage = queue_storage::<Dispatch>(conn.clone(), queues.dispatch());
+    let dispatch_state = Arc::new(DispatchState {
+        accounts: AccountStore::new(conn.clone(), prefix),
+        campaigns: CampaignStore::new(conn.clone(), prefix),
+        ledger: Ledger::new(conn.clone(), prefix),
+        signer: UnsubscribeSigner::new(key.derive("unsubscribe")),
+        key: key.clone(),
+        probe: probe.clone(),
+        pacer: DispatchState::pacer_for(&settings.sending),
+        config: settings.sending.clone(),
+        queue: dispatch_storage.clone(),
+        sessions: Default::default(),
     });
+    let state = Arc::new(ValidateState { store: AccountStore::new(conn.clone(), prefix), key, probe });
     let name = replica_name(&settings);
     tracing::info!(worker = %name, queue = %queues.validate_account(), "worker starting");
     let validate_storage = queue_storage::<ValidateAccount>(conn, queues.validate_account());
     let concurrency = settings.worker.validate_concurrency;
-    Monitor::new()
+    let dispatch_concurrency = settings.worker.dispatch_concurrency;
+    let (stop_sweeper, sweeper_stopped) = tokio::sync::watch::channel(false);
+    let sweeper = tokio::spawn(crate::sweeper::run(dispatch_state.clone(), sweeper_stopped));
+    let dispatch_name = format!("{name}-dispatch");
+    let result = Monitor::new()
         .register(move |_restarts| {
             WorkerBuilder::new(format!("{name}-validate"))
                 .backend(validate_storage.clone())
@@ -57,10 +75,20 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = std::io::Res
                 .concurrency(concurrency)
                 .build(validate_account)
         })
+        .register(move |_restarts| {
+            WorkerBuilder::new(dispatch_name.clone())
+                .backend(dispatch_storage.clone())
+                .data(dispatch_state.clone())
+                .concurrency(dispatch_concurrency)
+                .build(dispatch)
+        })
         .shutdown_timeout(Duration::from_secs(20))
         .run_with_signal(shutdown)
         .await
-        .context("worker monitor")?;
+        .context("worker monitor");
+    let _ = stop_sweeper.send(true);
+    let _ = sweeper.await;
+    result?;
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -15,15 +15,33 @@ use super::{ProbeContext, classify_network, failure, resolve, within_limit};
 
 const IMAP: Protocol = Protocol::Imap;
 
+/// Any stream an IMAP session runs over (TLS or, where the user chose it, plain TCP).
+pub trait ImapIo: AsyncRead + AsyncWrite + Unpin + Debug + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Debug + Send> ImapIo for T {}
+
+/// A logged-in IMAP session.
+pub type ImapSession = async_imap::Session<Box<dyn ImapIo>>;
+
 pub async fn probe_imap(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure> {
-    within_limit(ctx, IMAP, conversation(ctx, ep, password)).await
+    within_limit(ctx, IMAP, async {
+        let mut session = open_imap_session(ctx, ep, password).await?;
+        // A failed LOGOUT after a successful LOGIN does not make the account unusable.
+        let _ = session.logout().await;
+        Ok(())
+    })
+    .await
 }
 
-async fn conversation(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure> {
+/// Connects, secures and logs in. The caller bounds the time.
+pub async fn open_imap_session(
+    ctx: &ProbeContext,
+    ep: &Endpoint,
+    password: &SecretString,
+) -> Result<ImapSession, ProbeFailure> {
     let addrs = resolve(IMAP, ep).await?;
     let tcp = TcpStream::connect(addrs.as_slice()).await.map_err(|e| classify_network(IMAP, &e, "connect"))?;
     if ep.tls {
-        let tls = wrap_tls(ctx, ep, tcp).await?;
+        let tls: Box<dyn ImapIo> = Box::new(wrap_tls(ctx, ep, tcp).await?);
         let mut client = async_imap::Client::new(tls);
         read_greeting(&mut client).await?;
         return login(client, ep, password).await;
@@ -34,14 +52,15 @@ async fn conversation(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString
     if offers_starttls != Some(false) {
         match client.run_command_and_check_ok("STARTTLS", None).await {
             Ok(()) => {
-                let tls = wrap_tls(ctx, ep, client.into_inner()).await?;
+                let tls: Box<dyn ImapIo> = Box::new(wrap_tls(ctx, ep, client.into_inner()).await?);
                 return login(async_imap::Client::new(tls), ep, password).await;
             }
             Err(async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_)) => {}
             Err(e) => return Err(classify_imap(&e, "STARTTLS")),
         }
     }
-    login(client, ep, password).await
+    let plain: Box<dyn ImapIo> = Box::new(client.into_inner());
+    login(async_imap::Client::new(plain), ep, password).await
 }
 
 async fn wrap_tls(
@@ -88,16 +107,13 @@ where
     }
 }
 
-async fn login<T>(client: async_imap::Client<T>, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Debug + Send,
-{
+async fn login(
+    client: async_imap::Client<Box<dyn ImapIo>>,
+    ep: &Endpoint,
+    password: &SecretString,
+) -> Result<ImapSession, ProbeFailure> {
     match client.login(&ep.username, password.expose_secret()).await {
-        Ok(mut session) => {
-            // A failed LOGOUT after a successful LOGIN does not make the account unusable.
-            let _ = session.logout().await;
-            Ok(())
-        }
+        Ok(session) => Ok(session),
         Err((async_imap::error::Error::No(msg), _)) => {
             Err(failure(IMAP, ValidationCode::AuthFailed, format!("LOGIN refused: {msg}")))
         }

@@ -20,8 +20,8 @@ use lettre::transport::smtp::extension::ClientId;
 
 use crate::trust::TrustStore;
 
-pub use imap::probe_imap;
-pub use smtp::probe_smtp;
+pub use imap::{ImapSession, open_imap_session, probe_imap};
+pub use smtp::{open_session, probe_smtp};
 
 /// What every probe needs besides the account.
 #[derive(Clone)]

@@ -14,10 +14,22 @@ const SMTP: Protocol = Protocol::Smtp;
 const IMPLICIT_TLS_PORT: u16 = 465;
 
 pub async fn probe_smtp(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure> {
-    within_limit(ctx, SMTP, conversation(ctx, ep, password)).await
+    within_limit(ctx, SMTP, async {
+        let mut conn = open_session(ctx, ep, password).await?;
+        // A failed QUIT after a successful AUTH does not make the account unusable.
+        let _ = conn.quit().await;
+        Ok(())
+    })
+    .await
 }
 
-async fn conversation(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure> {
+/// Connects, secures and authenticates: a session ready for MAIL FROM. The caller
+/// bounds the time (every step here waits on the network).
+pub async fn open_session(
+    ctx: &ProbeContext,
+    ep: &Endpoint,
+    password: &SecretString,
+) -> Result<AsyncSmtpConnection, ProbeFailure> {
     let addrs = resolve(SMTP, ep).await?;
     let tls = || {
         ctx.trust
@@ -60,9 +72,7 @@ async fn conversation(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString
         conn.abort().await;
         return Err(classify_auth(&e));
     }
-    // A failed QUIT after a successful AUTH does not make the account unusable.
-    let _ = conn.quit().await;
-    Ok(())
+    Ok(conn)
 }
 
 fn classify_smtp(err: &lettre::transport::smtp::Error, step: &str) -> ProbeFailure {

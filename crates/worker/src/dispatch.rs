@@ -1,0 +1,445 @@
+//! The `Dispatch` job: one mailbox's send loop.
+//!
+//! Each mailbox has at most one live chain, named by a token in Redis. A `Dispatch`
+//! job holding the current token sends due emails one at a time — due follow-ups before
+//! first steps — until the next send is further away than `max_inline_wait_secs`, then
+//! schedules its successor for that moment and ends. Any other copy (a redelivered job, a
+//! chain replaced by a poke) sees a stale token and ends at once.
+//!
+//! The chain is an efficiency, not the safety net: every send is claimed by the
+//! ledger's `reserve` script, which alone enforces the daily cap, the gap and
+//! at-most-once, whatever runs concurrently.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::{BoxDynError, Data, TaskBuilder, TaskSink, WorkerContext};
+use apalis_redis::RedisStorage;
+use chrono::{DateTime, Utc};
+use coldsend_core::account::{AccountId, SenderAccount};
+use coldsend_core::campaign::{Campaign, CampaignState};
+use coldsend_core::campaign_store::CampaignStore;
+use coldsend_core::capacity::{self, SendingSettings};
+use coldsend_core::jobs::Dispatch;
+use coldsend_core::ledger::{DueSend, Ledger, Reservation, ReserveArgs};
+use coldsend_core::sealed::SealingKey;
+use coldsend_core::settings::SendingConfig;
+use coldsend_core::store::AccountStore;
+use coldsend_core::unsubscribe::UnsubscribeSigner;
+use coldsend_core::{AccountStatus, template};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use rand::Rng;
+use tokio::sync::Mutex;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::mailer::{self, Delivery, Outgoing};
+use crate::metrics;
+use crate::probe::{self, ProbeContext};
+use crate::sent_copy;
+
+/// Sends one dispatch job makes at most before handing over to a successor.
+const MAX_BURST: usize = 200;
+
+pub struct DispatchState {
+    pub accounts: AccountStore,
+    pub campaigns: CampaignStore,
+    pub ledger: Ledger,
+    pub key: SealingKey,
+    pub probe: ProbeContext,
+    pub config: SendingConfig,
+    pub queue: RedisStorage<Dispatch>,
+    pub signer: UnsubscribeSigner,
+    /// In-process pacing per mailbox (governor); Redis stays the authority.
+    pub pacer: Option<DefaultKeyedRateLimiter<AccountId>>,
+    /// Open SMTP sessions, one per mailbox (only its chain sends from it).
+    pub sessions: Mutex<HashMap<AccountId, AsyncSmtpConnection>>,
+}
+
+impl DispatchState {
+    pub fn pacer_for(config: &SendingConfig) -> Option<DefaultKeyedRateLimiter<AccountId>> {
+        let gap = Duration::from_secs(config.min_gap_secs);
+        Quota::with_period(gap).map(|q| RateLimiter::keyed(q.allow_burst(NonZeroU32::MIN)))
+    }
+}
+
+/// What the loop decided to do next.
+enum Next {
+    /// Send again now.
+    Continue,
+    /// Wait (in-process if short, else a scheduled successor job).
+    WaitUntil(DateTime<Utc>),
+    /// The chain is superseded or the mailbox can no longer send: stop.
+    End,
+}
+
+pub async fn dispatch(job: Dispatch, state: Data<Arc<DispatchState>>, worker: WorkerContext) -> Result<(), BoxDynError> {
+    let span = info_span!("dispatch", account_id = %job.account_id, worker = %worker.name());
+    run(job, &state, &worker).instrument(span).await
+}
+
+fn lease_ms(state: &DispatchState, wait: Duration) -> u64 {
+    // Long enough to cover the wait plus a stalled send; a dead chain's lease runs out
+    // and the sweep starts a new one.
+    (wait + Duration::from_secs(state.config.stale_send_secs * 2)).as_millis() as u64
+}
+
+async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Result<(), BoxDynError> {
+    let acct = job.account_id;
+    if !state.ledger.keep_chain(&acct, &job.token, lease_ms(state, Duration::ZERO)).await? {
+        debug!("chain superseded; ending");
+        return Ok(());
+    }
+    let mut sent = 0usize;
+    loop {
+        if worker.is_shutting_down() {
+            // Hand over at once: the successor runs on whichever replica is alive.
+            return schedule(state, &job, Utc::now()).await;
+        }
+        let next = step(state, &job).await?;
+        match next {
+            Next::End => {
+                state.sessions.lock().await.remove(&acct);
+                return Ok(());
+            }
+            Next::Continue => {
+                sent += 1;
+                if sent >= MAX_BURST {
+                    return schedule(state, &job, Utc::now()).await;
+                }
+            }
+            Next::WaitUntil(at) => {
+                let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                if wait > Duration::from_secs(state.config.max_inline_wait_secs) {
+                    // Idle for a while: close the session rather than hold it open.
+                    if let Some(mut c) = state.sessions.lock().await.remove(&acct) {
+                        let _ = tokio::time::timeout(Duration::from_secs(5), c.quit()).await;
+                    }
+                    return schedule(state, &job, at).await;
+                }
+                tokio::time::sleep(wait).await;
+                if !state.ledger.keep_chain(&acct, &job.token, lease_ms(state, Duration::ZERO)).await? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Pushes the chain's successor to run at `at` and extends the lease to cover the wait.
+async fn schedule(state: &DispatchState, job: &Dispatch, at: DateTime<Utc>) -> Result<(), BoxDynError> {
+    let wait = (at - Utc::now()).to_std().unwrap_or_default();
+    if !state.ledger.keep_chain(&job.account_id, &job.token, lease_ms(state, wait)).await? {
+        return Ok(());
+    }
+    let task = TaskBuilder::new(job.clone()).run_after(wait).build();
+    state.queue.clone().push_task(task).await?;
+    debug!(wait_secs = wait.as_secs(), "next dispatch scheduled");
+    Ok(())
+}
+
+/// One decision: find the most urgent due email and try to send it.
+async fn step(state: &DispatchState, job: &Dispatch) -> Result<Next, BoxDynError> {
+    let acct = &job.account_id;
+    let Some(row) = state.accounts.get(acct).await? else {
+        state.ledger.keep_chain(acct, &job.token, 0).await?;
+        return Ok(Next::End);
+    };
+    if row.status != AccountStatus::Active {
+        info!(status = row.status.as_str(), "account not ACTIVE; its sends wait");
+        state.ledger.keep_chain(acct, &job.token, 0).await?;
+        return Ok(Next::End);
+    }
+    let account = row.account;
+    let settings = state.accounts.sending_settings(&account, &state.config.default_timezone).await?;
+    let now = Utc::now();
+    let idle = now + chrono::Duration::seconds(state.config.idle_poll_secs as i64);
+
+    let cap = capacity::effective_cap(&account, &settings, &state.config.warmup, now);
+    let cap_key = state.ledger.keys().cap(acct, capacity::local_date(&settings, now));
+    let used = state.ledger.used(&cap_key).await?;
+    metrics::cap(acct, used, cap);
+    if used >= cap {
+        return Ok(Next::WaitUntil(capacity::next_local_midnight(&settings, now)));
+    }
+    let next_send = DateTime::<Utc>::from_timestamp_millis(state.ledger.next_send_ms(acct).await?).unwrap_or(now);
+    if next_send > now {
+        return Ok(Next::WaitUntil(next_send));
+    }
+
+    // Campaigns this mailbox may send for right now.
+    let mut eligible: Vec<Campaign> = Vec::new();
+    let mut opens: Vec<DateTime<Utc>> = Vec::new();
+    for cid in state.campaigns.account_campaigns(acct).await? {
+        let Some(c) = state.campaigns.get(&cid).await? else { continue };
+        if c.state != CampaignState::Running {
+            continue;
+        }
+        if !c.campaign.schedule.is_open(now) {
+            opens.push(c.campaign.schedule.next_open(now));
+            continue;
+        }
+        if let Some((key, limit)) = campaign_cap(state, &c.campaign, now)
+            && state.ledger.used(&key).await? >= limit
+        {
+            continue;
+        }
+        eligible.push(c.campaign);
+    }
+    let ids: Vec<_> = eligible.iter().map(|c| c.id).collect();
+    let Some(due) = state.ledger.next_due(acct, &ids, now.timestamp_millis()).await? else {
+        let mut wake = opens.into_iter().min().unwrap_or(idle).min(idle);
+        if let Some(ms) = state.ledger.earliest_due(acct, &ids).await?
+            && let Some(t) = DateTime::<Utc>::from_timestamp_millis(ms)
+        {
+            wake = wake.min(t.max(now));
+        }
+        return Ok(Next::WaitUntil(wake.max(now + chrono::Duration::milliseconds(200))));
+    };
+    let Some(campaign) = eligible.into_iter().find(|c| c.id == due.key.campaign) else {
+        return Ok(Next::WaitUntil(idle));
+    };
+
+    if let Some(pacer) = &state.pacer
+        && let Err(not_until) = pacer.check_key(acct)
+    {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+        return Ok(Next::WaitUntil(now + chrono::Duration::from_std(wait).unwrap_or_default()));
+    }
+    send_one(state, job, &account, &settings, &campaign, &due, cap, cap_key, now).await
+}
+
+fn campaign_cap(state: &DispatchState, c: &Campaign, now: DateTime<Utc>) -> Option<(String, u32)> {
+    let limit = c.daily_limit?;
+    let tz: chrono_tz::Tz = coldsend_core::schedule::ScheduleSpec::from(c.schedule.clone()).timezone.parse().ok()?;
+    Some((state.ledger.keys().campaign_day(&c.id, now.with_timezone(&tz).date_naive()), limit))
+}
+
+fn gap_ms(config: &SendingConfig) -> i64 {
+    let jitter = if config.jitter_secs > 0 { rand::thread_rng().gen_range(0..=config.jitter_secs * 1000) } else { 0 };
+    (config.min_gap_secs * 1000 + jitter) as i64
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_one(
+    state: &DispatchState,
+    job: &Dispatch,
+    account: &SenderAccount,
+    settings: &SendingSettings,
+    campaign: &Campaign,
+    due: &DueSend,
+    cap: u32,
+    cap_key: String,
+    now: DateTime<Utc>,
+) -> Result<Next, BoxDynError> {
+    let acct = &account.id;
+    let key = &due.key;
+    let span = info_span!("send", campaign_id = %key.campaign, lead_id = %key.lead, step = key.step);
+    async move {
+        let Some(lead) = state.campaigns.lead(&key.campaign, &key.lead).await? else {
+            state.ledger.cancel(key, acct, None, "lead no longer exists").await?;
+            return Ok(Next::Continue);
+        };
+        let Some(step) = campaign.steps.get(key.step) else {
+            state.ledger.cancel(key, acct, None, "the campaign has no such step").await?;
+            return Ok(Next::Continue);
+        };
+        // Render before claiming: a lead that cannot be personalised is skipped, never sent.
+        let ctx = template::lead_context(&lead);
+        let rendered = (|| {
+            let subject = template::render(campaign.subject_template(key.step), &ctx)?;
+            let subject = if campaign.is_reply_subject(key.step) { format!("Re: {subject}") } else { subject };
+            let text = template::render(&step.text, &ctx)?;
+            let html = step.html.as_deref().map(|h| template::render(h, &ctx)).transpose()?;
+            Ok::<_, String>((subject, text, html))
+        })();
+        let (subject, text, html) = match rendered {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "lead skipped: template cannot be rendered");
+                state.ledger.cancel(key, acct, Some("FAILED"), &format!("template: {e}")).await?;
+                metrics::send_outcome(acct, "skipped");
+                return Ok(Next::Continue);
+            }
+        };
+        let domain = account.email.domain().to_owned();
+        let message_id = key.message_id(&domain);
+        let thread: Vec<String> = (0..key.step)
+            .map(|s| coldsend_core::send_key::SendKey { step: s, ..key.clone() }.message_id(&domain))
+            .collect();
+        let mut list_unsubscribe = format!("<mailto:{}?subject=unsubscribe>", account.email);
+        if !state.config.public_base_url.is_empty() {
+            let token = state.signer.token(&key.campaign, &key.lead);
+            list_unsubscribe = format!(
+                "<{}/api/public/v1/unsubscribe?token={token}>, {list_unsubscribe}",
+                state.config.public_base_url.trim_end_matches('/')
+            );
+        }
+        let full_name =
+            [lead.first_name.as_deref(), lead.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        let outgoing = Outgoing {
+            from_name: account.display_name.as_str().to_owned(),
+            from: account.email.to_string(),
+            to: lead.email.to_string(),
+            to_name: Some(full_name).filter(|n| !n.is_empty()),
+            subject,
+            text,
+            html,
+            message_id: message_id.clone(),
+            thread,
+            list_unsubscribe,
+        };
+        let composed = match mailer::compose(&outgoing) {
+            Ok(c) => c,
+            Err(e) => {
+                state.ledger.cancel(key, acct, Some("FAILED"), &e.to_string()).await?;
+                return Ok(Next::Continue);
+            }
+        };
+
+        // Claim the send: cap, gap, chain and at-most-once, atomically.
+        let attempt = uuid::Uuid::new_v4().simple().to_string();
+        let reservation = state
+            .ledger
+            .reserve(&ReserveArgs {
+                key,
+                account: acct,
+                email: lead.email.as_str(),
+                chain_token: &job.token,
+                attempt_id: &attempt,
+                now_ms: now.timestamp_millis(),
+                cap,
+                cap_key,
+                campaign_cap: campaign_cap(state, campaign, now),
+                gap_ms: gap_ms(&state.config),
+            })
+            .await?;
+        match reservation {
+            Reservation::Claimed { used } => debug!(used, cap, "claimed"),
+            Reservation::StaleChain => return Ok(Next::End),
+            Reservation::CampaignNotRunning | Reservation::CampaignCapReached => return Ok(Next::Continue),
+            Reservation::LeadInactive(_) | Reservation::Suppressed => {
+                state.ledger.cancel(key, acct, None, "lead stopped").await?;
+                return Ok(Next::Continue);
+            }
+            Reservation::NotQueued(s) if s == "SENDING" => {
+                // Claimed by a worker that may have died: the sweep resolves it.
+                return Ok(Next::WaitUntil(now + chrono::Duration::seconds(state.config.stale_send_secs as i64 / 2 + 1)));
+            }
+            Reservation::NotQueued(_) => {
+                state.ledger.cancel(key, acct, None, "already final").await?;
+                return Ok(Next::Continue);
+            }
+            Reservation::CapReached => return Ok(Next::WaitUntil(capacity::next_local_midnight(settings, now))),
+            Reservation::Gap(ms) => {
+                return Ok(Next::WaitUntil(DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or(now)));
+            }
+        }
+
+        let delivery = deliver(state, account, &composed, key, &attempt).await;
+        let now_ms = Utc::now().timestamp_millis();
+        match delivery {
+            Delivery::Accepted(reply) => {
+                let next_due = campaign.steps.get(key.step + 1).map(|s| now_ms + s.delay.as_millis() as i64);
+                let dup = state.ledger.mark_sent(key, acct, &attempt, &message_id, now_ms, next_due).await?;
+                if dup {
+                    warn!("send recorded twice");
+                }
+                info!(%message_id, reply = %reply, "sent");
+                metrics::send_outcome(acct, "sent");
+                if settings.append_to_sent {
+                    sent_copy::append(state, account, &composed.bytes).await;
+                }
+            }
+            Delivery::Transient(e) => {
+                let attempts = state.ledger.send_record(key).await?.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0u32);
+                let backoff = backoff_ms(&state.config, attempts);
+                let outcome = state
+                    .ledger
+                    .release(key, acct, due.followup, &attempt, now_ms + backoff, state.config.max_attempts, &e)
+                    .await?;
+                warn!(error = %e, outcome = %outcome, retry_in_ms = backoff, "temporary failure");
+                metrics::send_outcome(acct, if outcome == "failed" { "failed" } else { "retry" });
+            }
+            Delivery::Permanent { message, recipient } => {
+                let bounced = recipient.then(|| lead.email.as_str());
+                state.ledger.fail(key, acct, &attempt, &message, bounced).await?;
+                warn!(error = %message, recipient, "permanent failure; not retried");
+                metrics::send_outcome(acct, if recipient { "bounced" } else { "failed" });
+            }
+            Delivery::Unknown(e) => {
+                state.ledger.uncertain(key, acct, &e).await?;
+                warn!(error = %e, "outcome unknown; marked UNCERTAIN, not resent");
+                metrics::send_outcome(acct, "uncertain");
+            }
+            Delivery::ClaimLost => {
+                warn!("claim lost before DATA; not sent");
+                return Ok(Next::Continue);
+            }
+        }
+        Ok(Next::Continue)
+    }
+    .instrument(span)
+    .await
+}
+
+fn backoff_ms(config: &SendingConfig, attempts: u32) -> i64 {
+    let base = config.retry_base_secs.max(1) * 1000;
+    let exp = base.saturating_mul(1u64 << attempts.min(10));
+    let capped = exp.min(6 * 3600 * 1000);
+    (capped + rand::thread_rng().gen_range(0..=capped / 4)) as i64
+}
+
+/// Sends over the mailbox's open session (opening one if needed). A reused session
+/// that broke before DATA is replaced once.
+async fn deliver(
+    state: &DispatchState,
+    account: &SenderAccount,
+    composed: &mailer::Composed,
+    key: &coldsend_core::send_key::SendKey,
+    attempt: &str,
+) -> Delivery {
+    let step_timeout = Duration::from_secs(state.config.smtp_timeout_secs);
+    for fresh in [false, true] {
+        let cached = if fresh { None } else { state.sessions.lock().await.remove(&account.id) };
+        let reused = cached.is_some();
+        let mut conn = match cached {
+            Some(c) => c,
+            None => match open(state, account, step_timeout).await {
+                Ok(c) => c,
+                Err(e) => return Delivery::Transient(e),
+            },
+        };
+        let ledger = &state.ledger;
+        let outcome = mailer::deliver(&mut conn, composed, step_timeout, || async move {
+            ledger.mark_data_phase(key, attempt).await.unwrap_or(false)
+        })
+        .await;
+        match outcome {
+            Delivery::Transient(_) if reused => continue,
+            Delivery::Accepted(_) | Delivery::Permanent { recipient: true, .. } => {
+                state.sessions.lock().await.insert(account.id, conn);
+                return outcome;
+            }
+            other => return other,
+        }
+    }
+    Delivery::Transient("could not send over a fresh session".into())
+}
+
+async fn open(state: &DispatchState, account: &SenderAccount, limit: Duration) -> Result<AsyncSmtpConnection, String> {
+    let creds = state
+        .accounts
+        .credentials(&account.id, &state.key)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("account credentials are gone")?;
+    let ctx = ProbeContext { time_limit: limit, ..state.probe.clone() };
+    match tokio::time::timeout(limit, probe::open_session(&ctx, &account.smtp, &creds.smtp_password)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(f)) => Err(format!("SMTP {}: {}", f.code.as_str(), f.message)),
+        Err(_) => Err("SMTP connect timed out".into()),
+    }
+}

@@ -1,0 +1,179 @@
+//! Composing one campaign email and handing it to the mailbox's SMTP server, step by
+//! step, so every failure is known to be before DATA (nothing sent), a refusal, or in
+//! the window where the outcome is unknown.
+
+use std::time::Duration;
+
+use lettre::Address;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
+
+/// What goes into one email.
+pub struct Outgoing {
+    pub from_name: String,
+    pub from: String,
+    pub to: String,
+    pub to_name: Option<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    /// Without angle brackets.
+    pub message_id: String,
+    /// Message-IDs of the earlier steps of the thread, oldest first.
+    pub thread: Vec<String>,
+    /// `List-Unsubscribe` value (mailto and, if configured, https).
+    pub list_unsubscribe: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("invalid address {0}: {1}")]
+    Address(String, String),
+    #[error("cannot build the message: {0}")]
+    Build(String),
+}
+
+/// The envelope addresses and the RFC 5322 bytes.
+pub struct Composed {
+    pub from: Address,
+    pub to: Address,
+    pub bytes: Vec<u8>,
+}
+
+pub fn compose(o: &Outgoing) -> Result<Composed, ComposeError> {
+    let addr = |s: &str| s.parse::<Address>().map_err(|e| ComposeError::Address(s.to_owned(), e.to_string()));
+    let (from, to) = (addr(&o.from)?, addr(&o.to)?);
+    let mut b = lettre::Message::builder()
+        .from(Mailbox::new(Some(o.from_name.clone()).filter(|n| !n.is_empty()), from.clone()))
+        .to(Mailbox::new(o.to_name.clone(), to.clone()))
+        .subject(o.subject.clone())
+        .message_id(Some(format!("<{}>", o.message_id)))
+        .date_now()
+        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), o.list_unsubscribe.clone()))
+        // RFC 8058 one-click unsubscribe.
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+            "List-Unsubscribe=One-Click".into(),
+        ));
+    if let Some(previous) = o.thread.last() {
+        b = b.in_reply_to(format!("<{previous}>"));
+        let refs: Vec<String> = o.thread.iter().map(|id| format!("<{id}>")).collect();
+        b = b.references(refs.join(" "));
+    }
+    let text = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(o.text.clone());
+    let message = match &o.html {
+        Some(html) => b.multipart(
+            MultiPart::alternative()
+                .singlepart(text)
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html.clone())),
+        ),
+        None => b.singlepart(text),
+    }
+    .map_err(|e| ComposeError::Build(e.to_string()))?;
+    Ok(Composed { from, to, bytes: message.formatted() })
+}
+
+/// How a send attempt ended.
+#[derive(Debug)]
+pub enum Delivery {
+    /// 250 after the body: accepted.
+    Accepted(String),
+    /// Refused or failed before the body went out: nothing was sent; try again later.
+    Transient(String),
+    /// A 5xx: never retry. `recipient` when the server rejected the address (5.1.x).
+    Permanent { message: String, recipient: bool },
+    /// Died or timed out after the body was sent: it may or may not have been accepted.
+    Unknown(String),
+    /// The claim on this send was lost before DATA (swept after a stall): not sent.
+    ClaimLost,
+}
+
+/// Runs MAIL, RCPT, DATA and the body on an open session. `before_body` is called
+/// just before the body is written; if it returns false nothing more is sent.
+pub async fn deliver<F, Fut>(
+    conn: &mut AsyncSmtpConnection,
+    c: &Composed,
+    step_timeout: Duration,
+    before_body: F,
+) -> Delivery
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut params = vec![];
+    if !c.bytes.is_ascii() {
+        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    let before = async {
+        conn.command(Mail::new(Some(c.from.clone()), params)).await.map_err(|e| ("MAIL FROM", e))?;
+        conn.command(Rcpt::new(c.to.clone(), vec![])).await.map_err(|e| ("RCPT TO", e))?;
+        conn.command(Data).await.map_err(|e| ("DATA", e))?;
+        Ok::<(), (&str, lettre::transport::smtp::Error)>(())
+    };
+    match tokio::time::timeout(step_timeout * 3, before).await {
+        Err(_) => return Delivery::Transient("timed out before DATA".into()),
+        Ok(Err((step, e))) => return classify_before_body(step, &e),
+        Ok(Ok(())) => {}
+    }
+    if !before_body().await {
+        conn.abort().await;
+        return Delivery::ClaimLost;
+    }
+    match tokio::time::timeout(step_timeout, conn.message(&c.bytes)).await {
+        Err(_) => Delivery::Unknown("no reply to the message body in time".into()),
+        Ok(Ok(resp)) => Delivery::Accepted(resp.message().collect::<Vec<_>>().join(" ")),
+        Ok(Err(e)) if e.is_permanent() => Delivery::Permanent { message: e.to_string(), recipient: false },
+        Ok(Err(e)) if e.is_transient() => Delivery::Transient(e.to_string()),
+        Ok(Err(e)) => Delivery::Unknown(e.to_string()),
+    }
+}
+
+fn classify_before_body(step: &str, e: &lettre::transport::smtp::Error) -> Delivery {
+    let message = format!("{step}: {e}");
+    if e.is_permanent() {
+        // Recipient errors: 5.1.x (bad mailbox/domain) at RCPT, or 550/551/553 there.
+        let text = e.to_string();
+        let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+        let recipient =
+            step == "RCPT TO" && (text.contains(" 5.1.") || ["550", "551", "553"].contains(&code.as_str()));
+        Delivery::Permanent { message, recipient }
+    } else {
+        Delivery::Transient(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threaded_headers_and_unsubscribe() {
+        let o = Outgoing {
+            from_name: "Ann at Acme".into(),
+            from: "ann@acme.test".into(),
+            to: "bob@example.test".into(),
+            to_name: Some("Bob".into()),
+            subject: "Re: Hello".into(),
+            text: "Hi Bob".into(),
+            html: None,
+            message_id: "cs.1.abc@acme.test".into(),
+            thread: vec!["cs.0.xyz@acme.test".into()],
+            list_unsubscribe: "<mailto:ann@acme.test?subject=unsubscribe>".into(),
+        };
+        let c = compose(&o).expect("composes");
+        let text = String::from_utf8(c.bytes).expect("utf8");
+        for h in [
+            "Message-ID: <cs.1.abc@acme.test>",
+            "In-Reply-To: <cs.0.xyz@acme.test>",
+            "References: <cs.0.xyz@acme.test>",
+            "List-Unsubscribe: <mailto:ann@acme.test?subject=unsubscribe>",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            "Subject: Re: Hello",
+        ] {
+            assert!(text.contains(h), "missing {h} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Filing a copy of each sent email in the mailbox's Sent folder over IMAP, for servers
+//! that do not do it themselves (custom SMTP; Gmail and Microsoft 365 file their own).
+//!
+//! Best effort: the email is already sent, so a failure here is logged, never retried
+//! as a send.
+
+use std::time::Duration;
+
+use async_imap::types::NameAttribute;
+use coldsend_core::account::SenderAccount;
+use futures::TryStreamExt;
+use tracing::warn;
+
+use crate::dispatch::DispatchState;
+use crate::probe::{ImapSession, ProbeContext, open_imap_session};
+
+/// Common names, tried when no folder is marked `\Sent` (RFC 6154).
+pub const SENT_NAMES: [&str; 5] = ["Sent", "Sent Items", "Sent Messages", "[Gmail]/Sent Mail", "INBOX.Sent"];
+
+/// The Sent folder: SPECIAL-USE `\Sent` first, then the common names.
+pub async fn find_sent_folder(session: &mut ImapSession) -> Result<Option<String>, async_imap::error::Error> {
+    let names: Vec<_> = session.list(Some(""), Some("*")).await?.try_collect().await?;
+    if let Some(n) = names.iter().find(|n| n.attributes().iter().any(|a| matches!(a, NameAttribute::Sent))) {
+        return Ok(Some(n.name().to_owned()));
+    }
+    Ok(SENT_NAMES.iter().find(|want| names.iter().any(|n| n.name() == **want)).map(|s| (*s).to_owned()))
+}
+
+pub async fn append(state: &DispatchState, account: &SenderAccount, message: &[u8]) {
+    let limit = Duration::from_secs(state.config.smtp_timeout_secs);
+    let result = tokio::time::timeout(limit, async {
+        let creds = state
+            .accounts
+            .credentials(&account.id, &state.key)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("credentials gone")?;
+        let ctx = ProbeContext { time_limit: limit, ..state.probe.clone() };
+        let mut session =
+            open_imap_session(&ctx, &account.imap, &creds.imap_password).await.map_err(|f| f.message)?;
+        let folder = find_sent_folder(&mut session).await.map_err(|e| e.to_string())?.ok_or("no Sent folder found")?;
+        session.append(&folder, Some("(\\Seen)"), None, message).await.map_err(|e| e.to_string())?;
+        let _ = session.logout().await;
+        Ok::<(), String>(())
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "could not file the copy in Sent"),
+        Err(_) => warn!("filing the copy in Sent timed out"),
+    }
+}

@@ -1,0 +1,62 @@
+//! Periodic repair, run by every replica (each step is idempotent and atomic):
+//! - sends a dead worker left SENDING are requeued (never reached DATA) or marked
+//!   UNCERTAIN (died during DATA);
+//! - an ACTIVE mailbox with running campaigns but no live chain gets one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use coldsend_core::AccountStatus;
+use coldsend_core::campaign::CampaignState;
+use coldsend_core::jobs::wake_mailbox;
+use self::tokio_util_shutdown::Shutdown;
+use tracing::{info, warn};
+
+use crate::dispatch::DispatchState;
+
+pub mod tokio_util_shutdown {
+    /// A shutdown flag the sweeper polls.
+    pub type Shutdown = tokio::sync::watch::Receiver<bool>;
+}
+
+pub fn interval(state: &DispatchState) -> Duration {
+    Duration::from_secs((state.config.stale_send_secs / 4).clamp(1, 30))
+}
+
+pub async fn run(state: Arc<DispatchState>, mut shutdown: Shutdown) {
+    let every = interval(&state);
+    loop {
+        if let Err(e) = sweep_once(&state).await {
+            warn!(error = %e, "sweep failed; retrying next round");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+pub async fn sweep_once(state: &DispatchState) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let cutoff = Utc::now().timestamp_millis() - (state.config.stale_send_secs * 1000) as i64;
+    for key in state.ledger.stale_inflight(cutoff).await? {
+        let outcome = state.ledger.sweep(&key).await?;
+        info!(send = %key, outcome = %outcome, "stale send resolved");
+    }
+    for row in state.accounts.list().await? {
+        if row.status != AccountStatus::Active {
+            continue;
+        }
+        let mut running = false;
+        for cid in state.campaigns.account_campaigns(&row.account.id).await? {
+            if state.campaigns.get(&cid).await?.is_some_and(|c| c.state == CampaignState::Running) {
+                running = true;
+                break;
+            }
+        }
+        if running && wake_mailbox(&state.ledger, &state.queue, &row.account.id, false).await? {
+            info!(account_id = %row.account.id, "started a dispatch chain");
+        }
+    }
+    Ok(())
+}
