@@ -4,7 +4,13 @@ use coldsend_core::jobs::{Queues, queue_storage};
 use coldsend_core::settings::Settings;
 use coldsend_core::store::AccountStore;
 
+use coldsend_core::campaign_store::CampaignStore;
+use coldsend_core::ledger::Ledger;
+use coldsend_core::sealed::SealingKey;
+use coldsend_core::unsubscribe::UnsubscribeSigner;
+
 use crate::accounts::AccountService;
+use crate::campaigns::CampaignService;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -16,12 +22,35 @@ pub enum ConnectError {
     Settings(#[from] coldsend_core::settings::SettingsError),
 }
 
-/// Connects to Redis and builds the account service.
-pub async fn account_service(settings: &Settings) -> Result<AccountService, ConnectError> {
+/// The producer's services on one Redis connection.
+#[derive(Clone)]
+pub struct Services {
+    pub accounts: AccountService,
+    pub campaigns: CampaignService,
+    pub signer: std::sync::Arc<UnsubscribeSigner>,
+}
+
+/// Connects to Redis and builds the services.
+pub async fn services(settings: &Settings) -> Result<Services, ConnectError> {
     let key = settings.sealing_key()?;
     let client = redis::Client::open(settings.redis.url.as_str()).map_err(ConnectError::Url)?;
     let conn = redis::aio::ConnectionManager::new(client).await.map_err(ConnectError::Unreachable)?;
+    Ok(services_on(conn, settings, key))
+}
+
+/// Builds the services on an existing connection (the worker shares its own).
+pub fn services_on(conn: redis::aio::ConnectionManager, settings: &Settings, key: SealingKey) -> Services {
     let prefix = &settings.redis.key_prefix;
-    let queue = queue_storage(conn.clone(), Queues::new(prefix).validate_account());
-    Ok(AccountService::new(AccountStore::new(conn, prefix), key, queue))
+    let queues = Queues::new(prefix);
+    let signer = std::sync::Arc::new(UnsubscribeSigner::new(key.derive("unsubscribe")));
+    let validate = queue_storage(conn.clone(), queues.validate_account());
+    let accounts = AccountService::new(AccountStore::new(conn.clone(), prefix), key, validate);
+    let campaigns = CampaignService {
+        accounts: AccountStore::new(conn.clone(), prefix),
+        store: CampaignStore::new(conn.clone(), prefix),
+        ledger: Ledger::new(conn.clone(), prefix),
+        dispatch_queue: queue_storage(conn, queues.dispatch()),
+        config: settings.sending.clone(),
+    };
+    Services { accounts, campaigns, signer }
 }

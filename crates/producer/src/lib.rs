@@ -4,9 +4,12 @@
 //!   one service both the HTTP API and the CLI call;
 //! - [`api_key`]: API keys and their stored hashes;
 //! - [`api`]: the HTTP API (axum) and its OpenAPI document;
+//! - [`campaigns`]: campaigns, leads, usage and unsubscribe; [`leads_csv`]: CSV import;
 //! - [`connect`]: opening Redis and the queues from settings.
 
 pub mod accounts;
 pub mod api;
 pub mod api_key;
+pub mod campaigns;
 pub mod connect;
+pub mod leads_csv;

@@ -12,7 +12,10 @@ use coldsend_core::settings::Settings;
 use coldsend_producer::accounts::{AccountService, AccountView};
 use coldsend_producer::api::{AppState, router};
 use coldsend_producer::api_key::{self, KeyVerifier};
-use coldsend_producer::connect::account_service;
+use coldsend_core::campaign::CampaignAction;
+use coldsend_core::capacity::SendingSettings;
+use coldsend_producer::campaigns::{AddLeadsReport, CampaignService, CampaignView};
+use coldsend_producer::connect::services;
 
 #[derive(Parser)]
 #[command(version, about = "coldsend: cold-email outreach job queue (CLI and HTTP API)")]
@@ -31,9 +34,51 @@ enum Command {
     /// Manage sender accounts.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Manage campaigns.
+    #[command(subcommand)]
+    Campaigns(CampaignsCommand),
+    /// Add leads to a campaign.
+    #[command(subcommand)]
+    Leads(LeadsCommand),
     /// Make API keys and the encryption key.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum CampaignsCommand {
+    /// Create a campaign from a JSON file (the API's request body).
+    Create {
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    List,
+    Show { id: String },
+    Start { id: String },
+    Pause { id: String },
+    Resume { id: String },
+    Stop { id: String },
+    /// Progress of a campaign; with --watch, a live progress bar until it finishes.
+    Status {
+        id: String,
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LeadsCommand {
+    /// Add leads from a CSV file (header: email, first_name, last_name, company, other columns become
+    /// variables) or a JSON array; invalid rows are reported by line and skipped.
+    Add {
+        campaign: String,
+        #[arg(long, conflicts_with = "json")]
+        csv: Option<PathBuf>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// List a campaign's leads with their state.
+    List { campaign: String },
 }
 
 #[derive(Subcommand)]
@@ -62,6 +107,18 @@ enum AccountsCommand {
     },
     /// Remove an account and its credentials.
     Rm { id: String },
+    /// Sent today, effective cap and next allowed send.
+    Usage { id: String },
+    /// Show or change sending settings: the time zone of the account's day, warm-up, Sent copy.
+    Sending {
+        id: String,
+        #[arg(long)]
+        timezone: Option<String>,
+        #[arg(long)]
+        warmup: Option<bool>,
+        #[arg(long)]
+        append_to_sent: Option<bool>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,8 +146,18 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Accounts(cmd) => {
             let settings = load(cli.config)?;
-            let service = account_service(&settings).await.context("connecting")?;
-            accounts(&service, cmd).await
+            let s = services(&settings).await.context("connecting")?;
+            accounts(&s.accounts, &s.campaigns, cmd).await
+        }
+        Command::Campaigns(cmd) => {
+            let settings = load(cli.config)?;
+            let s = services(&settings).await.context("connecting")?;
+            campaigns(&s.campaigns, cmd).await
+        }
+        Command::Leads(cmd) => {
+            let settings = load(cli.config)?;
+            let s = services(&settings).await.context("connecting")?;
+            leads(&s.campaigns, cmd).await
         }
     }
 }
@@ -115,8 +182,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if keys.is_empty() {
         tracing::warn!("api.key_hashes is empty: every request will be refused (create one with `coldsend keys new`)");
     }
-    let accounts = account_service(&settings).await.context("connecting")?;
-    let app = router(AppState { accounts, keys: Arc::new(keys) });
+    let s = services(&settings).await.context("connecting")?;
+    let app = router(AppState { accounts: s.accounts, campaigns: s.campaigns, signer: s.signer, keys: Arc::new(keys) });
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await
         .with_context(|| format!("binding {}", settings.api.listen))?;
@@ -141,7 +208,7 @@ async fn shutdown_signal() {
     }
 }
 
-async fn accounts(service: &AccountService, cmd: AccountsCommand) -> anyhow::Result<()> {
+async fn accounts(service: &AccountService, campaigns: &CampaignService, cmd: AccountsCommand) -> anyhow::Result<()> {
     match cmd {
         AccountsCommand::Add { file, wait } => {
             let body = if file.as_os_str() == "-" {
@@ -183,6 +250,105 @@ async fn accounts(service: &AccountService, cmd: AccountsCommand) -> anyhow::Res
             eprintln!("removed {id}");
             Ok(())
         }
+        AccountsCommand::Usage { id } => json(&campaigns.usage(&id).await?),
+        AccountsCommand::Sending { id, timezone, warmup, append_to_sent } => {
+            let current = campaigns.sending(&id).await?;
+            if timezone.is_none() && warmup.is_none() && append_to_sent.is_none() {
+                return json(&current);
+            }
+            let new = SendingSettings {
+                timezone: timezone.unwrap_or(current.timezone),
+                warmup: warmup.unwrap_or(current.warmup),
+                append_to_sent: append_to_sent.unwrap_or(current.append_to_sent),
+            };
+            json(&campaigns.set_sending(&id, new).await?)
+        }
+    }
+}
+
+fn json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn campaigns(service: &CampaignService, cmd: CampaignsCommand) -> anyhow::Result<()> {
+    let act = |id: String, a: CampaignAction| async move { json(&service.act(&id, a).await?) };
+    match cmd {
+        CampaignsCommand::Create { file } => {
+            let body = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            json(&service.create(&body).await?)
+        }
+        CampaignsCommand::List => {
+            println!("{:<36}  {:<9}  {:>6}  {:>6}  NAME", "ID", "STATE", "LEADS", "SENT");
+            for c in service.list().await? {
+                println!("{:<36}  {:<9}  {:>6}  {:>6}  {}", c.id, c.state.as_str(), c.stats.leads, c.stats.sent, c.name);
+            }
+            Ok(())
+        }
+        CampaignsCommand::Show { id } => json(&service.get(&id).await?),
+        CampaignsCommand::Start { id } => act(id, CampaignAction::Start).await,
+        CampaignsCommand::Pause { id } => act(id, CampaignAction::Pause).await,
+        CampaignsCommand::Resume { id } => act(id, CampaignAction::Resume).await,
+        CampaignsCommand::Stop { id } => act(id, CampaignAction::Stop).await,
+        CampaignsCommand::Status { id, watch } => status(service, &id, watch).await,
+    }
+}
+
+fn status_line(c: &CampaignView) -> String {
+    let states: Vec<String> = c.stats.lead_states.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!("{} · sent {} · failed {} · bounced {} · {}", c.state.as_str(), c.stats.sent, c.stats.failed, c.stats.bounced, states.join(", "))
+}
+
+async fn status(service: &CampaignService, id: &str, watch: bool) -> anyhow::Result<()> {
+    let c = service.get(id).await?;
+    if !watch {
+        println!("{}  {}", c.name, status_line(&c));
+        return Ok(());
+    }
+    let total = |c: &CampaignView| c.stats.sent + c.stats.remaining_steps;
+    let bar = indicatif::ProgressBar::new(total(&c));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} sent  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(c.name.clone());
+    loop {
+        let c = service.get(id).await?;
+        bar.set_length(total(&c).max(1));
+        bar.set_position(c.stats.sent);
+        bar.set_message(status_line(&c));
+        if matches!(c.state, coldsend_core::campaign::CampaignState::Completed | coldsend_core::campaign::CampaignState::Stopped) {
+            bar.finish();
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn leads(service: &CampaignService, cmd: LeadsCommand) -> anyhow::Result<()> {
+    match cmd {
+        LeadsCommand::Add { campaign, csv, json: json_file } => {
+            let report: AddLeadsReport = match (csv, json_file) {
+                (Some(path), None) => {
+                    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let (leads, invalid) = coldsend_producer::leads_csv::parse(&bytes).map_err(anyhow::Error::msg)?;
+                    service.add_valid_leads(&campaign, leads, AddLeadsReport { invalid, ..Default::default() }).await?
+                }
+                (None, Some(path)) => {
+                    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let rows: Vec<serde_json::Value> =
+                        serde_json::from_slice(&bytes).context("the JSON file must hold an array of leads")?;
+                    service.add_leads(&campaign, rows).await?
+                }
+                _ => bail!("give --csv FILE or --json FILE"),
+            };
+            for bad in &report.invalid {
+                eprintln!("line {}: {} ({})", bad.row, bad.error, bad.email.as_deref().unwrap_or("no email"));
+            }
+            json(&report)
+        }
+        LeadsCommand::List { campaign } => json(&service.leads(&campaign).await?),
     }
 }
 

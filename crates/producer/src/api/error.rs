@@ -69,6 +69,26 @@ impl From<AccountError> for ApiError {
     }
 }
 
+impl From<crate::campaigns::CampaignError> for ApiError {
+    fn from(e: crate::campaigns::CampaignError) -> Self {
+        use crate::campaigns::CampaignError as E;
+        let message = e.to_string();
+        match e {
+            E::Invalid(r) => {
+                let status =
+                    if r.code == "invalid_json" { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
+                Self { status, detail: ErrorDetail { code: r.code.into(), message: r.message, field: r.field } }
+            }
+            E::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            E::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            E::Store(_) => {
+                tracing::error!(error = %message, "storage error");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", message)
+            }
+        }
+    }
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /api/public/v1/openapi.json")
 }

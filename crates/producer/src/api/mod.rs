@@ -1,6 +1,7 @@
 //! The HTTP API under `/api/public/v1`, built on axum.
 
 mod auth;
+mod campaigns;
 mod error;
 mod openapi;
 mod sender_accounts;
@@ -14,7 +15,10 @@ use axum::routing::{get, post};
 use coldsend_core::account_request::MAX_BODY_BYTES;
 use tower_http::trace::TraceLayer;
 
+use coldsend_core::unsubscribe::UnsubscribeSigner;
+
 use crate::accounts::AccountService;
+use crate::campaigns::CampaignService;
 use crate::api_key::KeyVerifier;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
@@ -24,17 +28,27 @@ pub use openapi::ApiDoc;
 #[derive(Clone)]
 pub struct AppState {
     pub accounts: AccountService,
+    pub campaigns: CampaignService,
+    pub signer: Arc<UnsubscribeSigner>,
     pub keys: Arc<KeyVerifier>,
 }
 
-/// The whole API. `openapi.json` needs no key; everything else does.
+/// The whole API. `openapi.json` and the unsubscribe link need no key; everything else does.
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/sender-accounts", post(sender_accounts::create).get(sender_accounts::list))
         .route("/sender-accounts/{id}", get(sender_accounts::show).delete(sender_accounts::remove))
         .route("/sender-accounts/{id}/validate", post(sender_accounts::validate))
+        .route("/sender-accounts/{id}/usage", get(campaigns::usage))
+        .route("/sender-accounts/{id}/sending", get(campaigns::get_sending).put(campaigns::put_sending))
+        .route("/campaigns", post(campaigns::create).get(campaigns::list))
+        .route("/campaigns/{id}", get(campaigns::show))
+        .route("/campaigns/{id}/leads", post(campaigns::add_leads).get(campaigns::leads))
+        .route("/campaigns/{id}/{action}", post(campaigns::act))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key));
-    let v1 = protected.route("/openapi.json", get(openapi::serve));
+    let v1 = protected
+        .route("/openapi.json", get(openapi::serve))
+        .route("/unsubscribe", get(campaigns::unsubscribe_page).post(campaigns::unsubscribe));
     Router::new()
         .nest("/api/public/v1", v1)
         .fallback(error::not_found)

@@ -5,17 +5,27 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::sender_accounts;
+use super::{campaigns, sender_accounts};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "coldsend API", description = "Sender accounts for cold-email outreach"),
+    info(title = "coldsend API", description = "Sender accounts and campaigns for cold-email outreach"),
     paths(
         sender_accounts::create,
         sender_accounts::list,
         sender_accounts::show,
         sender_accounts::remove,
         sender_accounts::validate,
+        campaigns::usage,
+        campaigns::get_sending,
+        campaigns::put_sending,
+        campaigns::create,
+        campaigns::list,
+        campaigns::show,
+        campaigns::add_leads,
+        campaigns::leads,
+        campaigns::act,
+        campaigns::unsubscribe,
     ),
     modifiers(&ApiKeyScheme)
 )]

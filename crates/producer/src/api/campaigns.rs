@@ -1,0 +1,167 @@
+//! `/campaigns`, account usage and sending settings, and the one-click unsubscribe link.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse};
+use coldsend_core::campaign::{CampaignAction, CampaignRequest};
+use coldsend_core::capacity::SendingSettings;
+use coldsend_core::lead::LeadInput;
+use serde::Deserialize;
+
+use super::{ApiError, AppState, ErrorBody};
+use crate::campaigns::{AddLeadsReport, CampaignView, LeadView, UsageView};
+
+fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body is too large")
+        } else {
+            ApiError::new(r.status(), "invalid_body", r.body_text())
+        }
+    })
+}
+
+/// Create a campaign (state DRAFT).
+#[utoipa::path(post, path = "/api/public/v1/campaigns", tag = "campaigns", request_body = CampaignRequest,
+    responses((status = 201, body = CampaignView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
+    Ok((StatusCode::CREATED, Json(state.campaigns.create(&body(b)?).await?)))
+}
+
+/// All campaigns with their statistics.
+#[utoipa::path(get, path = "/api/public/v1/campaigns", tag = "campaigns",
+    responses((status = 200, body = Vec<CampaignView>), (status = 401, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<CampaignView>>, ApiError> {
+    Ok(Json(state.campaigns.list().await?))
+}
+
+/// One campaign with its statistics.
+#[utoipa::path(get, path = "/api/public/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, body = CampaignView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CampaignView>, ApiError> {
+    Ok(Json(state.campaigns.get(&id).await?))
+}
+
+/// The documented body shape (parsed by hand so each row is judged on its own).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct LeadsBody {
+    pub leads: Vec<LeadInput>,
+}
+
+/// Add leads (`{"leads": [...]}` or a bare array). Invalid rows are reported and skipped;
+/// addresses already in the campaign are ignored.
+#[utoipa::path(post, path = "/api/public/v1/campaigns/{id}/leads", tag = "campaigns", request_body = LeadsBody,
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, body = AddLeadsReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn add_leads(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<AddLeadsReport>, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(&body(b)?)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("request body is not valid JSON: {e}")))?;
+    let rows = match value {
+        serde_json::Value::Array(rows) => rows,
+        serde_json::Value::Object(mut m) => match m.remove("leads") {
+            Some(serde_json::Value::Array(rows)) if m.is_empty() => rows,
+            _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "expected {\"leads\": [...]}")),
+        },
+        _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "expected {\"leads\": [...]}")),
+    };
+    Ok(Json(state.campaigns.add_leads(&id, rows).await?))
+}
+
+/// The campaign's leads with their state.
+#[utoipa::path(get, path = "/api/public/v1/campaigns/{id}/leads", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, body = Vec<LeadView>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn leads(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<LeadView>>, ApiError> {
+    Ok(Json(state.campaigns.leads(&id).await?))
+}
+
+/// start | pause | resume | stop.
+#[utoipa::path(post, path = "/api/public/v1/campaigns/{id}/{action}", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id"), ("action" = String, Path, description = "start, pause, resume or stop")),
+    responses((status = 200, body = CampaignView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Not allowed from the current state", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn act(
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Json<CampaignView>, ApiError> {
+    let action: CampaignAction =
+        action.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))?;
+    Ok(Json(state.campaigns.act(&id, action).await?))
+}
+
+/// Sent today, the effective cap and the next allowed send of a mailbox.
+#[utoipa::path(get, path = "/api/public/v1/sender-accounts/{id}/usage", tag = "sender-accounts",
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, body = UsageView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn usage(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<UsageView>, ApiError> {
+    Ok(Json(state.campaigns.usage(&id).await?))
+}
+
+/// A mailbox's sending settings (time zone of its day, warm-up ramp, Sent copy).
+#[utoipa::path(get, path = "/api/public/v1/sender-accounts/{id}/sending", tag = "sender-accounts",
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, body = SendingSettings), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_sending(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SendingSettings>, ApiError> {
+    Ok(Json(state.campaigns.sending(&id).await?))
+}
+
+/// Replace a mailbox's sending settings.
+#[utoipa::path(put, path = "/api/public/v1/sender-accounts/{id}/sending", tag = "sender-accounts",
+    request_body = SendingSettings, params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, body = SendingSettings), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn put_sending(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<SendingSettings>, ApiError> {
+    let settings: SendingSettings = serde_json::from_slice(&body(b)?)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings", e.to_string()))?;
+    Ok(Json(state.campaigns.set_sending(&id, settings).await?))
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: String,
+}
+
+/// RFC 8058 one-click unsubscribe (the `List-Unsubscribe` https link). No key: the token is signed.
+#[utoipa::path(post, path = "/api/public/v1/unsubscribe", tag = "unsubscribe",
+    params(("token" = String, Query, description = "Signed token from the List-Unsubscribe link")),
+    responses((status = 200, description = "Unsubscribed"), (status = 400, body = ErrorBody)))]
+pub async fn unsubscribe(State(state): State<AppState>, Query(q): Query<TokenQuery>) -> Result<impl IntoResponse, ApiError> {
+    let (campaign, lead) = state
+        .signer
+        .verify(&q.token)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", "this unsubscribe link is not valid"))?;
+    let email = state.campaigns.unsubscribe(&campaign, &lead).await?;
+    Ok(Json(serde_json::json!({ "unsubscribed": email })))
+}
+
+/// A person clicking the link in a browser: unsubscribe and say so.
+pub async fn unsubscribe_page(state: State<AppState>, q: Query<TokenQuery>) -> Result<impl IntoResponse, ApiError> {
+    unsubscribe(state, q).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html("<p>You are unsubscribed and will receive no further emails.</p>")))
+}

@@ -1,0 +1,450 @@
+//! Campaign operations, shared by the HTTP API, the CLI and the Redis command stream.
+
+use std::collections::{BTreeMap, HashMap};
+
+use apalis_redis::RedisStorage;
+use chrono::Utc;
+use coldsend_core::account::AccountId;
+use coldsend_core::campaign::{CampaignAction, CampaignId, CampaignRequest, CampaignState};
+use coldsend_core::campaign_store::{CampaignRow, CampaignStore, CampaignStoreError};
+use coldsend_core::capacity;
+use coldsend_core::jobs::{Dispatch, WakeError, wake_mailbox};
+use coldsend_core::lead::{Lead, LeadId, LeadInput, LeadState};
+use coldsend_core::ledger::Ledger;
+use coldsend_core::schedule::ScheduleSpec;
+use coldsend_core::settings::SendingConfig;
+use coldsend_core::store::{AccountStore, StoreError};
+use coldsend_core::{AccountStatus, RequestError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignError {
+    #[error(transparent)]
+    Invalid(#[from] RequestError),
+    #[error("no campaign with id '{0}'")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("storage unavailable: {0}")]
+    Store(String),
+}
+
+impl From<CampaignStoreError> for CampaignError {
+    fn from(e: CampaignStoreError) -> Self {
+        match e {
+            CampaignStoreError::Transition(m) => Self::Conflict(m),
+            other => Self::Store(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for CampaignError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+
+impl From<redis::RedisError> for CampaignError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+
+impl From<WakeError> for CampaignError {
+    fn from(e: WakeError) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StepView {
+    pub subject: Option<String>,
+    pub text: String,
+    pub html: Option<String>,
+    /// Seconds after the previous step.
+    pub delay_secs: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct CampaignStats {
+    pub leads: u64,
+    /// Leads by state (ACTIVE, COMPLETED, REPLIED, BOUNCED, UNSUBSCRIBED, SUPPRESSED, PAUSED, FAILED).
+    pub lead_states: BTreeMap<String, u64>,
+    pub sent: u64,
+    pub failed: u64,
+    pub bounced: u64,
+    pub uncertain: u64,
+    pub skipped: u64,
+    /// Emails still to send (steps × active leads, roughly).
+    pub remaining_steps: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CampaignView {
+    pub id: String,
+    pub name: String,
+    pub state: CampaignState,
+    pub sender_account_ids: Vec<String>,
+    pub steps: Vec<StepView>,
+    pub schedule: ScheduleSpec,
+    pub daily_limit: Option<u32>,
+    pub stop_on_reply: bool,
+    pub stop_on_domain_reply: bool,
+    pub stats: CampaignStats,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InvalidLead {
+    /// 1-based position in the input (CSV: line number, header is line 1).
+    pub row: usize,
+    pub email: Option<String>,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct AddLeadsReport {
+    pub added: usize,
+    pub duplicates: usize,
+    /// Added but on the suppression list: never mailed.
+    pub suppressed: usize,
+    pub invalid: Vec<InvalidLead>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LeadView {
+    pub id: String,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company: Option<String>,
+    pub state: Option<LeadState>,
+    pub error: Option<String>,
+    pub sender_account_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UsageView {
+    pub account_id: String,
+    pub timezone: String,
+    /// The account's local date the counter is for.
+    pub date: String,
+    pub sent_today: u32,
+    pub effective_cap: u32,
+    pub daily_limit: u32,
+    pub warmup: bool,
+    /// Earliest time the mailbox may send again (RFC 3339), from the gap.
+    pub next_allowed_send: String,
+}
+
+#[derive(Clone)]
+pub struct CampaignService {
+    pub accounts: AccountStore,
+    pub store: CampaignStore,
+    pub ledger: Ledger,
+    pub dispatch_queue: RedisStorage<Dispatch>,
+    pub config: SendingConfig,
+}
+
+fn parse_campaign_id(id: &str) -> Result<CampaignId, CampaignError> {
+    id.parse().map_err(|_| CampaignError::NotFound(id.to_owned()))
+}
+
+impl CampaignService {
+    pub async fn create(&self, body: &[u8]) -> Result<CampaignView, CampaignError> {
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| RequestError::new("invalid_json", format!("request body is not valid JSON: {e}"), None))?;
+        let request: CampaignRequest = serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = e.path().to_string();
+            RequestError::new("invalid_field", format!("{field}: {}", e.inner()), Some(&field))
+        })?;
+        let campaign = request.into_campaign()?;
+        for a in &campaign.accounts {
+            if self.accounts.get(a).await?.is_none() {
+                return Err(RequestError::new(
+                    "unknown_account",
+                    format!("no sender account with id '{a}'"),
+                    Some("sender_account_ids"),
+                )
+                .into());
+            }
+        }
+        self.store.create(&campaign).await?;
+        tracing::info!(campaign_id = %campaign.id, name = %campaign.name, "campaign created");
+        self.get(&campaign.id.to_string()).await
+    }
+
+    pub async fn list(&self) -> Result<Vec<CampaignView>, CampaignError> {
+        let mut out = Vec::new();
+        for row in self.store.list().await? {
+            out.push(self.view(row).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<CampaignView, CampaignError> {
+        let cid = parse_campaign_id(id)?;
+        let row = self.store.get(&cid).await?.ok_or_else(|| CampaignError::NotFound(id.to_owned()))?;
+        self.view(row).await
+    }
+
+    async fn view(&self, row: CampaignRow) -> Result<CampaignView, CampaignError> {
+        let c = &row.campaign;
+        let states = self.store.lead_states(&c.id).await?;
+        let counters = self.store.stats(&c.id).await?;
+        let mut stats = CampaignStats { leads: states.len() as u64, ..Default::default() };
+        for s in states.values() {
+            *stats.lead_states.entry(s.as_str().to_owned()).or_default() += 1;
+        }
+        let get = |k: &str| counters.get(k).copied().unwrap_or(0);
+        stats.sent = get("sent");
+        stats.failed = get("failed");
+        stats.bounced = get("bounced");
+        stats.uncertain = get("uncertain");
+        stats.skipped = get("skipped");
+        let active = stats.lead_states.get("ACTIVE").copied().unwrap_or(0);
+        stats.remaining_steps = (active * c.steps.len() as u64)
+            .saturating_sub(self.sent_by_active(&row, &states).await.unwrap_or(0));
+        let mut state = row.state;
+        // A running campaign whose every lead has finished is complete.
+        if state == CampaignState::Running && !states.is_empty() && active == 0 {
+            self.store.complete(&c.id).await?;
+            state = CampaignState::Completed;
+        }
+        Ok(CampaignView {
+            id: c.id.to_string(),
+            name: c.name.clone(),
+            state,
+            sender_account_ids: c.accounts.iter().map(ToString::to_string).collect(),
+            steps: c
+                .steps
+                .iter()
+                .map(|s| StepView {
+                    subject: s.subject.clone(),
+                    text: s.text.clone(),
+                    html: s.html.clone(),
+                    delay_secs: s.delay.as_secs(),
+                })
+                .collect(),
+            schedule: ScheduleSpec::from(c.schedule.clone()),
+            daily_limit: c.daily_limit,
+            stop_on_reply: c.stop_on_reply,
+            stop_on_domain_reply: c.stop_on_domain_reply,
+            stats,
+            created_at: c.created_at.to_string(),
+        })
+    }
+
+    /// Steps already sent to leads that are still active (for the remaining count).
+    async fn sent_by_active(
+        &self,
+        row: &CampaignRow,
+        states: &HashMap<String, LeadState>,
+    ) -> Result<u64, CampaignError> {
+        let mut n = 0;
+        for (lead, s) in states {
+            if *s != LeadState::Active {
+                continue;
+            }
+            let Some(lid) = LeadId::parse(lead) else { continue };
+            for step in 0..row.campaign.steps.len() {
+                let key = coldsend_core::send_key::SendKey { campaign: row.campaign.id, lead: lid.clone(), step };
+                match self.ledger.send_record(&key).await?.get("state").map(String::as_str) {
+                    Some("SENT") => n += 1,
+                    _ => break,
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Adds leads given as JSON rows; invalid rows are reported and skipped.
+    pub async fn add_leads(&self, id: &str, rows: Vec<serde_json::Value>) -> Result<AddLeadsReport, CampaignError> {
+        let mut report = AddLeadsReport::default();
+        let mut leads = Vec::new();
+        for (i, raw) in rows.into_iter().enumerate() {
+            let email = raw.get("email").and_then(|e| e.as_str()).map(str::to_owned);
+            match serde_json::from_value::<LeadInput>(raw).map_err(|e| e.to_string()).and_then(LeadInput::into_lead) {
+                Ok(l) => leads.push(l),
+                Err(error) => report.invalid.push(InvalidLead { row: i + 1, email, error }),
+            }
+        }
+        self.add_valid_leads(id, leads, report).await
+    }
+
+    /// Adds leads already parsed (e.g. from CSV) after `invalid` rows were set aside.
+    pub async fn add_valid_leads(
+        &self,
+        id: &str,
+        leads: Vec<Lead>,
+        mut report: AddLeadsReport,
+    ) -> Result<AddLeadsReport, CampaignError> {
+        let cid = parse_campaign_id(id)?;
+        let row = self.store.get(&cid).await?.ok_or_else(|| CampaignError::NotFound(id.to_owned()))?;
+        if matches!(row.state, CampaignState::Completed | CampaignState::Stopped) {
+            return Err(CampaignError::Conflict(format!("cannot add leads to a {} campaign", row.state.as_str())));
+        }
+        let added = self.store.add_leads(&cid, &leads).await?;
+        report.added = added.added;
+        report.duplicates += added.duplicates;
+        report.suppressed = added.suppressed;
+        if row.state == CampaignState::Running {
+            self.schedule_new_leads(&row).await?;
+        }
+        Ok(report)
+    }
+
+    pub async fn leads(&self, id: &str) -> Result<Vec<LeadView>, CampaignError> {
+        let cid = parse_campaign_id(id)?;
+        if self.store.get(&cid).await?.is_none() {
+            return Err(CampaignError::NotFound(id.to_owned()));
+        }
+        let states = self.store.lead_states(&cid).await?;
+        let errors = self.store.lead_errors(&cid).await?;
+        let accounts = self.ledger.lead_accounts(&cid).await?;
+        let mut out = Vec::new();
+        for lead_id in states.keys() {
+            let Some(lid) = LeadId::parse(lead_id) else { continue };
+            let Some(lead) = self.store.lead(&cid, &lid).await? else { continue };
+            out.push(LeadView {
+                id: lead_id.clone(),
+                email: lead.email.to_string(),
+                first_name: lead.first_name,
+                last_name: lead.last_name,
+                company: lead.company,
+                state: states.get(lead_id).copied(),
+                error: errors.get(lead_id).cloned(),
+                sender_account_id: accounts.get(lead_id).cloned(),
+            });
+        }
+        out.sort_by(|a, b| a.email.cmp(&b.email));
+        Ok(out)
+    }
+
+    pub async fn act(&self, id: &str, action: CampaignAction) -> Result<CampaignView, CampaignError> {
+        let cid = parse_campaign_id(id)?;
+        if action == CampaignAction::Start {
+            let row = self.store.get(&cid).await?.ok_or_else(|| CampaignError::NotFound(id.to_owned()))?;
+            if self.active_accounts(&row.campaign.accounts).await?.is_empty() {
+                return Err(CampaignError::Conflict("none of the campaign's sender accounts is ACTIVE".into()));
+            }
+        }
+        let state = self.store.transition(&cid, action).await?;
+        tracing::info!(campaign_id = %cid, action = action.as_str(), state = state.as_str(), "campaign state changed");
+        if state == CampaignState::Running {
+            let row = self.store.get(&cid).await?.ok_or_else(|| CampaignError::NotFound(id.to_owned()))?;
+            self.schedule_new_leads(&row).await?;
+        }
+        self.get(id).await
+    }
+
+    async fn active_accounts(&self, ids: &[AccountId]) -> Result<Vec<coldsend_core::SenderAccount>, CampaignError> {
+        let mut out = Vec::new();
+        for a in ids {
+            if let Some(row) = self.accounts.get(a).await?
+                && row.status == AccountStatus::Active
+            {
+                out.push(row.account);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Gives each unassigned active lead a sender account — the one with the most
+    /// capacity left today, counting what it already has queued — queues its first
+    /// step, and wakes the mailboxes.
+    async fn schedule_new_leads(&self, row: &CampaignRow) -> Result<(), CampaignError> {
+        let cid = row.campaign.id;
+        let accounts = self.active_accounts(&row.campaign.accounts).await?;
+        if accounts.is_empty() {
+            return Ok(());
+        }
+        let assigned = self.ledger.lead_accounts(&cid).await?;
+        let states = self.store.lead_states(&cid).await?;
+        let now = Utc::now();
+        let mut load: Vec<(AccountId, i64)> = Vec::new();
+        for a in &accounts {
+            let settings = self.accounts.sending_settings(a, &self.config.default_timezone).await?;
+            let cap = capacity::effective_cap(a, &settings, &self.config.warmup, now);
+            let used = self.ledger.used(&self.ledger.keys().cap(&a.id, capacity::local_date(&settings, now))).await?;
+            let queued = assigned.values().filter(|v| **v == a.id.to_string()).count() as i64;
+            load.push((a.id, i64::from(cap) - i64::from(used) - queued));
+        }
+        let mut pairs = Vec::new();
+        let mut unassigned: Vec<&String> =
+            states.iter().filter(|(l, s)| **s == LeadState::Active && !assigned.contains_key(*l)).map(|(l, _)| l).collect();
+        unassigned.sort();
+        for lead in unassigned {
+            let Some(lid) = LeadId::parse(lead) else { continue };
+            // Most remaining capacity wins; ties go to the first listed account.
+            let Some(best) = load.iter_mut().max_by_key(|(_, left)| *left) else { break };
+            best.1 -= 1;
+            pairs.push((lid, best.0));
+        }
+        let queued = self.ledger.enqueue_first_steps(&cid, &pairs, now.timestamp_millis()).await?;
+        tracing::info!(campaign_id = %cid, queued, "first steps queued");
+        for a in &accounts {
+            wake_mailbox(&self.ledger, &self.dispatch_queue, &a.id, true).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn usage(&self, account_id: &str) -> Result<UsageView, CampaignError> {
+        let id: AccountId = account_id.parse().map_err(|_| CampaignError::NotFound(account_id.to_owned()))?;
+        let row = self.accounts.get(&id).await?.ok_or_else(|| CampaignError::NotFound(account_id.to_owned()))?;
+        let settings = self.accounts.sending_settings(&row.account, &self.config.default_timezone).await?;
+        let now = Utc::now();
+        let date = capacity::local_date(&settings, now);
+        let sent_today = self.ledger.used(&self.ledger.keys().cap(&id, date)).await?;
+        let next_ms = self.ledger.next_send_ms(&id).await?.max(now.timestamp_millis());
+        Ok(UsageView {
+            account_id: id.to_string(),
+            timezone: settings.timezone.clone(),
+            date: date.to_string(),
+            sent_today,
+            effective_cap: capacity::effective_cap(&row.account, &settings, &self.config.warmup, now),
+            daily_limit: row.account.daily_limit.get(),
+            warmup: settings.warmup,
+            next_allowed_send: chrono::DateTime::<Utc>::from_timestamp_millis(next_ms)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+        })
+    }
+
+    pub async fn sending(&self, account_id: &str) -> Result<capacity::SendingSettings, CampaignError> {
+        let id: AccountId = account_id.parse().map_err(|_| CampaignError::NotFound(account_id.to_owned()))?;
+        let row = self.accounts.get(&id).await?.ok_or_else(|| CampaignError::NotFound(account_id.to_owned()))?;
+        Ok(self.accounts.sending_settings(&row.account, &self.config.default_timezone).await?)
+    }
+
+    /// Replaces an account's sending settings (time zone, warm-up, Sent copy).
+    pub async fn set_sending(
+        &self,
+        account_id: &str,
+        settings: capacity::SendingSettings,
+    ) -> Result<capacity::SendingSettings, CampaignError> {
+        let id: AccountId = account_id.parse().map_err(|_| CampaignError::NotFound(account_id.to_owned()))?;
+        if settings.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(RequestError::new(
+                "invalid_timezone",
+                format!("unknown time zone '{}'", settings.timezone),
+                Some("timezone"),
+            )
+            .into());
+        }
+        if !self.accounts.set_sending_settings(&id, &settings).await? {
+            return Err(CampaignError::NotFound(account_id.to_owned()));
+        }
+        Ok(settings)
+    }
+
+    /// One-click unsubscribe: suppresses the address everywhere.
+    pub async fn unsubscribe(&self, campaign: &CampaignId, lead: &LeadId) -> Result<String, CampaignError> {
+        let l = self.store.lead(campaign, lead).await?.ok_or_else(|| CampaignError::NotFound(lead.to_string()))?;
+        self.store.suppress(l.email.as_str(), "unsubscribed").await?;
+        self.store.set_lead_state(campaign, lead, None, LeadState::Unsubscribed, Some("unsubscribed")).await?;
+        tracing::info!(campaign_id = %campaign, lead_id = %lead, "unsubscribed");
+        Ok(l.email.to_string())
+    }
+}
