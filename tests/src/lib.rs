@@ -156,6 +156,58 @@ impl Mail {
     pub fn ca_cert(&self) -> PathBuf {
         self.dir.join("tls/ca.pem")
     }
+
+    /// Every message delivered to `user`'s INBOX (Maildir new + cur), as text.
+    pub fn messages(&self, user: &str) -> Vec<String> {
+        let base = self.dir.join("mail").join(self.domain()).join(user).join("Maildir");
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(entries) = std::fs::read_dir(base.join(sub)) {
+                for e in entries.flatten() {
+                    if let Ok(text) = std::fs::read(e.path()) {
+                        out.push(String::from_utf8_lossy(&text).into_owned());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Lines of Postfix's log containing `needle` (for failure messages).
+    pub fn log_tail(&self, needle: &str) -> String {
+        let log = std::fs::read_to_string(self.dir.join("log/postfix.log")).unwrap_or_default();
+        log.lines().filter(|l| l.contains(needle)).take(30).collect::<Vec<_>>().join("\n")
+    }
+
+    pub fn domain(&self) -> String {
+        self.env.get("MH_DOMAIN").cloned().unwrap_or_else(|| "example.test".into())
+    }
+
+    /// Makes Postfix answer `reply` (e.g. "450 4.2.0 try later") to RCPT TO:<address>
+    /// on the submission ports; `None` lifts the rule.
+    pub fn set_recipient_rule(&self, address: &str, reply: Option<&str>) {
+        let table = self.dir.join("etc/postfix/recipient_access");
+        let mut lines: Vec<String> = std::fs::read_to_string(&table)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{address} ")))
+            .map(str::to_owned)
+            .collect();
+        if let Some(r) = reply {
+            lines.push(format!("{address} {r}"));
+        }
+        std::fs::write(&table, lines.join("\n") + "\n").expect("write access table");
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(self.dir.join("etc/postfix"))
+            .arg("reload")
+            .stdin(Stdio::null())
+            .output()
+            .expect("postfix reload");
+        assert!(out.status.success(), "postfix reload: {}", String::from_utf8_lossy(&out.stderr));
+        // smtpd processes restart on their next connection.
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 impl Drop for Mail {
@@ -259,30 +311,106 @@ fn coldsend_core_key_hash(key: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// The API and a worker on one Redis, talking to a real mail server.
+/// The API and workers on one Redis, talking to a real mail server.
 pub struct Stack {
     pub redis: Redis,
     pub api: Proc,
-    pub worker: Proc,
+    pub workers: Vec<Proc>,
     pub base_url: String,
     pub env: Vec<(String, String)>,
 }
 
+/// Settings for fast campaign tests: no gap, quick retries, a short stale-send sweep.
+pub const FAST_SENDING: [(&str, &str); 7] = [
+    ("COLDSEND_SENDING__MIN_GAP_SECS", "0"),
+    ("COLDSEND_SENDING__JITTER_SECS", "0"),
+    ("COLDSEND_SENDING__SMTP_TIMEOUT_SECS", "3"),
+    ("COLDSEND_SENDING__STALE_SEND_SECS", "6"),
+    ("COLDSEND_SENDING__IDLE_POLL_SECS", "1"),
+    ("COLDSEND_SENDING__RETRY_BASE_SECS", "1"),
+    ("COLDSEND_SENDING__PUBLIC_BASE_URL", "https://coldsend.example.test"),
+];
+
 impl Stack {
     pub fn start(mail: Option<&Mail>) -> Self {
+        Self::start_with(mail, &[], 1)
+    }
+
+    /// The API and `workers` worker processes, with extra environment settings.
+    pub fn start_with(mail: Option<&Mail>, extra: &[(&str, &str)], workers: usize) -> Self {
         let redis = Redis::start();
         let api_port = free_port();
-        let env = coldsend_env(&redis, mail, api_port);
+        let mut env = coldsend_env(&redis, mail, api_port);
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let api = Proc::spawn("coldsend", &["serve"], &env);
-        let worker = Proc::spawn("coldsend-worker", &[], &env);
+        let workers = (0..workers).map(|_| Proc::spawn("coldsend-worker", &[], &env)).collect();
         let base_url = format!("http://127.0.0.1:{api_port}");
         wait_until("coldsend serve", Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok()
         });
-        Self { redis, api, worker, base_url, env }
+        Self { redis, api, workers, base_url, env }
+    }
+
+    pub fn add_worker(&mut self) {
+        self.workers.push(Proc::spawn("coldsend-worker", &[], &self.env));
     }
 
     pub fn logs(&self) -> String {
-        format!("{}\n{}", self.api.log_text(), self.worker.log_text())
+        let mut all = self.api.log_text();
+        for w in &self.workers {
+            all.push('\n');
+            all.push_str(&w.log_text());
+        }
+        all
+    }
+}
+
+/// A client of the HTTP API with the test key.
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub fn new(stack: &Stack) -> Self {
+        Self { http: reqwest::Client::new(), base: format!("{}/api/public/v1", stack.base_url) }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("X-API-Key", API_KEY);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    pub async fn create(&self, body: &serde_json::Value) -> (reqwest::StatusCode, serde_json::Value) {
+        self.call(reqwest::Method::POST, "/sender-accounts", Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// Polls until the account leaves PENDING_VALIDATION.
+    pub async fn settled(&self, id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.get(&format!("/sender-accounts/{id}")).await;
+            assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+            if body["status"] != "PENDING_VALIDATION" {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "still pending: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

@@ -1,9 +1,7 @@
 //! The sender-accounts API end to end: `coldsend serve` and `coldsend-worker` as real
 //! processes, on a real Redis, validating against real Postfix + Dovecot.
 
-use std::time::{Duration, Instant};
-
-use coldsend_tests::{API_KEY, Mail, Stack};
+use coldsend_tests::{API_KEY, Api, Mail, Stack};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -28,50 +26,6 @@ fn account(mail: &Mail, user: &str, password: &str) -> Value {
         "imap_password": password,
         "imap_use_ssl": true
     })
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(stack: &Stack) -> Self {
-        Self { http: reqwest::Client::new(), base: format!("{}/api/public/v1", stack.base_url) }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("X-API-Key", API_KEY);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn create(&self, body: &Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, "/sender-accounts", Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    /// Polls until the account leaves PENDING_VALIDATION.
-    async fn settled(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (status, body) = self.get(&format!("/sender-accounts/{id}")).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            if body["status"] != "PENDING_VALIDATION" {
-                return body;
-            }
-            assert!(Instant::now() < deadline, "still pending: {body}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 #[tokio::test]

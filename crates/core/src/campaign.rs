@@ -220,17 +220,24 @@ impl CampaignRequest {
             let field = format!("steps[{i}]");
             let delay = match (s.delay.as_deref(), i) {
                 (None, 0) => Duration::ZERO,
-                (None, _) => return Err(bad("missing_field", &format!("{field}.delay"), "follow-ups need a delay such as \"3d\"".into())),
+                (None, _) => {
+                    return Err(bad(
+                        "missing_field",
+                        &format!("{field}.delay"),
+                        "follow-ups need a delay such as \"3d\"".into(),
+                    ));
+                }
                 (Some(d), _) => humantime::parse_duration(d)
                     .map_err(|e| bad("invalid_delay", &format!("{field}.delay"), format!("'{d}': {e}")))?,
             };
             if i == 0 && s.subject.as_deref().is_none_or(|x| x.trim().is_empty()) {
                 return Err(bad("missing_field", "steps[0].subject", "the first step needs a subject".into()));
             }
-            for (part, text) in [("subject", s.subject.as_deref()), ("text", Some(s.text.as_str())), ("html", s.html.as_deref())] {
+            for (part, text) in
+                [("subject", s.subject.as_deref()), ("text", Some(s.text.as_str())), ("html", s.html.as_deref())]
+            {
                 if let Some(t) = text {
-                    template::check_syntax(t)
-                        .map_err(|e| bad("invalid_template", &format!("{field}.{part}"), e))?;
+                    template::check_syntax(t).map_err(|e| bad("invalid_template", &format!("{field}.{part}"), e))?;
                 }
             }
             if s.subject.as_deref().is_some_and(|x| x.contains(['\r', '\n'])) {

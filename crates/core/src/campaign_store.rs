@@ -103,10 +103,14 @@ impl CampaignStore {
     }
 
     pub async fn create(&self, c: &Campaign) -> Result<(), CampaignStoreError> {
-        let record = serde_json::to_string(c).map_err(|e| CampaignStoreError::Corrupt(c.id.to_string(), e.to_string()))?;
+        let record =
+            serde_json::to_string(c).map_err(|e| CampaignStoreError::Corrupt(c.id.to_string(), e.to_string()))?;
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .hset_multiple(self.keys.campaign(&c.id), &[("record", record.as_str()), ("state", CampaignState::Draft.as_str())])
+            .hset_multiple(
+                self.keys.campaign(&c.id),
+                &[("record", record.as_str()), ("state", CampaignState::Draft.as_str())],
+            )
             .zadd(self.keys.campaigns(), c.id.to_string(), c.created_at.unix_timestamp())
             .ignore();
         for a in &c.accounts {
@@ -117,8 +121,12 @@ impl CampaignStore {
     }
 
     pub async fn get(&self, id: &CampaignId) -> Result<Option<CampaignRow>, CampaignStoreError> {
-        let (record, state): (Option<String>, Option<String>) =
-            redis::cmd("HMGET").arg(self.keys.campaign(id)).arg("record").arg("state").query_async(&mut self.conn()).await?;
+        let (record, state): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.campaign(id))
+            .arg("record")
+            .arg("state")
+            .query_async(&mut self.conn())
+            .await?;
         let (Some(record), Some(state)) = (record, state) else { return Ok(None) };
         let corrupt = |m: String| CampaignStoreError::Corrupt(id.to_string(), m);
         let campaign: Campaign = serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
@@ -138,7 +146,11 @@ impl CampaignStore {
     }
 
     /// Applies a start/pause/resume/stop atomically (compare-and-set on the state).
-    pub async fn transition(&self, id: &CampaignId, action: CampaignAction) -> Result<CampaignState, CampaignStoreError> {
+    pub async fn transition(
+        &self,
+        id: &CampaignId,
+        action: CampaignAction,
+    ) -> Result<CampaignState, CampaignStoreError> {
         for _ in 0..3 {
             let Some(row) = self.get(id).await? else {
                 return Err(CampaignStoreError::Transition(format!("no campaign with id '{id}'")));
@@ -181,8 +193,8 @@ impl CampaignStore {
                     total.duplicates += 1;
                     continue;
                 }
-                let json =
-                    serde_json::to_string(lead).map_err(|e| CampaignStoreError::Corrupt(id.to_string(), e.to_string()))?;
+                let json = serde_json::to_string(lead)
+                    .map_err(|e| CampaignStoreError::Corrupt(id.to_string(), e.to_string()))?;
                 inv.arg(lead.id.as_str()).arg(json).arg(lead.email.as_str().to_ascii_lowercase());
             }
             if seen.is_empty() {

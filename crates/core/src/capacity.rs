@@ -60,7 +60,12 @@ impl SendingSettings {
 }
 
 /// The effective cap for the account today.
-pub fn effective_cap(account: &SenderAccount, settings: &SendingSettings, ramp: &WarmupRamp, now: DateTime<Utc>) -> u32 {
+pub fn effective_cap(
+    account: &SenderAccount,
+    settings: &SendingSettings,
+    ramp: &WarmupRamp,
+    now: DateTime<Utc>,
+) -> u32 {
     let limit = account.daily_limit.get().min(account.inbox_type.max_daily_limit());
     if !settings.warmup {
         return limit;

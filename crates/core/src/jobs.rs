@@ -12,8 +12,8 @@ use crate::account::AccountId;
 
 /// How often a worker proves it is alive; a replica silent for
 /// `HEARTBEAT × MISSED_HEARTBEATS` has its jobs handed to another.
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
-pub const MISSED_HEARTBEATS: usize = 3;
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+pub const MISSED_HEARTBEATS: usize = 10;
 
 /// Check an account's SMTP and IMAP connections and record the outcome.
 ///
@@ -86,10 +86,6 @@ pub async fn wake_mailbox(
     if !ledger.start_chain(account, &token, 10 * 60 * 1000, !replace).await? {
         return Ok(false);
     }
-    queue
-        .clone()
-        .push(Dispatch { account_id: *account, token })
-        .await
-        .map_err(|e| WakeError::Queue(e.to_string()))?;
+    queue.clone().push(Dispatch { account_id: *account, token }).await.map_err(|e| WakeError::Queue(e.to_string()))?;
     Ok(true)
 }

@@ -27,7 +27,9 @@ const CAP_TTL_SECS: u64 = 3 * 86_400;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
     /// Claimed: send it now. `used` is the mailbox's count today including this one.
-    Claimed { used: u32 },
+    Claimed {
+        used: u32,
+    },
     StaleChain,
     CampaignNotRunning,
     LeadInactive(String),
@@ -363,11 +365,10 @@ impl Ledger {
         let heads: Vec<Vec<(String, f64)>> = pipe.query_async(&mut self.conn()).await?;
         let (followups, firsts) = heads.split_at(campaigns.len());
         for (set, followup) in [(followups, true), (firsts, false)] {
-            let best = set
-                .iter()
-                .filter_map(|h| h.first())
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .and_then(|(m, s)| SendKey::parse_member(m).map(|key| DueSend { key, followup, due_ms: *s as i64 }));
+            let best =
+                set.iter().filter_map(|h| h.first()).min_by(|a, b| a.1.total_cmp(&b.1)).and_then(|(m, s)| {
+                    SendKey::parse_member(m).map(|key| DueSend { key, followup, due_ms: *s as i64 })
+                });
             if best.is_some() {
                 return Ok(best);
             }

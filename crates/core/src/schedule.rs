@@ -50,9 +50,8 @@ impl TryFrom<ScheduleSpec> for Schedule {
         if days.is_empty() {
             return Err("schedule needs at least one day".into());
         }
-        let time = |s: &str| {
-            NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("'{s}' is not a time like 09:30"))
-        };
+        let time =
+            |s: &str| NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("'{s}' is not a time like 09:30"));
         let (start, end) = (time(&spec.start)?, time(&spec.end)?);
         if start >= end {
             return Err(format!("window start {} must be before end {}", spec.start, spec.end));

@@ -236,7 +236,10 @@ impl Settings {
         if let Err(e) = self.sending.warmup.check() {
             return invalid("sending.warmup", &e);
         }
-        if !self.sending.public_base_url.is_empty() && !self.sending.public_base_url.starts_with("https://") && !self.sending.public_base_url.starts_with("http://") {
+        if !self.sending.public_base_url.is_empty()
+            && !self.sending.public_base_url.starts_with("https://")
+            && !self.sending.public_base_url.starts_with("http://")
+        {
             return invalid("sending.public_base_url", "must start with https:// (or http://)");
         }
         if !["auto", "text", "json"].contains(&self.log.format.as_str()) {

@@ -259,7 +259,12 @@ impl AccountStore {
     /// Stores the account's sending settings; `false` if the account does not exist.
     pub async fn set_sending_settings(&self, id: &AccountId, settings: &SendingSettings) -> Result<bool, StoreError> {
         let json = serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(id.to_string(), e.to_string()))?;
-        let n: i64 = SET_IF_EXISTS.key(self.account_key(id)).arg("sending").arg(json).invoke_async(&mut self.conn.clone()).await?;
+        let n: i64 = SET_IF_EXISTS
+            .key(self.account_key(id))
+            .arg("sending")
+            .arg(json)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
         Ok(n == 1)
     }
 

@@ -34,8 +34,18 @@ pub fn lead_context(lead: &Lead) -> Value {
 
 /// Renders one template for a lead.
 pub fn render(source: &str, ctx: &Value) -> Result<String, String> {
-    let out = env().render_str(source, ctx.clone()).map_err(|e| match e.kind() {
-        minijinja::ErrorKind::UndefinedError => format!("missing variable with no default: {e}"),
+    let env = env();
+    let template = env.template_from_str(source).map_err(|e| e.to_string())?;
+    let out = template.render(ctx.clone()).map_err(|e| match e.kind() {
+        minijinja::ErrorKind::UndefinedError => {
+            let mut missing: Vec<String> = template
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|v| ctx.get_attr(v).map(|x| x.is_undefined()).unwrap_or(true))
+                .collect();
+            missing.sort();
+            format!("missing variable with no default: {}", missing.join(", "))
+        }
         _ => e.to_string(),
     })?;
     if out.contains("{{") || out.contains("{%") || out.contains("}}") {
@@ -64,10 +74,13 @@ mod tests {
     #[test]
     fn variables_defaults_and_missing() {
         let ann = lead_context(&lead(Some("Ann")));
-        assert_eq!(render("Hi {{ first_name }} from {{ city }} at {{ company }}", &ann).as_deref(), Ok("Hi Ann from Riga at Acme"));
+        assert_eq!(
+            render("Hi {{ first_name }} from {{ city }} at {{ company }}", &ann).as_deref(),
+            Ok("Hi Ann from Riga at Acme")
+        );
         let anon = lead_context(&lead(None));
         assert_eq!(render("Hi {{ first_name | default(\"there\") }}", &anon).as_deref(), Ok("Hi there"));
-        assert!(render("Hi {{ first_name }}", &anon).unwrap_err().contains("missing variable"));
+        assert_eq!(render("Hi {{ first_name }}", &anon).unwrap_err(), "missing variable with no default: first_name");
         assert!(render("Hi {{ '{{' }} x", &ann).is_err(), "literal placeholder output is refused");
     }
 }

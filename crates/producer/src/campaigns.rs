@@ -204,8 +204,8 @@ impl CampaignService {
         stats.uncertain = get("uncertain");
         stats.skipped = get("skipped");
         let active = stats.lead_states.get("ACTIVE").copied().unwrap_or(0);
-        stats.remaining_steps = (active * c.steps.len() as u64)
-            .saturating_sub(self.sent_by_active(&row, &states).await.unwrap_or(0));
+        stats.remaining_steps =
+            (active * c.steps.len() as u64).saturating_sub(self.sent_by_active(&row, &states).await.unwrap_or(0));
         let mut state = row.state;
         // A running campaign whose every lead has finished is complete.
         if state == CampaignState::Running && !states.is_empty() && active == 0 {
@@ -372,8 +372,11 @@ impl CampaignService {
             load.push((a.id, i64::from(cap) - i64::from(used) - queued));
         }
         let mut pairs = Vec::new();
-        let mut unassigned: Vec<&String> =
-            states.iter().filter(|(l, s)| **s == LeadState::Active && !assigned.contains_key(*l)).map(|(l, _)| l).collect();
+        let mut unassigned: Vec<&String> = states
+            .iter()
+            .filter(|(l, s)| **s == LeadState::Active && !assigned.contains_key(*l))
+            .map(|(l, _)| l)
+            .collect();
         unassigned.sort();
         for lead in unassigned {
             let Some(lid) = LeadId::parse(lead) else { continue };
@@ -436,6 +439,8 @@ impl CampaignService {
         if !self.accounts.set_sending_settings(&id, &settings).await? {
             return Err(CampaignError::NotFound(account_id.to_owned()));
         }
+        // The day (and so the cap) may have changed: let the mailbox look again now.
+        wake_mailbox(&self.ledger, &self.dispatch_queue, &id, true).await?;
         Ok(settings)
     }
 

@@ -32,8 +32,13 @@ pub fn parse(bytes: &[u8]) -> Result<(Vec<Lead>, Vec<InvalidLead>), String> {
         if record.iter().all(str::is_empty) {
             continue;
         }
-        let mut input =
-            LeadInput { email: String::new(), first_name: None, last_name: None, company: None, variables: BTreeMap::new() };
+        let mut input = LeadInput {
+            email: String::new(),
+            first_name: None,
+            last_name: None,
+            company: None,
+            variables: BTreeMap::new(),
+        };
         for (h, v) in headers.iter().zip(record.iter()) {
             let v = v.to_owned();
             match h.as_str() {
@@ -62,7 +67,8 @@ mod tests {
 
     #[test]
     fn rows_variables_and_errors() {
-        let csv = "Email,First Name,company,city\nann@example.com,Ann,Acme,Riga\nnot-an-email,Bob,,\n\ncid@example.com,,,\n";
+        let csv =
+            "Email,First Name,company,city\nann@example.com,Ann,Acme,Riga\nnot-an-email,Bob,,\n\ncid@example.com,,,\n";
         let (leads, invalid) = parse(csv.as_bytes()).expect("parses");
         assert_eq!(leads.len(), 2);
         assert_eq!(leads[0].first_name.as_deref(), Some("Ann"));

@@ -7,13 +7,13 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use coldsend_core::AccountStatus;
+use coldsend_core::campaign::CampaignAction;
+use coldsend_core::capacity::SendingSettings;
 use coldsend_core::sealed::SealingKey;
 use coldsend_core::settings::Settings;
 use coldsend_producer::accounts::{AccountService, AccountView};
 use coldsend_producer::api::{AppState, router};
 use coldsend_producer::api_key::{self, KeyVerifier};
-use coldsend_core::campaign::CampaignAction;
-use coldsend_core::capacity::SendingSettings;
 use coldsend_producer::campaigns::{AddLeadsReport, CampaignService, CampaignView};
 use coldsend_producer::connect::services;
 
@@ -53,11 +53,21 @@ enum CampaignsCommand {
         file: PathBuf,
     },
     List,
-    Show { id: String },
-    Start { id: String },
-    Pause { id: String },
-    Resume { id: String },
-    Stop { id: String },
+    Show {
+        id: String,
+    },
+    Start {
+        id: String,
+    },
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    Stop {
+        id: String,
+    },
     /// Progress of a campaign; with --watch, a live progress bar until it finishes.
     Status {
         id: String,
@@ -281,7 +291,14 @@ async fn campaigns(service: &CampaignService, cmd: CampaignsCommand) -> anyhow::
         CampaignsCommand::List => {
             println!("{:<36}  {:<9}  {:>6}  {:>6}  NAME", "ID", "STATE", "LEADS", "SENT");
             for c in service.list().await? {
-                println!("{:<36}  {:<9}  {:>6}  {:>6}  {}", c.id, c.state.as_str(), c.stats.leads, c.stats.sent, c.name);
+                println!(
+                    "{:<36}  {:<9}  {:>6}  {:>6}  {}",
+                    c.id,
+                    c.state.as_str(),
+                    c.stats.leads,
+                    c.stats.sent,
+                    c.name
+                );
             }
             Ok(())
         }
@@ -296,7 +313,14 @@ async fn campaigns(service: &CampaignService, cmd: CampaignsCommand) -> anyhow::
 
 fn status_line(c: &CampaignView) -> String {
     let states: Vec<String> = c.stats.lead_states.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    format!("{} · sent {} · failed {} · bounced {} · {}", c.state.as_str(), c.stats.sent, c.stats.failed, c.stats.bounced, states.join(", "))
+    format!(
+        "{} · sent {} · failed {} · bounced {} · {}",
+        c.state.as_str(),
+        c.stats.sent,
+        c.stats.failed,
+        c.stats.bounced,
+        states.join(", ")
+    )
 }
 
 async fn status(service: &CampaignService, id: &str, watch: bool) -> anyhow::Result<()> {
@@ -318,7 +342,10 @@ async fn status(service: &CampaignService, id: &str, watch: bool) -> anyhow::Res
         bar.set_length(total(&c).max(1));
         bar.set_position(c.stats.sent);
         bar.set_message(status_line(&c));
-        if matches!(c.state, coldsend_core::campaign::CampaignState::Completed | coldsend_core::campaign::CampaignState::Stopped) {
+        if matches!(
+            c.state,
+            coldsend_core::campaign::CampaignState::Completed | coldsend_core::campaign::CampaignState::Stopped
+        ) {
             bar.finish();
             return Ok(());
         }

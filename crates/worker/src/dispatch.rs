@@ -75,7 +75,11 @@ enum Next {
     End,
 }
 
-pub async fn dispatch(job: Dispatch, state: Data<Arc<DispatchState>>, worker: WorkerContext) -> Result<(), BoxDynError> {
+pub async fn dispatch(
+    job: Dispatch,
+    state: Data<Arc<DispatchState>>,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
     let span = info_span!("dispatch", account_id = %job.account_id, worker = %worker.name());
     run(job, &state, &worker).instrument(span).await
 }
@@ -93,7 +97,15 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
         return Ok(());
     }
     let mut sent = 0usize;
+    let mut renewed = std::time::Instant::now();
     loop {
+        // Renew the lease now and then (not per send: each renewal is a round trip).
+        if renewed.elapsed() > Duration::from_secs(state.config.stale_send_secs / 2) {
+            if !state.ledger.keep_chain(&acct, &job.token, lease_ms(state, Duration::ZERO)).await? {
+                return Ok(());
+            }
+            renewed = std::time::Instant::now();
+        }
         if worker.is_shutting_down() {
             // Hand over at once: the successor runs on whichever replica is alive.
             return schedule(state, &job, Utc::now()).await;
@@ -123,6 +135,7 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
                 if !state.ledger.keep_chain(&acct, &job.token, lease_ms(state, Duration::ZERO)).await? {
                     return Ok(());
                 }
+                renewed = std::time::Instant::now();
             }
         }
     }
@@ -172,11 +185,13 @@ async fn step(state: &DispatchState, job: &Dispatch) -> Result<Next, BoxDynError
     // Campaigns this mailbox may send for right now.
     let mut eligible: Vec<Campaign> = Vec::new();
     let mut opens: Vec<DateTime<Utc>> = Vec::new();
+    let mut any_running = false;
     for cid in state.campaigns.account_campaigns(acct).await? {
         let Some(c) = state.campaigns.get(&cid).await? else { continue };
         if c.state != CampaignState::Running {
             continue;
         }
+        any_running = true;
         if !c.campaign.schedule.is_open(now) {
             opens.push(c.campaign.schedule.next_open(now));
             continue;
@@ -187,6 +202,11 @@ async fn step(state: &DispatchState, job: &Dispatch) -> Result<Next, BoxDynError
             continue;
         }
         eligible.push(c.campaign);
+    }
+    if !any_running {
+        // Nothing to do until a campaign starts or resumes, which wakes the mailbox.
+        state.ledger.keep_chain(acct, &job.token, 0).await?;
+        return Ok(Next::End);
     }
     let ids: Vec<_> = eligible.iter().map(|c| c.id).collect();
     let Some(due) = state.ledger.next_due(acct, &ids, now.timestamp_millis()).await? else {
@@ -326,7 +346,9 @@ async fn send_one(
             }
             Reservation::NotQueued(s) if s == "SENDING" => {
                 // Claimed by a worker that may have died: the sweep resolves it.
-                return Ok(Next::WaitUntil(now + chrono::Duration::seconds(state.config.stale_send_secs as i64 / 2 + 1)));
+                return Ok(Next::WaitUntil(
+                    now + chrono::Duration::seconds(state.config.stale_send_secs as i64 / 2 + 1),
+                ));
             }
             Reservation::NotQueued(_) => {
                 state.ledger.cancel(key, acct, None, "already final").await?;
@@ -354,7 +376,8 @@ async fn send_one(
                 }
             }
             Delivery::Transient(e) => {
-                let attempts = state.ledger.send_record(key).await?.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0u32);
+                let attempts =
+                    state.ledger.send_record(key).await?.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0u32);
                 let backoff = backoff_ms(&state.config, attempts);
                 let outcome = state
                     .ledger

@@ -137,8 +137,7 @@ fn classify_before_body(step: &str, e: &lettre::transport::smtp::Error) -> Deliv
         // Recipient errors: 5.1.x (bad mailbox/domain) at RCPT, or 550/551/553 there.
         let text = e.to_string();
         let code = e.status().map(|c| c.to_string()).unwrap_or_default();
-        let recipient =
-            step == "RCPT TO" && (text.contains(" 5.1.") || ["550", "551", "553"].contains(&code.as_str()));
+        let recipient = step == "RCPT TO" && (text.contains(" 5.1.") || ["550", "551", "553"].contains(&code.as_str()));
         Delivery::Permanent { message, recipient }
     } else {
         Delivery::Transient(message)

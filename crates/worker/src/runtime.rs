@@ -8,9 +8,9 @@ use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
 use coldsend_core::campaign_store::CampaignStore;
 use coldsend_core::jobs::{Dispatch, Queues, ValidateAccount, queue_storage};
 use coldsend_core::ledger::Ledger;
-use coldsend_core::unsubscribe::UnsubscribeSigner;
 use coldsend_core::settings::Settings;
 use coldsend_core::store::AccountStore;
+use coldsend_core::unsubscribe::UnsubscribeSigner;
 use lettre::transport::smtp::extension::ClientId;
 
 use crate::dispatch::{DispatchState, dispatch};

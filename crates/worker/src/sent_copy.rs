@@ -36,8 +36,7 @@ pub async fn append(state: &DispatchState, account: &SenderAccount, message: &[u
             .map_err(|e| e.to_string())?
             .ok_or("credentials gone")?;
         let ctx = ProbeContext { time_limit: limit, ..state.probe.clone() };
-        let mut session =
-            open_imap_session(&ctx, &account.imap, &creds.imap_password).await.map_err(|f| f.message)?;
+        let mut session = open_imap_session(&ctx, &account.imap, &creds.imap_password).await.map_err(|f| f.message)?;
         let folder = find_sent_folder(&mut session).await.map_err(|e| e.to_string())?.ok_or("no Sent folder found")?;
         session.append(&folder, Some("(\\Seen)"), None, message).await.map_err(|e| e.to_string())?;
         let _ = session.logout().await;

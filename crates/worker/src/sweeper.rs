@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use self::tokio_util_shutdown::Shutdown;
 use chrono::Utc;
 use coldsend_core::AccountStatus;
 use coldsend_core::campaign::CampaignState;
 use coldsend_core::jobs::wake_mailbox;
-use self::tokio_util_shutdown::Shutdown;
 use tracing::{info, warn};
 
 use crate::dispatch::DispatchState;

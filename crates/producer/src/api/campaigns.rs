@@ -71,8 +71,9 @@ pub async fn add_leads(
     Path(id): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AddLeadsReport>, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(&body(b)?)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("request body is not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&body(b)?).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("request body is not valid JSON: {e}"))
+    })?;
     let rows = match value {
         serde_json::Value::Array(rows) => rows,
         serde_json::Value::Object(mut m) => match m.remove("leads") {
@@ -122,7 +123,10 @@ pub async fn usage(State(state): State<AppState>, Path(id): Path<String>) -> Res
     params(("id" = String, Path, description = "Account id")),
     responses((status = 200, body = SendingSettings), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn get_sending(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SendingSettings>, ApiError> {
+pub async fn get_sending(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SendingSettings>, ApiError> {
     Ok(Json(state.campaigns.sending(&id).await?))
 }
 
@@ -151,7 +155,10 @@ pub struct TokenQuery {
 #[utoipa::path(post, path = "/api/public/v1/unsubscribe", tag = "unsubscribe",
     params(("token" = String, Query, description = "Signed token from the List-Unsubscribe link")),
     responses((status = 200, description = "Unsubscribed"), (status = 400, body = ErrorBody)))]
-pub async fn unsubscribe(State(state): State<AppState>, Query(q): Query<TokenQuery>) -> Result<impl IntoResponse, ApiError> {
+pub async fn unsubscribe(
+    State(state): State<AppState>,
+    Query(q): Query<TokenQuery>,
+) -> Result<impl IntoResponse, ApiError> {
     let (campaign, lead) = state
         .signer
         .verify(&q.token)

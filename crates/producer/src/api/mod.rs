@@ -18,8 +18,8 @@ use tower_http::trace::TraceLayer;
 use coldsend_core::unsubscribe::UnsubscribeSigner;
 
 use crate::accounts::AccountService;
-use crate::campaigns::CampaignService;
 use crate::api_key::KeyVerifier;
+use crate::campaigns::CampaignService;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::ApiDoc;

@@ -45,7 +45,7 @@ pub async fn open_session(
     } else {
         // A server that stays silent in plaintext may be waiting for a TLS handshake
         // (implicit TLS on a port other than 465): with TLS on, try that next.
-        match tokio::time::timeout(ctx.time_limit / 3, connect(None)).await {
+        match tokio::time::timeout(ctx.time_limit / 2, connect(None)).await {
             Ok(result) => result,
             Err(_) if ep.tls => {
                 implicit_tls = true;
