@@ -204,3 +204,229 @@ async fn three_steps_two_accounts_twenty_leads_each_exactly_once() {
     assert_eq!(c["stats"]["sent"], 60, "{c}");
     assert_eq!(c["state"], "COMPLETED", "{c}");
 }
+
+async fn usage(api: &Api, account: &str) -> Value {
+    let (status, u) = api.get(&format!("/sender-accounts/{account}/usage")).await;
+    assert_eq!(status, 200, "{u}");
+    u
+}
+
+async fn set_timezone(api: &Api, account: &str, tz: &str) {
+    let body = json!({"timezone": tz, "warmup": false, "append_to_sent": false});
+    let (status, s) = api.call(Method::PUT, &format!("/sender-accounts/{account}/sending"), Some(&body)).await;
+    assert_eq!(status, 200, "{s}");
+}
+
+fn one_step() -> Value {
+    json!([{"subject": "Hello {{ first_name }}", "text": "Hi"}])
+}
+
+#[tokio::test]
+async fn daily_cap_holds_across_three_workers_restarts_and_days() {
+    let mail = Mail::start(&users(&["ann"], 30));
+    let mut stack = Stack::start_with(Some(&mail), &FAST_SENDING, 3);
+    let api = Api::new(&stack);
+    let ann = active_account(&api, &mail, "ann", 5).await;
+    // UTC-12 now; later UTC+14, whose calendar date is always a different day.
+    set_timezone(&api, &ann, "Etc/GMT+12").await;
+    let cid = campaign(&api, &[&ann], one_step(), json!({})).await;
+    add_leads(&api, &cid, (1..=30).map(lead).collect()).await;
+    act(&api, &cid, "start").await;
+
+    wait_for("5 emails", 30, || total_delivered(&mail, 30) >= 5).await.or_dump(&stack);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(total_delivered(&mail, 30), 5, "cap 5 with 3 workers");
+    let u = usage(&api, &ann).await;
+    assert_eq!((u["sent_today"].clone(), u["effective_cap"].clone()), (json!(5), json!(5)), "{u}");
+
+    // Every worker restarted: the count lives in Redis, not in a process.
+    stack.workers.clear();
+    for _ in 0..3 {
+        stack.add_worker();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(total_delivered(&mail, 30), 5, "still 5 after restarting every worker");
+
+    // The account's next local day: the next 5, and no more.
+    set_timezone(&api, &ann, "Etc/GMT-14").await;
+    wait_for("10 emails", 30, || total_delivered(&mail, 30) >= 10).await.or_dump(&stack);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(total_delivered(&mail, 30), 10, "5 more on the next day");
+    assert_eq!(usage(&api, &ann).await["sent_today"], 5);
+}
+
+/// Every lead got each of `steps` exactly once (distinct Message-IDs, none repeated).
+fn assert_each_once(mail: &Mail, leads: usize, steps: usize) {
+    for i in 1..=leads {
+        let msgs = inbox(mail, i);
+        let mut ids: Vec<String> = msgs.iter().filter_map(|m| header(m, "Message-ID")).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(
+            (msgs.len(), ids.len()),
+            (steps, steps),
+            "lead{i:02}: {} emails, {} distinct",
+            msgs.len(),
+            ids.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn killing_workers_mid_campaign_never_doubles_a_send() {
+    let mail = Mail::start(&users(&["ann"], 12));
+    let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
+    env.push(("COLDSEND_SENDING__MIN_GAP_SECS", "1"));
+    let mut stack = Stack::start_with(Some(&mail), &env, 2);
+    let api = Api::new(&stack);
+    let ann = active_account(&api, &mail, "ann", 100).await;
+    let steps = json!([{"subject": "Hello {{ first_name }}", "text": "Hi"}, {"text": "Again", "delay": "1s"}]);
+    let cid = campaign(&api, &[&ann], steps, json!({})).await;
+    add_leads(&api, &cid, (1..=12).map(lead).collect()).await;
+    act(&api, &cid, "start").await;
+
+    for target in [4, 10] {
+        wait_for("progress", 60, || total_delivered(&mail, 12) >= target).await.or_dump(&stack);
+        // kill -9 both workers (whichever holds the mailbox), then bring two back.
+        stack.workers.clear();
+        stack.add_worker();
+        stack.add_worker();
+    }
+    wait_for("24 emails", 120, || total_delivered(&mail, 12) >= 24).await.or_dump(&stack);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_each_once(&mail, 12, 2);
+    let (_, c) = api.get(&format!("/campaigns/{cid}")).await;
+    assert_eq!((c["stats"]["sent"].clone(), c["stats"]["uncertain"].clone()), (json!(24), json!(0)), "{c}");
+}
+
+#[tokio::test]
+async fn pause_resume_and_stop_never_resend() {
+    let mail = Mail::start(&users(&["ann", "ben"], 10));
+    let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
+    env.push(("COLDSEND_SENDING__MIN_GAP_SECS", "1"));
+    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let api = Api::new(&stack);
+    let ann = active_account(&api, &mail, "ann", 100).await;
+    let cid = campaign(&api, &[&ann], one_step(), json!({})).await;
+    add_leads(&api, &cid, (1..=10).map(lead).collect()).await;
+    act(&api, &cid, "start").await;
+    wait_for("3 emails", 30, || total_delivered(&mail, 10) >= 3).await.or_dump(&stack);
+    assert_eq!(act(&api, &cid, "pause").await["state"], "PAUSED");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // an in-flight send may land
+    let paused_at = total_delivered(&mail, 10);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(total_delivered(&mail, 10), paused_at, "nothing sent while paused");
+    act(&api, &cid, "resume").await;
+    wait_for("10 emails", 60, || total_delivered(&mail, 10) >= 10).await.or_dump(&stack);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_each_once(&mail, 10, 1);
+
+    // Stop: nothing more, and it cannot be resumed.
+    let ben = active_account(&api, &mail, "ben", 100).await;
+    let steps = json!([{"subject": "Second {{ first_name }}", "text": "Hi"}]);
+    let cid2 = campaign(&api, &[&ben], steps, json!({})).await;
+    add_leads(&api, &cid2, (1..=10).map(lead).collect()).await;
+    act(&api, &cid2, "start").await;
+    wait_for("2 more", 30, || total_delivered(&mail, 10) >= 12).await.or_dump(&stack);
+    assert_eq!(act(&api, &cid2, "stop").await["state"], "STOPPED");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stopped_at = total_delivered(&mail, 10);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(total_delivered(&mail, 10), stopped_at, "nothing sent after stop");
+    let (status, _) = api.call(Method::POST, &format!("/campaigns/{cid2}/resume"), None).await;
+    assert_eq!(status, 409);
+}
+
+#[tokio::test]
+async fn temporary_failures_retry_permanent_ones_never() {
+    let mail = Mail::start(&users(&["ann"], 4));
+    let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
+    let api = Api::new(&stack);
+    let ann = active_account(&api, &mail, "ann", 100).await;
+    mail.set_recipient_rule("lead01@example.test", Some("450 4.2.1 mailbox busy, try later"));
+    mail.set_recipient_rule("lead02@example.test", Some("550 5.1.1 no such user here"));
+    mail.set_recipient_rule("lead03@example.test", Some("554 5.7.1 rejected by policy"));
+    let cid = campaign(&api, &[&ann], one_step(), json!({})).await;
+    add_leads(&api, &cid, (1..=4).map(lead).collect()).await;
+    act(&api, &cid, "start").await;
+
+    wait_for("lead04", 30, || inbox(&mail, 4).len() == 1).await.or_dump(&stack);
+    tokio::time::sleep(Duration::from_secs(3)).await; // lead01 is retried meanwhile
+    assert!(inbox(&mail, 1).is_empty());
+    mail.set_recipient_rule("lead01@example.test", None);
+    wait_for("lead01 after the rule is lifted", 60, || inbox(&mail, 1).len() == 1).await.or_dump(&stack);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_each_once(&mail, 1, 1);
+    assert!(inbox(&mail, 2).is_empty() && inbox(&mail, 3).is_empty());
+
+    let (_, leads) = api.get(&format!("/campaigns/{cid}/leads")).await;
+    let by_email = |e: &str| leads.as_array().expect("leads").iter().find(|l| l["email"] == e).expect("lead").clone();
+    let l2 = by_email("lead02@example.test");
+    assert_eq!(l2["state"], "BOUNCED", "{l2}");
+    assert!(l2["error"].as_str().unwrap_or("").contains("5.1.1"), "reason stored: {l2}");
+    let l3 = by_email("lead03@example.test");
+    assert_eq!(l3["state"], "FAILED", "{l3}");
+    assert!(l3["error"].as_str().unwrap_or("").contains("5.7.1"), "reason stored: {l3}");
+    assert_eq!(by_email("lead01@example.test")["state"], "COMPLETED");
+    // Each permanent refusal was met exactly once: never retried.
+    for who in ["lead02@example.test", "lead03@example.test"] {
+        let rejections = mail.log_tail(&format!("reject: RCPT")).lines().filter(|l| l.contains(who)).count();
+        assert_eq!(rejections, 1, "{who} tried {rejections} times");
+    }
+    let retries = mail.log_tail("reject: RCPT").lines().filter(|l| l.contains("lead01@example.test")).count();
+    assert!(retries >= 2, "the 4xx was retried ({retries} attempts)");
+}
+
+#[tokio::test]
+async fn send_window_and_one_click_unsubscribe() {
+    let mail = Mail::start(&users(&["ann"], 3));
+    let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
+    let api = Api::new(&stack);
+    let ann = active_account(&api, &mail, "ann", 100).await;
+
+    // A window twelve hours from now: closed.
+    let now = chrono::Utc::now();
+    let start = (now + chrono::Duration::hours(12)).format("%H:00").to_string();
+    let end = (now + chrono::Duration::hours(12)).format("%H:59").to_string();
+    let closed = json!({"schedule": {"timezone": "UTC", "days": ["mon","tue","wed","thu","fri","sat","sun"], "start": start, "end": end}});
+    let cid = campaign(&api, &[&ann], one_step(), closed).await;
+    add_leads(&api, &cid, vec![lead(3)]).await;
+    act(&api, &cid, "start").await;
+
+    // An open campaign mails lead01; its one-click link unsubscribes lead01 everywhere.
+    let open = campaign(&api, &[&ann], one_step(), json!({})).await;
+    add_leads(&api, &open, vec![lead(1)]).await;
+    act(&api, &open, "start").await;
+    wait_for("lead01", 30, || inbox(&mail, 1).len() == 1).await.or_dump(&stack);
+    let link = header(&inbox(&mail, 1)[0], "List-Unsubscribe").expect("List-Unsubscribe");
+    let token = link.split("token=").nth(1).and_then(|t| t.split('>').next()).expect("token").to_owned();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/public/v1/unsubscribe?token={token}", stack.base_url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .expect("unsubscribe");
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    let forged = reqwest::Client::new()
+        .post(format!("{}/api/public/v1/unsubscribe?token={}x", stack.base_url, &token[..token.len() - 2]))
+        .send()
+        .await
+        .expect("unsubscribe");
+    assert_eq!(forged.status(), 400);
+
+    let later =
+        campaign(&api, &[&ann], json!([{"subject": "Another {{ first_name }}", "text": "Hi"}]), json!({})).await;
+    let report = add_leads(&api, &later, vec![lead(1), lead(2)]).await;
+    assert_eq!(report["suppressed"], 1, "{report}");
+    act(&api, &later, "start").await;
+    wait_for("lead02", 30, || inbox(&mail, 2).len() == 1).await.or_dump(&stack);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(inbox(&mail, 1).len(), 1, "unsubscribed lead01 got nothing more");
+    assert!(inbox(&mail, 3).is_empty(), "nothing outside the send window");
+    let (_, l) = api.get(&format!("/campaigns/{later}/leads")).await;
+    assert!(
+        l.as_array().expect("leads").iter().any(|x| x["email"] == "lead01@example.test" && x["state"] == "SUPPRESSED"),
+        "{l}"
+    );
+}

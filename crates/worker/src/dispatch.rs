@@ -31,6 +31,7 @@ use coldsend_core::unsubscribe::UnsubscribeSigner;
 use coldsend_core::{AccountStatus, template};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::commands::Rset;
 use rand::Rng;
 use tokio::sync::Mutex;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -442,8 +443,16 @@ async fn deliver(
         .await;
         match outcome {
             Delivery::Transient(_) if reused => continue,
-            Delivery::Accepted(_) | Delivery::Permanent { recipient: true, .. } => {
+            Delivery::Accepted(_) => {
                 state.sessions.lock().await.insert(account.id, conn);
+                return outcome;
+            }
+            Delivery::Permanent { .. } => {
+                // A refusal leaves the transaction open: reset it before the session is reused.
+                let reset = tokio::time::timeout(step_timeout, conn.command(Rset)).await;
+                if matches!(reset, Ok(Ok(_))) {
+                    state.sessions.lock().await.insert(account.id, conn);
+                }
                 return outcome;
             }
             other => return other,
