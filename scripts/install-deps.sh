@@ -2,7 +2,7 @@
 # Installs what coldsend's scripts need on Debian/Ubuntu, skipping what is present.
 # Usage: scripts/install-deps.sh [run|test]
 #   run:  redis-server
-#   test: redis-server, postfix, dovecot (imapd, lmtpd), openssl, bc, iproute2, python3 + requests
+#   test: redis-server, postfix, dovecot (imapd, lmtpd), openssl, bc, iproute2, python3 + requests + redis
 set -euo pipefail
 what="${1:-test}"
 
@@ -29,11 +29,14 @@ if ((${#missing[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [[ "$what" == "test" ]] && ! python3 -c "import requests" 2>/dev/null; then
-  echo "install-deps: installing the Python requests package"
-  python3 -m pip install --quiet requests 2>/dev/null \
-    || { $SUDO apt-get install -y -qq python3-requests >/dev/null; }
-fi
+# Python clients used by the tests: requests (HTTP API), redis (the Redis-level contract).
+for mod in requests redis; do
+  if [[ "$what" == "test" ]] && ! python3 -c "import $mod" 2>/dev/null; then
+    echo "install-deps: installing the Python $mod package"
+    python3 -m pip install --quiet --root-user-action=ignore "$mod" 2>/dev/null \
+      || { $SUDO apt-get install -y -qq "python3-$mod" >/dev/null; }
+  fi
+done
 
 command -v cargo >/dev/null || {
   echo "install-deps: cargo not found; install Rust (rustup) 1.88 or newer" >&2

@@ -176,7 +176,7 @@ impl Mail {
     /// Lines of Postfix's log containing `needle` (for failure messages).
     pub fn log_tail(&self, needle: &str) -> String {
         let log = std::fs::read_to_string(self.dir.join("log/postfix.log")).unwrap_or_default();
-        log.lines().filter(|l| l.contains(needle)).take(30).collect::<Vec<_>>().join("\n")
+        log.lines().filter(|l| l.contains(needle)).take(500).collect::<Vec<_>>().join("\n")
     }
 
     pub fn domain(&self) -> String {

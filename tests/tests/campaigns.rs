@@ -370,7 +370,7 @@ async fn temporary_failures_retry_permanent_ones_never() {
     assert_eq!(by_email("lead01@example.test")["state"], "COMPLETED");
     // Each permanent refusal was met exactly once: never retried.
     for who in ["lead02@example.test", "lead03@example.test"] {
-        let rejections = mail.log_tail(&format!("reject: RCPT")).lines().filter(|l| l.contains(who)).count();
+        let rejections = mail.log_tail("reject: RCPT").lines().filter(|l| l.contains(who)).count();
         assert_eq!(rejections, 1, "{who} tried {rejections} times");
     }
     let retries = mail.log_tail("reject: RCPT").lines().filter(|l| l.contains("lead01@example.test")).count();

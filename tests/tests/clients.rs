@@ -75,3 +75,54 @@ fn cli_adds_lists_shows_validates_and_removes() {
     assert!(ok);
     assert_eq!(serde_json::from_str::<Value>(&out).expect("json"), serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn python_redis_producer_adds_leads_and_starts_a_campaign() {
+    use coldsend_tests::{Api, FAST_SENDING};
+    let mail = Mail::start("ann:annpw lead01:x lead02:x lead03:x");
+    let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
+    let api = Api::new(&stack);
+    let body = serde_json::json!({
+        "email_address": "ann@example.test", "display_name": "Ann", "inbox_type": "CUSTOM_SMTP", "daily_limit": 10,
+        "smtp_host": "127.0.0.1", "smtp_port": mail.submission_port(), "smtp_username": "ann@example.test",
+        "smtp_password": "annpw", "smtp_use_tls": true, "imap_host": "127.0.0.1", "imap_port": mail.imaps_port(),
+        "imap_username": "ann@example.test", "imap_password": "annpw", "imap_use_ssl": true
+    });
+    let (_, created) = api.create(&body).await;
+    let account = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(api.settled(&account).await["status"], "ACTIVE");
+    let campaign = serde_json::json!({"name": "from python", "sender_account_ids": [account],
+        "steps": [{"subject": "Hi {{ first_name }}", "text": "Hello"}]});
+    let (status, c) = api.call(reqwest::Method::POST, "/campaigns", Some(&campaign)).await;
+    assert_eq!(status, 201, "{c}");
+    let cid = c["id"].as_str().expect("id").to_owned();
+
+    let out = Command::new("python3")
+        .arg(repo_root().join("tests/python/redis_contract.py"))
+        .env("REDIS_URL", stack.redis.url())
+        .env("PREFIX", "cstest")
+        .env("CAMPAIGN_ID", &cid)
+        .output()
+        .expect("python3 (scripts/test.sh installs redis)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let dead: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("DEAD "))
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(dead.len(), 3, "{stdout}");
+    let reasons: Vec<&str> = dead.iter().map(|d| d["reason"].as_str().unwrap_or("")).collect();
+    assert!(reasons[0].contains("not JSON"), "{reasons:?}");
+    assert!(reasons[1].contains("launch_rockets"), "{reasons:?}");
+    assert!(reasons[2].contains("no campaign"), "{reasons:?}");
+    assert!(dead.iter().all(|d| !d["command"].as_str().unwrap_or("").is_empty()), "the original command is kept");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while (1..=3).map(|i| mail.messages(&format!("lead{i:02}")).len()).sum::<usize>() < 3 {
+        assert!(std::time::Instant::now() < deadline, "leads enqueued from Python were not mailed");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (_, c) = api.get(&format!("/campaigns/{cid}")).await;
+    assert_eq!(c["stats"]["leads"], 3, "{c}");
+}

@@ -116,6 +116,10 @@ impl Keys {
     pub fn commands(&self) -> String {
         format!("{}:commands", self.p)
     }
+    /// stream: outcomes of handled commands.
+    pub fn commands_done(&self) -> String {
+        format!("{}:commands:done", self.p)
+    }
     /// stream: rejected commands with their reason.
     pub fn commands_dead(&self) -> String {
         format!("{}:commands:dead", self.p)

@@ -5,11 +5,13 @@
 //! - [`api_key`]: API keys and their stored hashes;
 //! - [`api`]: the HTTP API (axum) and its OpenAPI document;
 //! - [`campaigns`]: campaigns, leads, usage and unsubscribe; [`leads_csv`]: CSV import;
+//! - [`commands`]: the Redis-level command stream for producers in any language;
 //! - [`connect`]: opening Redis and the queues from settings.
 
 pub mod accounts;
 pub mod api;
 pub mod api_key;
 pub mod campaigns;
+pub mod commands;
 pub mod connect;
 pub mod leads_csv;

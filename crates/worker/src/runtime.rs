@@ -61,11 +61,17 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = std::io::Res
     let state = Arc::new(ValidateState { store: AccountStore::new(conn.clone(), prefix), key, probe });
     let name = replica_name(&settings);
     tracing::info!(worker = %name, queue = %queues.validate_account(), "worker starting");
-    let validate_storage = queue_storage::<ValidateAccount>(conn, queues.validate_account());
+    let validate_storage = queue_storage::<ValidateAccount>(conn.clone(), queues.validate_account());
     let concurrency = settings.worker.validate_concurrency;
     let dispatch_concurrency = settings.worker.dispatch_concurrency;
-    let (stop_sweeper, sweeper_stopped) = tokio::sync::watch::channel(false);
-    let sweeper = tokio::spawn(crate::sweeper::run(dispatch_state.clone(), sweeper_stopped));
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    let sweeper = tokio::spawn(crate::sweeper::run(dispatch_state.clone(), background_stopped.clone()));
+    // Commands enqueued with plain Redis by programs in any language.
+    let services = coldsend_producer::connect::services_on(conn.clone(), &settings, dispatch_state.key.clone());
+    // XREADGROUP blocks its connection: the consumer reads on one of its own.
+    let blocking = redis::aio::ConnectionManager::new(redis::Client::open(settings.redis.url.as_str())?).await?;
+    let consumer = coldsend_producer::commands::CommandConsumer::new(blocking, prefix, services, &name);
+    let commands = tokio::spawn(consumer.run(background_stopped));
     let dispatch_name = format!("{name}-dispatch");
     let result = Monitor::new()
         .register(move |_restarts| {
@@ -86,8 +92,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = std::io::Res
         .run_with_signal(shutdown)
         .await
         .context("worker monitor");
-    let _ = stop_sweeper.send(true);
+    let _ = stop_background.send(true);
     let _ = sweeper.await;
+    let _ = commands.await;
     result?;
     tracing::info!("worker stopped");
     Ok(())
