@@ -167,7 +167,10 @@ pub async fn unsubscribe(
     Ok(Json(serde_json::json!({ "unsubscribed": email })))
 }
 
-/// A person clicking the link in a browser: unsubscribe and say so.
+/// A person opening the link in a browser: unsubscribe and say so (HTML).
+#[utoipa::path(get, path = "/api/public/v1/unsubscribe", tag = "unsubscribe",
+    params(("token" = String, Query, description = "Signed token from the List-Unsubscribe link")),
+    responses((status = 200, description = "Unsubscribed (HTML page)"), (status = 400, body = ErrorBody)))]
 pub async fn unsubscribe_page(state: State<AppState>, q: Query<TokenQuery>) -> Result<impl IntoResponse, ApiError> {
     unsubscribe(state, q).await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Html("<p>You are unsubscribed and will receive no further emails.</p>")))

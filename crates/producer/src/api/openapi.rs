@@ -26,6 +26,7 @@ use super::{campaigns, sender_accounts};
         campaigns::leads,
         campaigns::act,
         campaigns::unsubscribe,
+        campaigns::unsubscribe_page,
     ),
     modifiers(&ApiKeyScheme)
 )]
