@@ -24,10 +24,12 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
 }
 
-/// Path of a workspace binary built by `cargo build --workspace --bins`.
+/// Path of a workspace binary built by `cargo build --workspace --bins` (or, with
+/// `COLDSEND_PROFILE=release`, `--release`).
 pub fn bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
-    let path = target.join("debug").join(name);
+    let profile = std::env::var("COLDSEND_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = target.join(profile).join(name);
     assert!(
         path.exists(),
         "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
@@ -253,6 +255,10 @@ impl Proc {
         s
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -295,7 +301,7 @@ pub fn coldsend_env(redis: &Redis, mail: Option<&Mail>, api_port: u16) -> Vec<(S
         ("COLDSEND_API__LISTEN".into(), format!("127.0.0.1:{api_port}")),
         ("COLDSEND_API__KEY_HASHES".into(), format!("[\"{hash}\"]")),
         ("COLDSEND_ENCRYPTION_KEY".into(), ENCRYPTION_KEY.into()),
-        ("COLDSEND_VALIDATION__TIMEOUT_SECS".into(), "3".into()),
+        ("COLDSEND_VALIDATION__TIMEOUT_SECS".into(), "10".into()),
         ("COLDSEND_LOG__FORMAT".into(), "json".into()),
         // Most verbose logging, so a secret that reaches any log line is caught.
         ("RUST_LOG".into(), "trace".into()),
@@ -324,8 +330,8 @@ pub struct Stack {
 pub const FAST_SENDING: [(&str, &str); 7] = [
     ("COLDSEND_SENDING__MIN_GAP_SECS", "0"),
     ("COLDSEND_SENDING__JITTER_SECS", "0"),
-    ("COLDSEND_SENDING__SMTP_TIMEOUT_SECS", "3"),
-    ("COLDSEND_SENDING__STALE_SEND_SECS", "6"),
+    ("COLDSEND_SENDING__SMTP_TIMEOUT_SECS", "10"),
+    ("COLDSEND_SENDING__STALE_SEND_SECS", "20"),
     ("COLDSEND_SENDING__IDLE_POLL_SECS", "1"),
     ("COLDSEND_SENDING__RETRY_BASE_SECS", "1"),
     ("COLDSEND_SENDING__PUBLIC_BASE_URL", "https://coldsend.example.test"),

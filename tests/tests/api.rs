@@ -323,7 +323,9 @@ async fn openapi_document_matches_the_routes() {
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
             if status == StatusCode::NOT_FOUND {
                 assert!(
-                    body["error"]["message"].as_str().is_some_and(|m| m.starts_with("no sender account") || m.starts_with("no campaign")),
+                    body["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("no sender account") || m.starts_with("no campaign")),
                     "{method} {path}: {body}"
                 );
             }

@@ -10,8 +10,10 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{ProbeContext, classify_network, failure, resolve, within_limit};
 
 const SMTP: Protocol = Protocol::Smtp;
-/// The port where TLS starts before the greeting (RFC 8314); other ports are sniffed.
+/// The port where TLS starts before the greeting (RFC 8314).
 const IMPLICIT_TLS_PORT: u16 = 465;
+/// Ports that always greet in plaintext (STARTTLS follows). Other ports are sniffed.
+const PLAINTEXT_PORTS: [u16; 3] = [25, 587, 2525];
 
 pub async fn probe_smtp(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure> {
     within_limit(ctx, SMTP, async {
@@ -39,19 +41,27 @@ pub async fn open_session(
     // lettre reads the greeting and sends EHLO as part of connecting.
     let connect =
         |wrapper| AsyncSmtpConnection::connect_tokio1(addrs.as_slice(), Some(ctx.time_limit), &ctx.helo, wrapper, None);
-    let mut implicit_tls = ep.tls && ep.port.get() == IMPLICIT_TLS_PORT;
+    let port = ep.port.get();
+    let mut implicit_tls = ep.tls && port == IMPLICIT_TLS_PORT;
     let mut conn = if implicit_tls {
         connect(Some(tls()?)).await
+    } else if !ep.tls || PLAINTEXT_PORTS.contains(&port) {
+        connect(None).await
     } else {
-        // A server that stays silent in plaintext may be waiting for a TLS handshake
-        // (implicit TLS on a port other than 465): with TLS on, try that next.
+        // An unusual port with TLS on: the server either greets in plaintext (then
+        // STARTTLS) or waits for a TLS handshake (implicit TLS). Silence for half the
+        // limit suggests the latter; a plaintext reply to our handshake means the
+        // server was merely slow, so fall back to plaintext.
         match tokio::time::timeout(ctx.time_limit / 2, connect(None)).await {
             Ok(result) => result,
-            Err(_) if ep.tls => {
-                implicit_tls = true;
-                connect(Some(tls()?)).await
-            }
-            Err(_) => return Err(failure(SMTP, ValidationCode::Timeout, "no greeting from the server")),
+            Err(_) => match connect(Some(tls()?)).await {
+                Ok(c) => {
+                    implicit_tls = true;
+                    Ok(c)
+                }
+                Err(e) if answered_in_plaintext(&e) => connect(None).await,
+                Err(e) => Err(e),
+            },
         }
     }
     .map_err(|e| classify_smtp(&e, "connect"))?;
@@ -73,6 +83,11 @@ pub async fn open_session(
         return Err(classify_auth(&e));
     }
     Ok(conn)
+}
+
+/// Our TLS handshake got a plaintext SMTP line back.
+fn answered_in_plaintext(err: &lettre::transport::smtp::Error) -> bool {
+    matches!(super::find_in_chain::<rustls::Error>(err), Some(rustls::Error::InvalidMessage(_)))
 }
 
 fn classify_smtp(err: &lettre::transport::smtp::Error, step: &str) -> ProbeFailure {

@@ -1,0 +1,147 @@
+//! End-to-end send-path benchmark: queue → worker → SMTP, into Postfix's smtp-sink,
+//! against smtp-source into the same sink (same message size, same concurrency,
+//! connections reused on both sides) in the same run.
+//!
+//! Run: `scripts/bench.sh send` (release build). Knobs: BENCH_MESSAGES (default 3000),
+//! BENCH_MAILBOXES (default 8, = concurrency).
+//!
+//! Prints coldsend's msg/s, smtp-source's msg/s and their ratio, the worker's CPU
+//! seconds per 1,000 messages, and Redis commands per sent email (INFO commandstats).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coldsend_tests::{Api, FAST_SENDING, Mail, Stack, free_port};
+use reqwest::Method;
+use serde_json::json;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0 // fields 14 and 15 of stat; USER_HZ is 100 on Linux
+}
+
+fn redis_calls(conn: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).expect("INFO");
+    info.lines().filter_map(|l| l.split("calls=").nth(1)).filter_map(|v| v.split(',').next()?.parse::<u64>().ok()).sum()
+}
+
+#[tokio::main]
+async fn main() {
+    let messages = env_usize("BENCH_MESSAGES", 3000);
+    let mailboxes = env_usize("BENCH_MAILBOXES", 8);
+
+    // IMAP (for validation) comes from Dovecot; SMTP goes to smtp-sink.
+    let users: Vec<String> = (0..mailboxes).map(|i| format!("box{i}:pw{i}")).collect();
+    let mail = Mail::start(&users.join(" "));
+    let sink_port = free_port();
+    let mut sink = Command::new("smtp-sink")
+        .args(["-u", "postfix", "-4", &format!("127.0.0.1:{sink_port}"), "1024"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("smtp-sink (package postfix)");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
+    env.push(("RUST_LOG", "warn"));
+    env.push(("COLDSEND_WORKER__DISPATCH_CONCURRENCY", "256"));
+    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let api = Api::new(&stack);
+    let mut accounts = Vec::new();
+    for i in 0..mailboxes {
+        let body = json!({
+            "email_address": format!("box{i}@example.test"), "display_name": format!("Box {i}"),
+            "inbox_type": "CUSTOM_SMTP", "daily_limit": 100000,
+            "smtp_host": "127.0.0.1", "smtp_port": sink_port, "smtp_username": format!("box{i}@example.test"),
+            "smtp_password": format!("pw{i}"), "smtp_use_tls": false,
+            "imap_host": "127.0.0.1", "imap_port": mail.imaps_port(), "imap_username": format!("box{i}@example.test"),
+            "imap_password": format!("pw{i}"), "imap_use_ssl": true
+        });
+        let (_, created) = api.create(&body).await;
+        let id = created["id"].as_str().expect("id").to_owned();
+        let settled = api.settled(&id).await;
+        assert_eq!(settled["status"], "ACTIVE", "{settled}");
+        let sending = json!({"timezone": "UTC", "warmup": false, "append_to_sent": false});
+        api.call(Method::PUT, &format!("/sender-accounts/{id}/sending"), Some(&sending)).await;
+        accounts.push(id);
+    }
+    let text = "Hi {{ first_name }},\n\n".to_owned() + &"I noticed your team is growing quickly. ".repeat(20);
+    let body = json!({"name": "bench", "sender_account_ids": accounts,
+                      "steps": [{"subject": "Quick question, {{ first_name }}", "text": text}]});
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let cid = c["id"].as_str().expect("campaign").to_owned();
+    let leads: Vec<_> =
+        (0..messages).map(|i| json!({"email": format!("r{i}@example.test"), "first_name": format!("R{i}")})).collect();
+    for chunk in leads.chunks(1000) {
+        api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&json!({"leads": chunk}))).await;
+    }
+
+    // One formatted message, for smtp-source's size.
+    let sample = coldsend_worker::mailer::compose(&coldsend_worker::mailer::Outgoing {
+        from_name: "Box 0".into(),
+        from: "box0@example.test".into(),
+        to: "r1@example.test".into(),
+        to_name: None,
+        subject: "Quick question, R1".into(),
+        text: text.replace("{{ first_name }}", "R1"),
+        html: None,
+        message_id: "cs.0.0123456789abcdef01234567@example.test".into(),
+        thread: vec![],
+        list_unsubscribe: "<https://coldsend.example.test/api/public/v1/unsubscribe?token=MDAwMDAwMDAtMDAwMC00MDAwLTgwMDAtMDAwMDAwMDAwMDAwOjAwMDAwMDAwMDAwMDAwMDAwMDAw.AAAAAAAAAAAAAAAAAAAAAA>, <mailto:box0@example.test?subject=unsubscribe>".into(),
+    })
+    .expect("compose");
+    let size = sample.bytes.len();
+
+    let mut rconn = stack.redis.connection();
+    let worker_pid = stack.workers[0].pid();
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut rconn).expect("RESETSTAT");
+    let cpu0 = cpu_seconds(worker_pid);
+    let started = Instant::now();
+    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+    let stats_key = format!("cstest:stats:{cid}");
+    loop {
+        let sent: Option<u64> = redis::cmd("HGET").arg(&stats_key).arg("sent").query(&mut rconn).expect("HGET");
+        if sent.unwrap_or(0) >= messages as u64 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "benchmark did not finish in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let coldsend_secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(worker_pid) - cpu0;
+    let calls = redis_calls(&mut rconn);
+
+    let started = Instant::now();
+    let status = Command::new("smtp-source")
+        .args(["-s", &mailboxes.to_string(), "-m", &messages.to_string(), "-l", &size.to_string(), "-d"])
+        .args(["-f", "box0@example.test", "-t", "r1@example.test", &format!("127.0.0.1:{sink_port}")])
+        .status()
+        .expect("smtp-source");
+    assert!(status.success());
+    let source_secs = started.elapsed().as_secs_f64();
+    let _ = sink.kill();
+    let _ = sink.wait();
+
+    let coldsend_rate = messages as f64 / coldsend_secs;
+    let source_rate = messages as f64 / source_secs;
+    println!(
+        "send path: {messages} messages of {size} bytes, concurrency {mailboxes} (one per mailbox), sessions reused"
+    );
+    println!("coldsend      {coldsend_rate:>9.1} msg/s  ({coldsend_secs:.2} s, queue → worker → SMTP into smtp-sink)");
+    println!("smtp-source   {source_rate:>9.1} msg/s  ({source_secs:.2} s, same sink, -s {mailboxes} -d)");
+    println!("ratio         {:>9.3}  (coldsend / smtp-source)", coldsend_rate / source_rate);
+    println!("worker CPU    {:>9.3} s per 1,000 messages", cpu * 1000.0 / messages as f64);
+    println!(
+        "redis         {:>9.1} commands per sent email (all clients: API, worker, queue)",
+        calls as f64 / messages as f64
+    );
+}
