@@ -175,6 +175,18 @@ impl Mail {
         out
     }
 
+    /// Messages in one of `user`'s folders other than INBOX (Maildir++ `.Name`).
+    pub fn folder_messages(&self, user: &str, folder: &str) -> Vec<String> {
+        let base = self.dir.join("mail").join(self.domain()).join(user).join("Maildir").join(format!(".{folder}"));
+        ["new", "cur"]
+            .iter()
+            .filter_map(|sub| std::fs::read_dir(base.join(sub)).ok())
+            .flat_map(|entries| entries.flatten())
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect()
+    }
+
     /// Lines of Postfix's log containing `needle` (for failure messages).
     pub fn log_tail(&self, needle: &str) -> String {
         let log = std::fs::read_to_string(self.dir.join("log/postfix.log")).unwrap_or_default();

@@ -430,3 +430,31 @@ async fn send_window_and_one_click_unsubscribe() {
         "{l}"
     );
 }
+
+#[tokio::test]
+async fn custom_smtp_copies_land_in_the_sent_folder_and_campaign_limits_hold() {
+    let mail = Mail::start(&users(&["ann"], 4));
+    let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
+    let api = Api::new(&stack);
+    let ann = active_account(&api, &mail, "ann", 100).await;
+    // CUSTOM_SMTP files a copy itself unless told otherwise: turn it back on.
+    let body = json!({"timezone": "UTC", "warmup": false, "append_to_sent": true});
+    let (status, _) = api.call(Method::PUT, &format!("/sender-accounts/{ann}/sending"), Some(&body)).await;
+    assert_eq!(status, 200);
+    // A campaign limited to 2 emails a day.
+    let cid = campaign(&api, &[&ann], one_step(), json!({"daily_limit": 2})).await;
+    add_leads(&api, &cid, (1..=4).map(lead).collect()).await;
+    act(&api, &cid, "start").await;
+    wait_for("2 emails", 30, || total_delivered(&mail, 4) >= 2).await.or_dump(&stack);
+    wait_for("2 copies in Sent", 30, || mail.folder_messages("ann", "Sent").len() >= 2).await.or_dump(&stack);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(total_delivered(&mail, 4), 2, "the campaign's own daily limit");
+    let sent = mail.folder_messages("ann", "Sent");
+    assert_eq!(sent.len(), 2);
+    let delivered_ids: Vec<String> =
+        (1..=4).flat_map(|i| inbox(&mail, i)).filter_map(|m| header(&m, "Message-ID")).collect();
+    for copy in &sent {
+        let id = header(copy, "Message-ID").expect("Message-ID");
+        assert!(delivered_ids.contains(&id), "the Sent copy is the delivered message");
+    }
+}
