@@ -74,6 +74,8 @@ enum Next {
     WaitUntil(DateTime<Utc>),
     /// The chain is superseded or the mailbox can no longer send: stop.
     End,
+    /// Something changed (a campaign paused or capped): reload the view and go on.
+    Refresh,
 }
 
 pub async fn dispatch(
@@ -99,6 +101,7 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
     }
     let mut sent = 0usize;
     let mut renewed = std::time::Instant::now();
+    let mut view = None;
     loop {
         // Renew the lease now and then (not per send: each renewal is a round trip).
         if renewed.elapsed() > Duration::from_secs(state.config.stale_send_secs / 2) {
@@ -111,8 +114,9 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
             // Hand over at once: the successor runs on whichever replica is alive.
             return schedule(state, &job, Utc::now()).await;
         }
-        let next = step(state, &job).await?;
+        let next = step(state, &job, &mut view).await?;
         match next {
+            Next::Refresh => view = None,
             Next::End => {
                 state.sessions.lock().await.remove(&acct);
                 return Ok(());
@@ -132,7 +136,14 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
                     }
                     return schedule(state, &job, at).await;
                 }
-                tokio::time::sleep(wait).await;
+                // Sleep in slices so a shutdown hands the chain over without waiting.
+                let until = tokio::time::Instant::now() + wait;
+                while tokio::time::Instant::now() < until {
+                    if worker.is_shutting_down() {
+                        return schedule(state, &job, at).await;
+                    }
+                    tokio::time::sleep_until(until.min(tokio::time::Instant::now() + Duration::from_millis(250))).await;
+                }
                 if !state.ledger.keep_chain(&acct, &job.token, lease_ms(state, Duration::ZERO)).await? {
                     return Ok(());
                 }
@@ -154,60 +165,70 @@ async fn schedule(state: &DispatchState, job: &Dispatch, at: DateTime<Utc>) -> R
     Ok(())
 }
 
+/// What a mailbox's loop needs to know about the account and its campaigns. Cached for
+/// a moment to spare round trips; staleness is harmless because `reserve` re-checks
+/// everything that matters (campaign state, cap, gap) atomically.
+struct MailboxView {
+    account: SenderAccount,
+    settings: SendingSettings,
+    running: Vec<Campaign>,
+    loaded: std::time::Instant,
+}
+
+const VIEW_TTL: Duration = Duration::from_secs(2);
+
+async fn load_view(state: &DispatchState, acct: &AccountId) -> Result<Option<MailboxView>, BoxDynError> {
+    let Some(row) = state.accounts.get(acct).await? else { return Ok(None) };
+    if row.status != AccountStatus::Active {
+        info!(status = row.status.as_str(), "account not ACTIVE; its sends wait");
+        return Ok(None);
+    }
+    let settings = state.accounts.sending_settings(&row.account, &state.config.default_timezone).await?;
+    let mut running = Vec::new();
+    for cid in state.campaigns.account_campaigns(acct).await? {
+        if let Some(c) = state.campaigns.get(&cid).await?
+            && c.state == CampaignState::Running
+        {
+            running.push(c.campaign);
+        }
+    }
+    Ok(Some(MailboxView { account: row.account, settings, running, loaded: std::time::Instant::now() }))
+}
+
 /// One decision: find the most urgent due email and try to send it.
-async fn step(state: &DispatchState, job: &Dispatch) -> Result<Next, BoxDynError> {
+async fn step(state: &DispatchState, job: &Dispatch, cache: &mut Option<MailboxView>) -> Result<Next, BoxDynError> {
     let acct = &job.account_id;
-    let Some(row) = state.accounts.get(acct).await? else {
+    if cache.as_ref().is_none_or(|v| v.loaded.elapsed() > VIEW_TTL) {
+        *cache = load_view(state, acct).await?;
+    }
+    let Some(view) = cache.as_ref() else {
         state.ledger.keep_chain(acct, &job.token, 0).await?;
         return Ok(Next::End);
     };
-    if row.status != AccountStatus::Active {
-        info!(status = row.status.as_str(), "account not ACTIVE; its sends wait");
+    if view.running.is_empty() {
+        // Nothing to do until a campaign starts or resumes, which wakes the mailbox.
         state.ledger.keep_chain(acct, &job.token, 0).await?;
         return Ok(Next::End);
     }
-    let account = row.account;
-    let settings = state.accounts.sending_settings(&account, &state.config.default_timezone).await?;
     let now = Utc::now();
     let idle = now + chrono::Duration::seconds(state.config.idle_poll_secs as i64);
-
-    let cap = capacity::effective_cap(&account, &settings, &state.config.warmup, now);
-    let cap_key = state.ledger.keys().cap(acct, capacity::local_date(&settings, now));
-    let used = state.ledger.used(&cap_key).await?;
-    metrics::cap(acct, used, cap);
-    if used >= cap {
-        return Ok(Next::WaitUntil(capacity::next_local_midnight(&settings, now)));
-    }
-    let next_send = DateTime::<Utc>::from_timestamp_millis(state.ledger.next_send_ms(acct).await?).unwrap_or(now);
-    if next_send > now {
-        return Ok(Next::WaitUntil(next_send));
-    }
+    let cap = capacity::effective_cap(&view.account, &view.settings, &state.config.warmup, now);
+    let cap_key = state.ledger.keys().cap(acct, capacity::local_date(&view.settings, now));
 
     // Campaigns this mailbox may send for right now.
-    let mut eligible: Vec<Campaign> = Vec::new();
+    let mut eligible: Vec<&Campaign> = Vec::new();
     let mut opens: Vec<DateTime<Utc>> = Vec::new();
-    let mut any_running = false;
-    for cid in state.campaigns.account_campaigns(acct).await? {
-        let Some(c) = state.campaigns.get(&cid).await? else { continue };
-        if c.state != CampaignState::Running {
+    for c in &view.running {
+        if !c.schedule.is_open(now) {
+            opens.push(c.schedule.next_open(now));
             continue;
         }
-        any_running = true;
-        if !c.campaign.schedule.is_open(now) {
-            opens.push(c.campaign.schedule.next_open(now));
-            continue;
-        }
-        if let Some((key, limit)) = campaign_cap(state, &c.campaign, now)
+        if let Some((key, limit)) = campaign_cap(state, c, now)
             && state.ledger.used(&key).await? >= limit
         {
             continue;
         }
-        eligible.push(c.campaign);
-    }
-    if !any_running {
-        // Nothing to do until a campaign starts or resumes, which wakes the mailbox.
-        state.ledger.keep_chain(acct, &job.token, 0).await?;
-        return Ok(Next::End);
+        eligible.push(c);
     }
     let ids: Vec<_> = eligible.iter().map(|c| c.id).collect();
     let Some(due) = state.ledger.next_due(acct, &ids, now.timestamp_millis()).await? else {
@@ -229,7 +250,12 @@ async fn step(state: &DispatchState, job: &Dispatch) -> Result<Next, BoxDynError
         let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
         return Ok(Next::WaitUntil(now + chrono::Duration::from_std(wait).unwrap_or_default()));
     }
-    send_one(state, job, &account, &settings, &campaign, &due, cap, cap_key, now).await
+    let next = send_one(state, job, &view.account, &view.settings, campaign, &due, cap, cap_key, now).await?;
+    if matches!(next, Next::Refresh) {
+        *cache = None;
+        return Ok(Next::Continue);
+    }
+    Ok(next)
 }
 
 fn campaign_cap(state: &DispatchState, c: &Campaign, now: DateTime<Utc>) -> Option<(String, u32)> {
@@ -338,9 +364,12 @@ async fn send_one(
             })
             .await?;
         match reservation {
-            Reservation::Claimed { used } => debug!(used, cap, "claimed"),
+            Reservation::Claimed { used } => {
+                metrics::cap(acct, used, cap);
+                debug!(used, cap, "claimed");
+            }
             Reservation::StaleChain => return Ok(Next::End),
-            Reservation::CampaignNotRunning | Reservation::CampaignCapReached => return Ok(Next::Continue),
+            Reservation::CampaignNotRunning | Reservation::CampaignCapReached => return Ok(Next::Refresh),
             Reservation::LeadInactive(_) | Reservation::Suppressed => {
                 state.ledger.cancel(key, acct, None, "lead stopped").await?;
                 return Ok(Next::Continue);

@@ -4,8 +4,11 @@
 use coldsend_core::account::Endpoint;
 use coldsend_core::{ProbeFailure, Protocol, ValidationCode};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
+use rustls_pki_types::ServerName;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::{ProbeContext, classify_network, failure, resolve, within_limit};
 
@@ -38,33 +41,30 @@ pub async fn open_session(
             .smtp_tls(ep.host.as_str())
             .map_err(|e| failure(SMTP, ValidationCode::SslError, format!("TLS setup: {e}")))
     };
-    // lettre reads the greeting and sends EHLO as part of connecting.
-    let connect =
-        |wrapper| AsyncSmtpConnection::connect_tokio1(addrs.as_slice(), Some(ctx.time_limit), &ctx.helo, wrapper, None);
     let port = ep.port.get();
     let mut implicit_tls = ep.tls && port == IMPLICIT_TLS_PORT;
     let mut conn = if implicit_tls {
-        connect(Some(tls()?)).await
+        connect(ctx, ep, &addrs, true).await
     } else if !ep.tls || PLAINTEXT_PORTS.contains(&port) {
-        connect(None).await
+        connect(ctx, ep, &addrs, false).await
     } else {
         // An unusual port with TLS on: the server either greets in plaintext (then
         // STARTTLS) or waits for a TLS handshake (implicit TLS). Silence for half the
         // limit suggests the latter; a plaintext reply to our handshake means the
         // server was merely slow, so fall back to plaintext.
-        match tokio::time::timeout(ctx.time_limit / 2, connect(None)).await {
+        match tokio::time::timeout(ctx.time_limit / 2, connect(ctx, ep, &addrs, false)).await {
             Ok(result) => result,
-            Err(_) => match connect(Some(tls()?)).await {
+            Err(_) => match connect(ctx, ep, &addrs, true).await {
                 Ok(c) => {
                     implicit_tls = true;
                     Ok(c)
                 }
-                Err(e) if answered_in_plaintext(&e) => connect(None).await,
+                Err(ConnectError::PlaintextReply(_)) => connect(ctx, ep, &addrs, false).await,
                 Err(e) => Err(e),
             },
         }
     }
-    .map_err(|e| classify_smtp(&e, "connect"))?;
+    .map_err(ConnectError::into_failure)?;
     if ep.tls && !implicit_tls {
         if !conn.can_starttls() {
             conn.abort().await;
@@ -85,9 +85,100 @@ pub async fn open_session(
     Ok(conn)
 }
 
-/// Our TLS handshake got a plaintext SMTP line back.
-fn answered_in_plaintext(err: &lettre::transport::smtp::Error) -> bool {
-    matches!(super::find_in_chain::<rustls::Error>(err), Some(rustls::Error::InvalidMessage(_)))
+enum ConnectError {
+    Failed(ProbeFailure),
+    /// Our TLS handshake got a plaintext SMTP line back.
+    PlaintextReply(ProbeFailure),
+}
+
+impl ConnectError {
+    fn into_failure(self) -> ProbeFailure {
+        match self {
+            Self::Failed(f) | Self::PlaintextReply(f) => f,
+        }
+    }
+}
+
+/// TCP (with TCP_NODELAY: lettre writes a message body and its final dot separately,
+/// and Nagle's algorithm would hold the dot for a delayed ACK), then implicit TLS if
+/// asked, then lettre reads the greeting and sends EHLO.
+async fn connect(
+    ctx: &ProbeContext,
+    ep: &Endpoint,
+    addrs: &[std::net::SocketAddr],
+    implicit_tls: bool,
+) -> Result<AsyncSmtpConnection, ConnectError> {
+    let tcp =
+        TcpStream::connect(addrs).await.map_err(|e| ConnectError::Failed(classify_network(SMTP, &e, "connect")))?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn AsyncTokioStream> = if implicit_tls {
+        let name = ServerName::try_from(ep.host.as_str().to_owned()).map_err(|e| {
+            ConnectError::Failed(failure(SMTP, ValidationCode::SslError, format!("host is not a valid TLS name: {e}")))
+        })?;
+        let tls = TlsConnector::from(ctx.trust.rustls_config()).connect(name, tcp).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                return ConnectError::Failed(failure(
+                    SMTP,
+                    ValidationCode::ConnectionFailed,
+                    "server closed the connection during the TLS handshake",
+                ));
+            }
+            let f = classify_network(SMTP, &e, "TLS handshake");
+            if matches!(super::find_in_chain::<rustls::Error>(&e), Some(rustls::Error::InvalidMessage(_))) {
+                ConnectError::PlaintextReply(f)
+            } else {
+                ConnectError::Failed(f)
+            }
+        })?;
+        Box::new(TlsTcp(tls))
+    } else {
+        Box::new(tcp)
+    };
+    AsyncSmtpConnection::connect_with_transport(stream, &ctx.helo)
+        .await
+        .map_err(|e| ConnectError::Failed(classify_smtp(&e, "greeting")))
+}
+
+/// Implicit-TLS stream handed to lettre as its transport.
+#[derive(Debug)]
+struct TlsTcp(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl AsyncTokioStream for TlsTcp {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for TlsTcp {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsTcp {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 fn classify_smtp(err: &lettre::transport::smtp::Error, step: &str) -> ProbeFailure {
