@@ -28,9 +28,20 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0 // fields 14 and 15 of stat; USER_HZ is 100 on Linux
 }
 
-fn redis_calls(conn: &mut redis::Connection) -> u64 {
+/// Calls per command since the last CONFIG RESETSTAT (commands run inside Lua scripts
+/// count too), most frequent first.
+fn redis_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
     let info: String = redis::cmd("INFO").arg("commandstats").query(conn).expect("INFO");
-    info.lines().filter_map(|l| l.split("calls=").nth(1)).filter_map(|v| v.split(',').next()?.parse::<u64>().ok()).sum()
+    let mut calls: Vec<(String, u64)> = info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let n = rest.split("calls=").nth(1)?.split(',').next()?.parse().ok()?;
+            Some((name.to_owned(), n))
+        })
+        .collect();
+    calls.sort_by(|a, b| b.1.cmp(&a.1));
+    calls
 }
 
 #[tokio::main]
@@ -140,8 +151,11 @@ async fn main() {
     println!("smtp-source   {source_rate:>9.1} msg/s  ({source_secs:.2} s, same sink, -s {mailboxes} -d)");
     println!("ratio         {:>9.3}  (coldsend / smtp-source)", coldsend_rate / source_rate);
     println!("worker CPU    {:>9.3} s per 1,000 messages", cpu * 1000.0 / messages as f64);
-    println!(
-        "redis         {:>9.1} commands per sent email (all clients: API, worker, queue)",
-        calls as f64 / messages as f64
-    );
+    let total: u64 = calls.iter().map(|(_, n)| n).sum();
+    let per = |n: u64| n as f64 / messages as f64;
+    println!("redis         {:>9.1} commands per sent email (all clients, Lua-internal calls included)", per(total));
+    let scripts: u64 = calls.iter().filter(|(c, _)| c.starts_with("eval")).map(|(_, n)| n).sum();
+    println!("              {:>9.1} script calls per sent email (reserve, DATA phase, sent)", per(scripts));
+    let top: Vec<String> = calls.iter().take(8).map(|(c, n)| format!("{c} {:.1}", per(*n))).collect();
+    println!("              top: {}", top.join(", "));
 }
