@@ -49,3 +49,67 @@ pub fn closed_port() -> (tokio::net::TcpSocket, u16) {
     let port = socket.local_addr().expect("addr").port();
     (socket, port)
 }
+
+/// A tiny SMTP server that accepts everything but holds its reply to the message body
+/// for `stall`: to catch a worker in the middle of a send. Counts bodies received and
+/// replies sent.
+pub struct StallingSmtp {
+    pub port: u16,
+    pub bodies_received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StallingSmtp {
+    pub fn start(stall: Duration) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let bodies_received = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (b, a) = (bodies_received.clone(), accepted.clone());
+        let port = serve(move |stream| {
+            let (b, a) = (b.clone(), a.clone());
+            std::thread::spawn(move || {
+                let mut out = stream.try_clone().expect("clone");
+                let mut lines = BufReader::new(stream);
+                let _ = out.write_all(b"220 stall.test ESMTP\r\n");
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let verb = line.trim_end().to_ascii_uppercase();
+                    let reply: &[u8] = if verb.starts_with("EHLO") {
+                        b"250-stall.test\r\n250 AUTH PLAIN LOGIN\r\n"
+                    } else if verb.starts_with("AUTH") {
+                        b"235 2.7.0 ok\r\n"
+                    } else if verb.starts_with("DATA") {
+                        let _ = out.write_all(b"354 go ahead\r\n");
+                        // Read the body up to the lone dot.
+                        loop {
+                            line.clear();
+                            if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == ".\r\n" {
+                                break;
+                            }
+                        }
+                        b.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(stall);
+                        a.fetch_add(1, Ordering::SeqCst);
+                        b"250 2.0.0 queued\r\n"
+                    } else if verb.starts_with("QUIT") {
+                        let _ = out.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = out.write_all(reply);
+                }
+            });
+        });
+        Self { port, bodies_received, accepted }
+    }
+}

@@ -238,12 +238,19 @@ impl Drop for Mail {
 /// A running coldsend binary whose stdout and stderr go to a log file.
 pub struct Proc {
     child: Child,
+    /// The port of its /healthz, /readyz and /metrics.
+    pub health_port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Proc {
+    /// Spawns a binary with its own health port (so several can run side by side).
     pub fn spawn(name: &str, args: &[&str], env: &[(String, String)]) -> Self {
+        let health_port = free_port();
+        let var = if name == "coldsend" { "COLDSEND_API__HEALTH_LISTEN" } else { "COLDSEND_WORKER__HEALTH_LISTEN" };
+        let mut env = env.to_vec();
+        env.push((var.into(), format!("127.0.0.1:{health_port}")));
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join(format!("{name}.log"));
         let file = File::create(&log).expect("log file");
@@ -258,7 +265,41 @@ impl Proc {
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Self { child, log, _dir: dir }
+        Self { child, health_port, log, _dir: dir }
+    }
+
+    /// GET a path on its health port: (status, body); (0, "") if it does not answer.
+    pub fn health_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.health_port)) else {
+            return (0, String::new());
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+    }
+
+    /// Waits for the process to exit; its exit code, or None on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn log_text(&self) -> String {

@@ -80,6 +80,8 @@ pub struct RedisSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSettings {
     pub listen: String,
+    /// /healthz, /readyz and /metrics of the API process.
+    pub health_listen: String,
     /// SHA-256 hashes (hex) of the accepted API keys.
     pub key_hashes: Vec<String>,
 }
@@ -113,6 +115,11 @@ pub struct WorkerSettings {
     pub dispatch_concurrency: usize,
     /// Replica name prefix; empty means the host name. A boot id is always appended.
     pub name: String,
+    /// /healthz, /readyz and /metrics of the worker process.
+    pub health_listen: String,
+    /// On SIGTERM/SIGINT, in-flight jobs get this long to finish (keep it under the
+    /// orchestrator's kill timeout: Kubernetes' default is 30 s).
+    pub shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,7 +139,7 @@ impl Default for RedisSettings {
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), key_hashes: Vec::new() }
+        Self { listen: "127.0.0.1:8080".into(), health_listen: "127.0.0.1:9091".into(), key_hashes: Vec::new() }
     }
 }
 
@@ -150,7 +157,13 @@ impl Default for ValidationSettings {
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { validate_concurrency: 8, dispatch_concurrency: 64, name: String::new() }
+        Self {
+            validate_concurrency: 8,
+            dispatch_concurrency: 64,
+            name: String::new(),
+            health_listen: "127.0.0.1:9090".into(),
+            shutdown_grace_secs: 20,
+        }
     }
 }
 
@@ -206,6 +219,16 @@ impl Settings {
         if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("api.listen", "must be an address such as 127.0.0.1:8080");
         }
+        for (field, addr) in
+            [("api.health_listen", &self.api.health_listen), ("worker.health_listen", &self.worker.health_listen)]
+        {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return invalid(field, "must be an address such as 127.0.0.1:9090");
+            }
+        }
+        if !(1..=3600).contains(&self.worker.shutdown_grace_secs) {
+            return invalid("worker.shutdown_grace_secs", "must be 1-3600");
+        }
         if let Some(bad) =
             self.api.key_hashes.iter().find(|h| h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
         {
@@ -248,6 +271,23 @@ impl Settings {
         Ok(())
     }
 
+    /// The effective settings as TOML with secrets masked (the password in a Redis URL;
+    /// API key hashes are shown only as a count), for `--check-config`.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.redis.url = redact_url(&self.redis.url);
+        shown.api.key_hashes = vec![format!("<{} hash(es)>", self.api.key_hashes.len())];
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render settings: {e}"))
+    }
+
+    /// Where the encryption key comes from, for messages (never the key itself).
+    pub fn key_source(&self) -> String {
+        match &self.secrets.encryption_key_file {
+            Some(p) => format!("file {}", p.display()),
+            None => format!("environment variable {}", self.secrets.encryption_key_env),
+        }
+    }
+
     /// Reads the credential encryption key from the file or the environment variable.
     pub fn sealing_key(&self) -> Result<SealingKey, SettingsError> {
         let text = match &self.secrets.encryption_key_file {
@@ -278,5 +318,29 @@ mod tests {
             serde_json::to_value(Settings::default()).expect("json"),
             "config/coldsend.toml must list every setting with its default"
         );
+    }
+}
+
+/// A Redis URL with its password (if any) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(redact_url("redis://:s3cret@host:6379/0"), "redis://:***@host:6379/0");
+        assert_eq!(redact_url("rediss://app:s3cret@host"), "rediss://app:***@host");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }

@@ -6,6 +6,7 @@
 //! - [`api`]: the HTTP API (axum) and its OpenAPI document;
 //! - [`campaigns`]: campaigns, leads, usage and unsubscribe; [`leads_csv`]: CSV import;
 //! - [`commands`]: the Redis-level command stream for producers in any language;
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics` (used by the worker too);
 //! - [`connect`]: opening Redis and the queues from settings.
 
 pub mod accounts;
@@ -14,4 +15,5 @@ pub mod api_key;
 pub mod campaigns;
 pub mod commands;
 pub mod connect;
+pub mod health;
 pub mod leads_csv;

@@ -16,6 +16,7 @@ use coldsend_producer::api::{AppState, router};
 use coldsend_producer::api_key::{self, KeyVerifier};
 use coldsend_producer::campaigns::{AddLeadsReport, CampaignService, CampaignView};
 use coldsend_producer::connect::services;
+use coldsend_producer::health::{self, Health};
 
 #[derive(Parser)]
 #[command(version, about = "coldsend: cold-email outreach job queue (CLI and HTTP API)")]
@@ -23,8 +24,12 @@ struct Cli {
     /// Config file (default: $COLDSEND_CONFIG, else config/coldsend.toml if present).
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+    /// Validate the configuration (and that the encryption key loads), print the
+    /// effective settings with secrets masked, and exit: 0 if usable, 2 if not.
+    #[arg(long)]
+    check_config: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -144,7 +149,15 @@ enum KeysCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
+    if cli.check_config {
+        std::process::exit(check_config(cli.config.as_deref()));
+    }
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        Cli::command().print_help()?;
+        std::process::exit(2);
+    };
+    match command {
         Command::Keys(k) => {
             keys(k);
             Ok(())
@@ -172,6 +185,23 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+fn check_config(path: Option<&std::path::Path>) -> i32 {
+    let settings = match Settings::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("invalid configuration: {e}");
+            return 2;
+        }
+    };
+    println!("{}", settings.redacted_toml());
+    if let Err(e) = settings.sealing_key() {
+        eprintln!("invalid configuration: {e} (from {})", settings.key_source());
+        return 2;
+    }
+    eprintln!("configuration OK (encryption key from {})", settings.key_source());
+    0
+}
+
 fn load(path: Option<PathBuf>) -> anyhow::Result<Settings> {
     Settings::load(path.as_deref()).context("loading settings")
 }
@@ -192,13 +222,32 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if keys.is_empty() {
         tracing::warn!("api.key_hashes is empty: every request will be refused (create one with `coldsend keys new`)");
     }
+    let health = Arc::new(Health::default());
+    let metrics = health::install_metrics().map_err(anyhow::Error::msg)?;
+    let health_listener = tokio::net::TcpListener::bind(&settings.api.health_listen)
+        .await
+        .with_context(|| format!("binding api.health_listen {}", settings.api.health_listen))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let health_server = tokio::spawn(health::serve(health_listener, health.clone(), metrics, stop_rx.clone()));
+    let watcher = tokio::spawn(health::watch_redis(settings.redis.url.clone(), Vec::new(), health.clone(), stop_rx));
     let s = services(&settings).await.context("connecting")?;
     let app = router(AppState { accounts: s.accounts, campaigns: s.campaigns, signer: s.signer, keys: Arc::new(keys) });
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await
         .with_context(|| format!("binding {}", settings.api.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "API listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving")?;
+    health.set_running(true);
+    let draining = health.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            draining.set_draining();
+        })
+        .await
+        .context("serving")?;
+    let _ = stop_tx.send(true);
+    let _ = watcher.await;
+    let _ = health_server.await;
     tracing::info!("API stopped");
     Ok(())
 }

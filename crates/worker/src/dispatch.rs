@@ -84,7 +84,10 @@ pub async fn dispatch(
     worker: WorkerContext,
 ) -> Result<(), BoxDynError> {
     let span = info_span!("dispatch", account_id = %job.account_id, worker = %worker.name());
-    run(job, &state, &worker).instrument(span).await
+    let started = std::time::Instant::now();
+    let result = run(job, &state, &worker).instrument(span).await;
+    metrics::job("dispatch", result.is_ok(), started.elapsed().as_secs_f64());
+    result
 }
 
 fn lease_ms(state: &DispatchState, wait: Duration) -> u64 {

@@ -23,7 +23,10 @@ pub struct ValidateState {
 
 pub async fn validate_account(job: ValidateAccount, state: Data<Arc<ValidateState>>) -> Result<(), BoxDynError> {
     let span = info_span!("validate_account", account_id = %job.account_id, generation = job.generation);
-    run(job, &state).instrument(span).await
+    let started = std::time::Instant::now();
+    let result = run(job, &state).instrument(span).await;
+    crate::metrics::job("validate-account", result.is_ok(), started.elapsed().as_secs_f64());
+    result
 }
 
 async fn run(job: ValidateAccount, state: &ValidateState) -> Result<(), BoxDynError> {
