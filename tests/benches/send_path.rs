@@ -40,7 +40,7 @@ fn redis_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
             Some((name.to_owned(), n))
         })
         .collect();
-    calls.sort_by(|a, b| b.1.cmp(&a.1));
+    calls.sort_by_key(|c| std::cmp::Reverse(c.1));
     calls
 }
 
