@@ -2,7 +2,8 @@
 # Installs what coldsend's scripts need on Debian/Ubuntu, skipping what is present.
 # Usage: scripts/install-deps.sh [run|test]
 #   run:  redis-server
-#   test: redis-server, postfix, dovecot (imapd, lmtpd), openssl, bc, iproute2, python3 + requests + redis
+#   test: redis-server, postfix, dovecot (imapd, lmtpd), openssl, bc, iproute2, systemd (systemd-analyze),
+#         python3 + requests, redis, kubernetes-validate
 set -euo pipefail
 what="${1:-test}"
 
@@ -18,7 +19,7 @@ want() { for p in "$@"; do have_pkg "$p" || missing+=("$p"); done; }
 
 want redis-server
 if [[ "$what" == "test" ]]; then
-  want postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl bc iproute2 python3
+  want postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl bc iproute2 python3 python3-pip systemd
 fi
 
 if ((${#missing[@]})); then
@@ -30,11 +31,12 @@ if ((${#missing[@]})); then
 fi
 
 # Python clients used by the tests: requests (HTTP API), redis (the Redis-level contract).
-for mod in requests redis; do
-  if [[ "$what" == "test" ]] && ! python3 -c "import $mod" 2>/dev/null; then
-    echo "install-deps: installing the Python $mod package"
-    python3 -m pip install --quiet --root-user-action=ignore "$mod" 2>/dev/null \
-      || { $SUDO apt-get install -y -qq "python3-$mod" >/dev/null; }
+# kubernetes_validate: the manifests' schema check.
+for mod in requests:requests redis:redis kubernetes_validate:kubernetes-validate; do
+  if [[ "$what" == "test" ]] && ! python3 -c "import ${mod%%:*}" 2>/dev/null; then
+    echo "install-deps: installing the Python package ${mod##*:}"
+    python3 -m pip install --quiet --root-user-action=ignore "${mod##*:}" 2>/dev/null \
+      || python3 -m pip install --quiet --break-system-packages "${mod##*:}"
   fi
 done
 
