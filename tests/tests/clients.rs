@@ -126,3 +126,63 @@ async fn python_redis_producer_adds_leads_and_starts_a_campaign() {
     let (_, c) = api.get(&format!("/campaigns/{cid}")).await;
     assert_eq!(c["stats"]["leads"], 3, "{c}");
 }
+
+#[tokio::test]
+async fn cli_runs_a_campaign_from_a_csv_file() {
+    use coldsend_tests::{Api, FAST_SENDING};
+    let mail = Mail::start("ann:annpw lead01:x lead02:x");
+    let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
+    let api = Api::new(&stack);
+    let body = serde_json::json!({
+        "email_address": "ann@example.test", "display_name": "Ann", "inbox_type": "CUSTOM_SMTP", "daily_limit": 10,
+        "smtp_host": "127.0.0.1", "smtp_port": mail.submission_port(), "smtp_username": "ann@example.test",
+        "smtp_password": "annpw", "smtp_use_tls": true, "imap_host": "127.0.0.1", "imap_port": mail.imaps_port(),
+        "imap_username": "ann@example.test", "imap_password": "annpw", "imap_use_ssl": true
+    });
+    let (_, created) = api.create(&body).await;
+    let account = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(api.settled(&account).await["status"], "ACTIVE");
+    let env = &stack.env;
+    let (ok, _, err) = run("coldsend", &["accounts", "sending", &account, "--warmup", "false"], env);
+    assert!(ok, "{err}");
+    let (ok, out, _) = run("coldsend", &["accounts", "usage", &account], env);
+    assert!(ok && out.contains("\"effective_cap\": 10"), "{out}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = dir.path().join("campaign.json");
+    std::fs::write(
+        &campaign,
+        serde_json::json!({"name": "cli", "sender_account_ids": [account],
+            "steps": [{"subject": "Hi {{ first_name }}", "text": "Hello from {{ city }}"}]})
+        .to_string(),
+    )
+    .expect("write");
+    let (ok, out, err) = run("coldsend", &["campaigns", "create", "--file", &campaign.to_string_lossy()], env);
+    assert!(ok, "{err}");
+    let cid = serde_json::from_str::<Value>(&out).expect("json")["id"].as_str().expect("id").to_owned();
+
+    let csv = dir.path().join("leads.csv");
+    std::fs::write(
+        &csv,
+        "email,first_name,city\nlead01@example.test,Ann,Riga\nnot an email,Bob,Oslo\nlead02@example.test,Cid,Bergen\n",
+    )
+    .expect("write");
+    let (ok, out, err) = run("coldsend", &["leads", "add", &cid, "--csv", &csv.to_string_lossy()], env);
+    assert!(ok, "{err}");
+    assert!(err.contains("line 3"), "bad rows reported by line: {err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).expect("json")["added"], 2, "{out}");
+
+    let (ok, _, err) = run("coldsend", &["campaigns", "start", &cid], env);
+    assert!(ok, "{err}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while mail.messages("lead01").len() + mail.messages("lead02").len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "CLI campaign did not send");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(mail.messages("lead02")[0].contains("Hello from Bergen"));
+    // `status --watch` ends by itself once the campaign is complete.
+    let (ok, out, err) = run("coldsend", &["campaigns", "status", &cid, "--watch"], env);
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = run("coldsend", &["campaigns", "status", &cid], env);
+    assert!(ok && out.contains("COMPLETED") && out.contains("sent 2"), "{out}");
+}
