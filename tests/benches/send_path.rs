@@ -69,14 +69,14 @@ async fn main() {
     let api = Api::new(&stack);
     let mut accounts = Vec::new();
     for i in 0..mailboxes {
-        let body = json!({
-            "email_address": format!("box{i}@example.test"), "display_name": format!("Box {i}"),
-            "inbox_type": "CUSTOM_SMTP", "daily_limit": 100000,
-            "smtp_host": "127.0.0.1", "smtp_port": sink_port, "smtp_username": format!("box{i}@example.test"),
-            "smtp_password": format!("pw{i}"), "smtp_use_tls": false,
-            "imap_host": "127.0.0.1", "imap_port": mail.imaps_port(), "imap_username": format!("box{i}@example.test"),
-            "imap_password": format!("pw{i}"), "imap_use_ssl": true
-        });
+        let body = coldsend_tests::account_json(
+            &format!("box{i}"),
+            &format!("pw{i}"),
+            sink_port,
+            false,
+            mail.imaps_port(),
+            100_000,
+        );
         let (_, created) = api.create(&body).await;
         let id = created["id"].as_str().expect("id").to_owned();
         let settled = api.settled(&id).await;

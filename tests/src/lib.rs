@@ -473,3 +473,23 @@ impl Api {
         }
     }
 }
+
+/// The registration body of a CUSTOM_SMTP account `user@example.test` (password for
+/// SMTP and IMAP alike) on 127.0.0.1.
+pub fn account_json(
+    user: &str,
+    password: &str,
+    smtp_port: u16,
+    smtp_tls: bool,
+    imap_port: u16,
+    daily_limit: u32,
+) -> serde_json::Value {
+    serde_json::json!({
+        "email_address": format!("{user}@example.test"), "display_name": format!("{user} at Example"),
+        "inbox_type": "CUSTOM_SMTP", "daily_limit": daily_limit,
+        "smtp_host": "127.0.0.1", "smtp_port": smtp_port, "smtp_username": format!("{user}@example.test"),
+        "smtp_password": password, "smtp_use_tls": smtp_tls,
+        "imap_host": "127.0.0.1", "imap_port": imap_port, "imap_username": format!("{user}@example.test"),
+        "imap_password": password, "imap_use_ssl": true
+    })
+}

@@ -15,14 +15,14 @@ fn users(senders: &[&str], leads: usize) -> String {
 }
 
 async fn active_account(api: &Api, mail: &Mail, user: &str, daily_limit: u32) -> String {
-    let body = json!({
-        "email_address": format!("{user}@example.test"), "display_name": format!("{user} at Example"),
-        "inbox_type": "CUSTOM_SMTP", "daily_limit": daily_limit,
-        "smtp_host": "127.0.0.1", "smtp_port": mail.submission_port(), "smtp_username": format!("{user}@example.test"),
-        "smtp_password": format!("{user}pw"), "smtp_use_tls": true,
-        "imap_host": "127.0.0.1", "imap_port": mail.imaps_port(), "imap_username": format!("{user}@example.test"),
-        "imap_password": format!("{user}pw"), "imap_use_ssl": true
-    });
+    let body = coldsend_tests::account_json(
+        user,
+        &format!("{user}pw"),
+        mail.submission_port(),
+        true,
+        mail.imaps_port(),
+        daily_limit,
+    );
     let (status, created) = api.create(&body).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id").to_owned();

@@ -82,12 +82,7 @@ async fn python_redis_producer_adds_leads_and_starts_a_campaign() {
     let mail = Mail::start("ann:annpw lead01:x lead02:x lead03:x");
     let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
     let api = Api::new(&stack);
-    let body = serde_json::json!({
-        "email_address": "ann@example.test", "display_name": "Ann", "inbox_type": "CUSTOM_SMTP", "daily_limit": 10,
-        "smtp_host": "127.0.0.1", "smtp_port": mail.submission_port(), "smtp_username": "ann@example.test",
-        "smtp_password": "annpw", "smtp_use_tls": true, "imap_host": "127.0.0.1", "imap_port": mail.imaps_port(),
-        "imap_username": "ann@example.test", "imap_password": "annpw", "imap_use_ssl": true
-    });
+    let body = coldsend_tests::account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 10);
     let (_, created) = api.create(&body).await;
     let account = created["id"].as_str().expect("id").to_owned();
     assert_eq!(api.settled(&account).await["status"], "ACTIVE");
@@ -133,12 +128,7 @@ async fn cli_runs_a_campaign_from_a_csv_file() {
     let mail = Mail::start("ann:annpw lead01:x lead02:x");
     let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
     let api = Api::new(&stack);
-    let body = serde_json::json!({
-        "email_address": "ann@example.test", "display_name": "Ann", "inbox_type": "CUSTOM_SMTP", "daily_limit": 10,
-        "smtp_host": "127.0.0.1", "smtp_port": mail.submission_port(), "smtp_username": "ann@example.test",
-        "smtp_password": "annpw", "smtp_use_tls": true, "imap_host": "127.0.0.1", "imap_port": mail.imaps_port(),
-        "imap_username": "ann@example.test", "imap_password": "annpw", "imap_use_ssl": true
-    });
+    let body = coldsend_tests::account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 10);
     let (_, created) = api.create(&body).await;
     let account = created["id"].as_str().expect("id").to_owned();
     assert_eq!(api.settled(&account).await["status"], "ACTIVE");

@@ -18,13 +18,7 @@ fn wait(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 }
 
 async fn account(api: &Api, mail: &Mail, user: &str, smtp_port: u16, smtp_tls: bool) -> String {
-    let body = json!({
-        "email_address": format!("{user}@example.test"), "display_name": user, "inbox_type": "CUSTOM_SMTP",
-        "daily_limit": 100, "smtp_host": "127.0.0.1", "smtp_port": smtp_port, "smtp_username": format!("{user}@example.test"),
-        "smtp_password": format!("{user}pw"), "smtp_use_tls": smtp_tls, "imap_host": "127.0.0.1",
-        "imap_port": mail.imaps_port(), "imap_username": format!("{user}@example.test"),
-        "imap_password": format!("{user}pw"), "imap_use_ssl": true
-    });
+    let body = coldsend_tests::account_json(user, &format!("{user}pw"), smtp_port, smtp_tls, mail.imaps_port(), 100);
     let (_, created) = api.create(&body).await;
     let id = created["id"].as_str().expect("id").to_owned();
     let settled = api.settled(&id).await;

@@ -186,20 +186,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn check_config(path: Option<&std::path::Path>) -> i32 {
-    let settings = match Settings::load(path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("invalid configuration: {e}");
-            return 2;
-        }
-    };
-    println!("{}", settings.redacted_toml());
-    if let Err(e) = settings.sealing_key() {
-        eprintln!("invalid configuration: {e} (from {})", settings.key_source());
-        return 2;
-    }
-    eprintln!("configuration OK (encryption key from {})", settings.key_source());
-    0
+    coldsend_core::settings::check_config_report(path, |_| Ok(()))
 }
 
 fn load(path: Option<PathBuf>) -> anyhow::Result<Settings> {

@@ -60,6 +60,21 @@ pub struct DispatchState {
 }
 
 impl DispatchState {
+    /// The account's opened passwords and a probe context bounded by `limit`.
+    pub async fn connect_context(
+        &self,
+        account: &SenderAccount,
+        limit: Duration,
+    ) -> Result<(coldsend_core::store::Credentials, ProbeContext), String> {
+        let creds = self
+            .accounts
+            .credentials(&account.id, &self.key)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("account credentials are gone")?;
+        Ok((creds, ProbeContext { time_limit: limit, ..self.probe.clone() }))
+    }
+
     pub fn pacer_for(config: &SendingConfig) -> Option<DefaultKeyedRateLimiter<AccountId>> {
         let gap = Duration::from_secs(config.min_gap_secs);
         Quota::with_period(gap).map(|q| RateLimiter::keyed(q.allow_burst(NonZeroU32::MIN)))
@@ -494,13 +509,7 @@ async fn deliver(
 }
 
 async fn open(state: &DispatchState, account: &SenderAccount, limit: Duration) -> Result<AsyncSmtpConnection, String> {
-    let creds = state
-        .accounts
-        .credentials(&account.id, &state.key)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("account credentials are gone")?;
-    let ctx = ProbeContext { time_limit: limit, ..state.probe.clone() };
+    let (creds, ctx) = state.connect_context(account, limit).await?;
     match tokio::time::timeout(limit, probe::open_session(&ctx, &account.smtp, &creds.smtp_password)).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(f)) => Err(format!("SMTP {}: {}", f.code.as_str(), f.message)),

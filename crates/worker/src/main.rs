@@ -30,24 +30,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn check_config(path: Option<&std::path::Path>) -> i32 {
-    let settings = match Settings::load(path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("invalid configuration: {e}");
-            return 2;
-        }
-    };
-    println!("{}", settings.redacted_toml());
-    if let Err(e) = settings.sealing_key() {
-        eprintln!("invalid configuration: {e} (from {})", settings.key_source());
-        return 2;
-    }
-    if let Err(e) = coldsend_worker::trust::TrustStore::load(&settings.validation.extra_ca_files) {
-        eprintln!("invalid configuration: {e}");
-        return 2;
-    }
-    eprintln!("configuration OK (encryption key from {})", settings.key_source());
-    0
+    coldsend_core::settings::check_config_report(path, |s| {
+        coldsend_worker::trust::TrustStore::load(&s.validation.extra_ca_files).map(|_| ()).map_err(|e| e.to_string())
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use tracing::warn;
 
 use crate::dispatch::DispatchState;
-use crate::probe::{ImapSession, ProbeContext, open_imap_session};
+use crate::probe::{ImapSession, open_imap_session};
 
 /// Common names, tried when no folder is marked `\Sent` (RFC 6154).
 pub const SENT_NAMES: [&str; 5] = ["Sent", "Sent Items", "Sent Messages", "[Gmail]/Sent Mail", "INBOX.Sent"];
@@ -29,13 +29,7 @@ pub async fn find_sent_folder(session: &mut ImapSession) -> Result<Option<String
 pub async fn append(state: &DispatchState, account: &SenderAccount, message: &[u8]) {
     let limit = Duration::from_secs(state.config.smtp_timeout_secs);
     let result = tokio::time::timeout(limit, async {
-        let creds = state
-            .accounts
-            .credentials(&account.id, &state.key)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("credentials gone")?;
-        let ctx = ProbeContext { time_limit: limit, ..state.probe.clone() };
+        let (creds, ctx) = state.connect_context(account, limit).await?;
         let mut session = open_imap_session(&ctx, &account.imap, &creds.imap_password).await.map_err(|f| f.message)?;
         let folder = find_sent_folder(&mut session).await.map_err(|e| e.to_string())?.ok_or("no Sent folder found")?;
         session.append(&folder, Some("(\\Seen)"), None, message).await.map_err(|e| e.to_string())?;

@@ -11,18 +11,9 @@ use coldsend_core::capacity::SendingSettings;
 use coldsend_core::lead::LeadInput;
 use serde::Deserialize;
 
+use super::error::read_body;
 use super::{ApiError, AppState, ErrorBody};
 use crate::campaigns::{AddLeadsReport, CampaignView, LeadView, UsageView};
-
-fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body is too large")
-        } else {
-            ApiError::new(r.status(), "invalid_body", r.body_text())
-        }
-    })
-}
 
 /// Create a campaign (state DRAFT).
 #[utoipa::path(post, path = "/api/public/v1/campaigns", tag = "campaigns", request_body = CampaignRequest,
@@ -33,7 +24,7 @@ pub async fn create(
     State(state): State<AppState>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
-    Ok((StatusCode::CREATED, Json(state.campaigns.create(&body(b)?).await?)))
+    Ok((StatusCode::CREATED, Json(state.campaigns.create(&read_body(b)?).await?)))
 }
 
 /// All campaigns with their statistics.
@@ -71,7 +62,7 @@ pub async fn add_leads(
     Path(id): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AddLeadsReport>, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(&body(b)?).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(&read_body(b)?).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("request body is not valid JSON: {e}"))
     })?;
     let rows = match value {
@@ -141,7 +132,7 @@ pub async fn put_sending(
     Path(id): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SendingSettings>, ApiError> {
-    let settings: SendingSettings = serde_json::from_slice(&body(b)?)
+    let settings: SendingSettings = serde_json::from_slice(&read_body(b)?)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings", e.to_string()))?;
     Ok(Json(state.campaigns.set_sending(&id, settings).await?))
 }

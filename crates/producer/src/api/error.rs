@@ -89,6 +89,19 @@ impl From<crate::campaigns::CampaignError> for ApiError {
     }
 }
 
+/// The raw request body, or the JSON error for one that could not be read (413 over the limit).
+pub fn read_body(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
+    body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body is larger than 65536 bytes")
+        } else {
+            ApiError::new(r.status(), "invalid_body", r.body_text())
+        }
+    })
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /api/public/v1/openapi.json")
 }

@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use coldsend_core::SenderAccountRequest;
 
+use super::error::read_body;
 use super::{ApiError, AppState, ErrorBody};
 use crate::accounts::AccountView;
 
@@ -27,13 +28,7 @@ pub async fn create(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body is larger than 65536 bytes")
-        } else {
-            ApiError::new(r.status(), "invalid_body", r.body_text())
-        }
-    })?;
+    let body = read_body(body)?;
     let view = state.accounts.register(&body).await?;
     let location = format!("/api/public/v1/sender-accounts/{}", view.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)))
