@@ -176,3 +176,36 @@ async fn cli_runs_a_campaign_from_a_csv_file() {
     let (ok, out, _) = run("coldsend", &["campaigns", "status", &cid], env);
     assert!(ok && out.contains("COMPLETED") && out.contains("sent 2"), "{out}");
 }
+
+#[test]
+fn classify_command_prints_a_line_per_message_and_never_panics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("crlf.eml"),
+        "From: a@b.example\r\nSubject: Re: hi\r\nIn-Reply-To: <x@y>\r\n\r\nyes\r\n",
+    )
+    .expect("w");
+    std::fs::write(dir.path().join("cr-only.eml"), "From: a@b.example\rSubject: hello\r\rbody\r").expect("w");
+    std::fs::write(dir.path().join("truncated.eml"), "Content-Type: multipart/report; report-type=delivery-status; boundary=\"X\"\n\n--X\nContent-Type: message/delivery-").expect("w");
+    std::fs::write(
+        dir.path().join("charset.eml"),
+        b"Subject: =?koi8-r?B?8NLJ18XU?=\nContent-Type: text/plain; charset=x-unknown\n\n\xff\xfe\x80".as_slice(),
+    )
+    .expect("w");
+    std::fs::write(dir.path().join("empty.eml"), "").expect("w");
+    let corpus = repo_root().join("crates/core/tests/corpus");
+    let (ok, out, err) = run("coldsend", &["classify", &dir.path().to_string_lossy(), &corpus.to_string_lossy()], &[]);
+    assert!(ok, "{err}");
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 5 + 14, "{out}");
+    let by_file =
+        |suffix: &str| lines.iter().find(|l| l["file"].as_str().unwrap_or("").ends_with(suffix)).expect("line").clone();
+    assert_eq!(by_file("crlf.eml")["kind"], "reply");
+    let bounce = by_file("postfix-unknown-user.eml");
+    assert_eq!(bounce["kind"], "bounce");
+    assert_eq!(bounce["bounce"]["hard"], true);
+    assert_eq!(bounce["bounce"]["reason"], "unknown_user");
+    assert_eq!(bounce["bounce"]["status"], "5.1.1");
+    assert_eq!(bounce["bounce"]["recipient"], "nosuch@example.test");
+    assert_eq!(by_file("ooo-german.eml")["kind"], "auto_reply");
+}

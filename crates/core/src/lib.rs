@@ -10,6 +10,7 @@ pub mod account_request;
 pub mod campaign;
 pub mod campaign_store;
 pub mod capacity;
+pub mod classify;
 pub mod jobs;
 pub mod keys;
 pub mod lead;

@@ -48,6 +48,12 @@ enum Command {
     /// Make API keys and the encryption key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Classify stored messages (files, or folders of .eml files) with the scanner's
+    /// classifier; prints one JSON object per message.
+    Classify {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +166,10 @@ async fn main() -> anyhow::Result<()> {
     match command {
         Command::Keys(k) => {
             keys(k);
+            Ok(())
+        }
+        Command::Classify { paths } => {
+            classify(&paths);
             Ok(())
         }
         Command::Serve => {
@@ -309,6 +319,43 @@ async fn accounts(service: &AccountService, campaigns: &CampaignService, cmd: Ac
             };
             json(&campaigns.set_sending(&id, new).await?)
         }
+    }
+}
+
+fn classify(paths: &[PathBuf]) {
+    let mut files = Vec::new();
+    for p in paths {
+        match std::fs::read_dir(p) {
+            Ok(entries) => {
+                let mut found: Vec<PathBuf> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|f| f.extension().is_some_and(|x| x.eq_ignore_ascii_case("eml")))
+                    .collect();
+                found.sort();
+                files.extend(found);
+            }
+            Err(_) => files.push(p.clone()),
+        }
+    }
+    for file in files {
+        let name = file.display().to_string();
+        let line = match std::fs::read(&file) {
+            Err(e) => serde_json::json!({"file": name, "kind": "other", "error": e.to_string()}),
+            Ok(raw) => {
+                let c = coldsend_core::classify::classify(&raw);
+                let mut v = serde_json::json!({"file": name, "kind": c.kind});
+                if let Some(b) = c.bounce {
+                    v["bounce"] = serde_json::json!({"hard": b.hard, "reason": b.reason, "status": b.status,
+                        "recipient": b.recipient, "original_message_id": b.original_message_id});
+                }
+                if let Some(d) = c.returns_on {
+                    v["returns_on"] = serde_json::json!(d.to_string());
+                }
+                v
+            }
+        };
+        println!("{line}");
     }
 }
 

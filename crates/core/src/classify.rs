@@ -1,0 +1,519 @@
+//! What an incoming message is: a bounce (hard or soft, with a reason), an automatic
+//! reply (out of office, with its return date if it names one), a complaint (ARF), a
+//! reply from a person, or something else. MIME is mail-parser's; this module only
+//! reads the parts it yields.
+//!
+//! Order matters: a delivery report is a bounce even though MTAs mark it
+//! `Auto-Submitted`, and a vacation message is never a bounce.
+
+use chrono::NaiveDate;
+use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Bounce,
+    AutoReply,
+    Reply,
+    Complaint,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BounceReason {
+    UnknownUser,
+    UnknownHost,
+    MailboxFull,
+    Blocked,
+    MessageTooLarge,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bounce {
+    /// Permanent (5.x.x); false for transient (4.x.x) failures.
+    pub hard: bool,
+    pub reason: BounceReason,
+    /// Enhanced status code, e.g. "5.1.1".
+    pub status: Option<String>,
+    pub recipient: Option<String>,
+    pub diagnostic: Option<String>,
+    /// Message-ID of the message that bounced (from the attached original), without <>.
+    pub original_message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Classified {
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bounce: Option<Bounce>,
+    /// For auto-replies: the return date found in the text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub returns_on: Option<NaiveDate>,
+    #[serde(skip)]
+    pub from: Option<String>,
+    #[serde(skip)]
+    pub subject: Option<String>,
+    #[serde(skip)]
+    pub message_id: Option<String>,
+    /// In-Reply-To and References, without <>.
+    #[serde(skip)]
+    pub refers_to: Vec<String>,
+    #[serde(skip)]
+    pub snippet: String,
+}
+
+/// Subject phrases of automatic replies (English, German, French, Spanish, Portuguese,
+/// Dutch, Swedish, Latvian, and a few more), compared in lower case.
+const AUTO_REPLY_SUBJECTS: &[&str] = &[
+    "out of office",
+    "out of the office",
+    "automatic reply",
+    "auto-reply",
+    "autoreply",
+    "auto reply",
+    "away from the office",
+    "on vacation",
+    "on holiday",
+    "abwesenheitsnotiz",
+    "automatische antwort",
+    "abwesend",
+    "im urlaub",
+    "réponse automatique",
+    "reponse automatique",
+    "absence du bureau",
+    "absent du bureau",
+    "respuesta automática",
+    "respuesta automatica",
+    "fuera de la oficina",
+    "resposta automática",
+    "resposta automatica",
+    "ausência temporária",
+    "fora do escritório",
+    "automatisch antwoord",
+    "afwezig",
+    "niet aanwezig",
+    "frånvaro",
+    "franvaro",
+    "automatiskt svar",
+    "automātiskā atbilde",
+    "automatiska atbilde",
+    "prombūtnē",
+    "risposta automatica",
+    "fuori ufficio",
+    "automatyczna odpowiedź",
+];
+
+const BOUNCE_SUBJECTS: &[&str] = &[
+    "undelivered mail returned to sender",
+    "delivery status notification (failure)",
+    "delivery status notification (delay)",
+    "mail delivery failed",
+    "undeliverable:",
+    "returned mail:",
+    "failure notice",
+    "delivery failure",
+    "mail delivery subsystem",
+    "message not delivered",
+    "unzustellbar",
+    "non remis",
+];
+
+/// Parses and classifies raw message bytes. Never panics; unparseable input is `Other`.
+pub fn classify(raw: &[u8]) -> Classified {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Classified {
+            kind: Kind::Other,
+            bounce: None,
+            returns_on: None,
+            from: None,
+            subject: None,
+            message_id: None,
+            refers_to: Vec::new(),
+            snippet: String::new(),
+        };
+    };
+    let from = msg.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_ascii_lowercase);
+    let subject = msg.subject().map(str::to_owned);
+    let message_id = msg.message_id().map(str::to_owned);
+    let mut refers_to: Vec<String> = Vec::new();
+    for v in [msg.in_reply_to(), msg.references()] {
+        if let Some(list) = v.as_text_list() {
+            refers_to.extend(list.iter().map(|s| s.trim_matches(['<', '>']).to_owned()));
+        } else if let Some(t) = v.as_text() {
+            refers_to.extend(t.split_whitespace().map(|s| s.trim_matches(['<', '>']).to_owned()));
+        }
+    }
+    let text = body_text(&msg);
+    let snippet: String = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect();
+    let mut out =
+        Classified { kind: Kind::Other, bounce: None, returns_on: None, from, subject, message_id, refers_to, snippet };
+    let report_type = msg
+        .content_type()
+        .filter(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype() == Some("report"))
+        .and_then(|ct| ct.attribute("report-type"))
+        .map(str::to_ascii_lowercase);
+    if report_type.as_deref() == Some("feedback-report") || has_part(&msg, "message", "feedback-report") {
+        out.kind = Kind::Complaint;
+        return out;
+    }
+    if let Some(b) = bounce(&msg, out.from.as_deref(), out.subject.as_deref(), &text) {
+        out.kind = Kind::Bounce;
+        out.bounce = Some(b);
+        return out;
+    }
+    if is_auto_reply(&msg, out.subject.as_deref()) {
+        out.kind = Kind::AutoReply;
+        let sent =
+            msg.date().and_then(|d| NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day)));
+        out.returns_on = return_date(&text, sent);
+        return out;
+    }
+    let re = out.subject.as_deref().is_some_and(|s| {
+        let l = s.trim_start().to_ascii_lowercase();
+        ["re:", "aw:", "sv:", "antw:", "réf:", "r:"].iter().any(|p| l.starts_with(p))
+    });
+    if !out.refers_to.is_empty() || re {
+        out.kind = Kind::Reply;
+    }
+    out
+}
+
+fn header_text<'a>(msg: &'a Message<'a>, name: &'a str) -> Option<&'a str> {
+    msg.header_raw(name).map(str::trim)
+}
+
+fn is_auto_reply(msg: &Message<'_>, subject: Option<&str>) -> bool {
+    if header_text(msg, "Auto-Submitted").is_some_and(|v| !v.to_ascii_lowercase().starts_with("no")) {
+        return true;
+    }
+    if header_text(msg, "X-Autoreply").is_some() || header_text(msg, "X-Autorespond").is_some() {
+        return true;
+    }
+    if header_text(msg, "Precedence").is_some_and(|p| p.eq_ignore_ascii_case("auto_reply")) {
+        return true;
+    }
+    if header_text(msg, "X-Auto-Response-Suppress").is_some()
+        && header_text(msg, "X-MS-Exchange-Inbox-Rules-Loop").is_some()
+    {
+        return true;
+    }
+    subject.is_some_and(|s| {
+        let l = s.to_lowercase();
+        AUTO_REPLY_SUBJECTS.iter().any(|p| l.contains(p))
+    })
+}
+
+/// All text parts (decoded), concatenated.
+fn body_text(msg: &Message<'_>) -> String {
+    let mut s = String::new();
+    for part in msg.text_bodies() {
+        if let Some(t) = part.text_contents() {
+            s.push_str(t);
+            s.push('\n');
+        }
+    }
+    if s.is_empty()
+        && let Some(html) = msg.body_html(0)
+    {
+        s.push_str(&html);
+    }
+    s
+}
+
+fn has_part(msg: &Message<'_>, ctype: &str, subtype: &str) -> bool {
+    msg.parts.iter().any(|p| {
+        p.content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case(ctype) && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case(subtype))
+        })
+    })
+}
+
+fn part_text<'a>(p: &'a mail_parser::MessagePart<'_>) -> std::borrow::Cow<'a, str> {
+    match &p.body {
+        PartType::Text(t) | PartType::Html(t) => std::borrow::Cow::Borrowed(t.as_ref()),
+        PartType::Binary(b) | PartType::InlineBinary(b) => String::from_utf8_lossy(b),
+        _ => std::borrow::Cow::Borrowed(""),
+    }
+}
+
+fn bounce(msg: &Message<'_>, from: Option<&str>, subject: Option<&str>, text: &str) -> Option<Bounce> {
+    let mut b = Bounce {
+        hard: true,
+        reason: BounceReason::Other,
+        status: None,
+        recipient: None,
+        diagnostic: None,
+        original_message_id: None,
+    };
+    let mut is_report = false;
+    for p in &msg.parts {
+        let Some(ct) = p.content_type() else { continue };
+        let (ty, sub) = (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase());
+        match (ty.as_str(), sub.as_str()) {
+            ("message", "delivery-status") | ("message", "global-delivery-status") => {
+                is_report = true;
+                read_delivery_status(&part_text(p), &mut b);
+            }
+            ("message", "rfc822") | ("message", "global") => {
+                if let PartType::Message(m) = &p.body {
+                    b.original_message_id = b.original_message_id.take().or(m.message_id().map(str::to_owned));
+                }
+            }
+            ("text", "rfc822-headers") => {
+                let mut headers = part_text(p).into_owned();
+                headers.push_str("\r\n\r\n");
+                if let Some(m) = MessageParser::default().parse(headers.as_bytes()) {
+                    b.original_message_id = b.original_message_id.take().or(m.message_id().map(str::to_owned));
+                }
+            }
+            _ => {}
+        }
+    }
+    let daemon = from.is_some_and(|f| {
+        let local = f.split('@').next().unwrap_or("");
+        local.eq_ignore_ascii_case("mailer-daemon") || local.eq_ignore_ascii_case("postmaster")
+    });
+    let failed_header = header_text(msg, "X-Failed-Recipients").map(str::to_owned);
+    let bounce_subject = subject.is_some_and(|s| {
+        let l = s.to_lowercase();
+        BOUNCE_SUBJECTS.iter().any(|p| l.contains(p))
+    });
+    // A delivery-status part (RFC 3464), X-Failed-Recipients, or a daemon sender with a
+    // bounce subject or a status code in its text.
+    if !(is_report || failed_header.is_some() || daemon && (bounce_subject || find_status(text).is_some())) {
+        return None;
+    }
+    if b.recipient.is_none() {
+        b.recipient = failed_header
+            .as_deref()
+            .and_then(|h| h.split(',').next())
+            .map(|s| s.trim().to_ascii_lowercase())
+            .or_else(|| first_address(text));
+    }
+    if b.status.is_none() {
+        b.status = find_status(text);
+    }
+    if b.original_message_id.is_none() {
+        // Non-MIME bounces (qmail, Exim) quote the original headers in the text.
+        b.original_message_id = text
+            .lines()
+            .filter_map(|l| l.trim().split_once(':'))
+            .find(|(name, _)| name.eq_ignore_ascii_case("message-id"))
+            .map(|(_, v)| v.trim().trim_matches(['<', '>']).to_owned());
+    }
+    if b.diagnostic.is_none() {
+        b.diagnostic =
+            text.lines().map(str::trim).find(|l| l.starts_with('5') || l.starts_with('4')).map(str::to_owned);
+    }
+    let status = b.status.clone().unwrap_or_default();
+    b.hard = !status.starts_with('4') && !b.diagnostic.as_deref().is_some_and(|d| d.starts_with("4"));
+    let evidence = format!("{} {} {}", status, b.diagnostic.as_deref().unwrap_or(""), text).to_lowercase();
+    b.reason = reason(&status, &evidence);
+    Some(b)
+}
+
+/// Reads RFC 3464 per-recipient fields (the first failed recipient wins).
+fn read_delivery_status(ds: &str, b: &mut Bounce) {
+    let mut current: (Option<String>, Option<String>, Option<String>, Option<String>) = (None, None, None, None);
+    let flush = |c: &mut (Option<String>, Option<String>, Option<String>, Option<String>), b: &mut Bounce| {
+        let (recipient, action, status, diag) = std::mem::take(c);
+        if recipient.is_some() && b.recipient.is_none() && action.as_deref() != Some("delivered") {
+            b.recipient = recipient;
+            b.status = status;
+            b.diagnostic = diag;
+            if action.as_deref() == Some("delayed") {
+                b.hard = false;
+            }
+        }
+    };
+    for line in ds.lines().chain(std::iter::once("")) {
+        let line = line.trim_end();
+        if line.is_empty() {
+            flush(&mut current, b);
+            continue;
+        }
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "final-recipient" | "original-recipient" if current.0.is_none() => {
+                current.0 = Some(value.rsplit(';').next().unwrap_or(value).trim().to_ascii_lowercase());
+            }
+            "action" => current.1 = Some(value.to_ascii_lowercase()),
+            "status" => current.2 = Some(value.split_whitespace().next().unwrap_or(value).to_owned()),
+            "diagnostic-code" => current.3 = Some(value.rsplit(';').next().unwrap_or(value).trim().to_owned()),
+            _ => {}
+        }
+    }
+}
+
+/// The first enhanced status code (x.y.z with x = 4 or 5) in a text.
+fn find_status(text: &str) -> Option<String> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter(|t| t.len() >= 5)
+        .find(|t| {
+            let parts: Vec<&str> = t.split('.').collect();
+            parts.len() == 3
+                && (parts[0] == "4" || parts[0] == "5")
+                && (1..=3).contains(&parts[1].len())
+                && (1..=3).contains(&parts[2].len())
+                && parts[1..].iter().all(|p| p.chars().all(|c| c.is_ascii_digit()))
+        })
+        .map(str::to_owned)
+}
+
+fn first_address(text: &str) -> Option<String> {
+    text.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '(' | ')' | ',' | ';' | ':'))
+        .find(|w| w.contains('@') && w.contains('.') && !w.to_ascii_lowercase().starts_with("mailer-daemon"))
+        .map(|w| w.trim_matches('.').to_ascii_lowercase())
+}
+
+fn reason(status: &str, evidence: &str) -> BounceReason {
+    let has = |words: &[&str]| words.iter().any(|w| evidence.contains(w));
+    match status {
+        s if s.ends_with(".1.1") || s.ends_with(".1.0") || s.ends_with(".1.6") || s.ends_with(".1.10") => {
+            return BounceReason::UnknownUser;
+        }
+        s if s.ends_with(".1.2") || s.ends_with(".4.4") => return BounceReason::UnknownHost,
+        s if s.ends_with(".2.2") => return BounceReason::MailboxFull,
+        s if s.ends_with(".3.4") || s.ends_with(".2.3") => return BounceReason::MessageTooLarge,
+        s if s.starts_with("5.7") || s.starts_with("4.7") => return BounceReason::Blocked,
+        _ => {}
+    }
+    if has(&[
+        "user unknown",
+        "unknown user",
+        "no such user",
+        "does not exist",
+        "no mailbox",
+        "recipient not found",
+        "invalid recipient",
+        "address rejected",
+    ]) {
+        BounceReason::UnknownUser
+    } else if has(&["host not found", "domain not found", "no mx", "unrouteable", "name or service not known"]) {
+        BounceReason::UnknownHost
+    } else if has(&["mailbox full", "quota", "over quota", "insufficient storage"]) {
+        BounceReason::MailboxFull
+    } else if has(&["too large", "size limit", "message size"]) {
+        BounceReason::MessageTooLarge
+    } else if has(&["spam", "blocked", "blacklist", "blocklist", "policy", "reputation", "denied"]) {
+        BounceReason::Blocked
+    } else {
+        BounceReason::Other
+    }
+}
+
+const MONTHS: [(&str, u32); 24] = [
+    ("january", 1),
+    ("february", 2),
+    ("march", 3),
+    ("april", 4),
+    ("may", 5),
+    ("june", 6),
+    ("july", 7),
+    ("august", 8),
+    ("september", 9),
+    ("october", 10),
+    ("november", 11),
+    ("december", 12),
+    ("jan", 1),
+    ("feb", 2),
+    ("mar", 3),
+    ("apr", 4),
+    ("jun", 6),
+    ("jul", 7),
+    ("aug", 8),
+    ("sep", 9),
+    ("oct", 10),
+    ("nov", 11),
+    ("dec", 12),
+    ("sept", 9),
+];
+
+/// The first date in the text on or after the message's own date: ISO (2026-11-28),
+/// day-first numeric (28.11.2026, 28/11/2026) or English (November 28, 2026 / 28 November 2026).
+pub fn return_date(text: &str, sent: Option<NaiveDate>) -> Option<NaiveDate> {
+    let words: Vec<&str> =
+        text.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')').filter(|w| !w.is_empty()).collect();
+    let not_past = |d: NaiveDate| sent.is_none_or(|s| d >= s);
+    for (i, w) in words.iter().enumerate() {
+        let w = w.trim_end_matches(['.', ';', ':', '!']);
+        let nums: Vec<&str> = w.split(['-', '.', '/']).collect();
+        if nums.len() == 3 && nums.iter().all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())) {
+            let n: Vec<u32> = nums.iter().filter_map(|x| x.parse().ok()).collect();
+            let date = if nums[0].len() == 4 {
+                NaiveDate::from_ymd_opt(n[0] as i32, n[1], n[2])
+            } else if nums[2].len() == 4 {
+                NaiveDate::from_ymd_opt(n[2] as i32, n[1], n[0])
+            } else {
+                None
+            };
+            if let Some(d) = date.filter(|d| not_past(*d)) {
+                return Some(d);
+            }
+        }
+        let month = |s: &str| {
+            let l = s.to_lowercase();
+            MONTHS.iter().find(|(m, _)| l == *m).map(|(_, n)| *n)
+        };
+        let num = |s: &str| s.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '.').parse::<u32>().ok();
+        let year = |k: usize| {
+            words.get(k).and_then(|y| y.trim_end_matches(['.', ';']).parse::<i32>().ok()).filter(|y| *y > 2000)
+        };
+        if let Some(m) = month(w) {
+            // "November 28, 2026"
+            if let (Some(d), Some(y)) = (words.get(i + 1).and_then(|x| num(x)), year(i + 2))
+                && let Some(date) = NaiveDate::from_ymd_opt(y, m, d).filter(|d| not_past(*d))
+            {
+                return Some(date);
+            }
+            // "28 November 2026"
+            if let (Some(d), Some(y)) = (i.checked_sub(1).and_then(|k| words.get(k)).and_then(|x| num(x)), year(i + 1))
+                && let Some(date) = NaiveDate::from_ymd_opt(y, m, d).filter(|d| not_past(*d))
+            {
+                return Some(date);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_dates() {
+        let sent = NaiveDate::from_ymd_opt(2026, 11, 20);
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd);
+        assert_eq!(return_date("I am back on 2026-11-28.", sent), d(2026, 11, 28));
+        assert_eq!(return_date("Ich bin ab dem 30.11.2026 wieder im Büro.", sent), d(2026, 11, 30));
+        assert_eq!(return_date("Back on November 30, 2026", sent), d(2026, 11, 30));
+        assert_eq!(return_date("returning 1 December 2026", sent), d(2026, 12, 1));
+        assert_eq!(return_date("Out since 01/11/2026, back 02/12/2026", sent), d(2026, 12, 2));
+        assert_eq!(return_date("no date here", sent), None);
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(find_status("550 5.1.1 <a@b.c>: Recipient address rejected").as_deref(), Some("5.1.1"));
+        assert_eq!(find_status("version 1.2.3.4 and 452 4.2.2 full").as_deref(), Some("4.2.2"));
+        assert_eq!(find_status("nothing"), None);
+    }
+
+    #[test]
+    fn never_panics_on_junk() {
+        for junk in [
+            &b""[..],
+            b"\r\r\r",
+            b"Subject: x",
+            b"\xff\xfe\x00garbage",
+            b"Content-Type: multipart/report; boundary=\r\n\r\n--",
+        ] {
+            let _ = classify(junk);
+        }
+    }
+}
