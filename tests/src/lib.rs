@@ -143,6 +143,10 @@ impl Mail {
         self.env.get(key).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{key} missing from harness env"))
     }
 
+    /// 25-style: no AUTH, local delivery (for test mail from "outside").
+    pub fn smtp_port(&self) -> u16 {
+        self.port("MH_SMTP_PORT")
+    }
     pub fn submission_port(&self) -> u16 {
         self.port("MH_SUBMISSION_PORT")
     }
@@ -191,6 +195,19 @@ impl Mail {
     pub fn log_tail(&self, needle: &str) -> String {
         let log = std::fs::read_to_string(self.dir.join("log/postfix.log")).unwrap_or_default();
         log.lines().filter(|l| l.contains(needle)).take(500).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Flags of every message in `user`'s INBOX (the Maildir `:2,FLAGS` suffixes), sorted.
+    pub fn inbox_flags(&self, user: &str) -> Vec<String> {
+        let base = self.dir.join("mail").join(self.domain()).join(user).join("Maildir");
+        let mut flags: Vec<String> = ["new", "cur"]
+            .iter()
+            .filter_map(|sub| std::fs::read_dir(base.join(sub)).ok())
+            .flat_map(|e| e.flatten())
+            .map(|e| e.file_name().to_string_lossy().split_once(":2,").map(|(_, f)| f.to_owned()).unwrap_or_default())
+            .collect();
+        flags.sort();
+        flags
     }
 
     pub fn domain(&self) -> String {

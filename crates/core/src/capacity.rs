@@ -51,6 +51,9 @@ pub struct SendingSettings {
     pub warmup: bool,
     /// Append a copy of each sent email to the Sent folder over IMAP.
     pub append_to_sent: bool,
+    /// Seconds between IMAP scans of this mailbox; absent: `scan.interval_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_interval_secs: Option<u64>,
 }
 
 impl SendingSettings {
@@ -108,7 +111,12 @@ mod tests {
     #[test]
     fn midnight_in_zone() {
         use chrono::TimeZone;
-        let s = SendingSettings { timezone: "Europe/Riga".into(), warmup: true, append_to_sent: false };
+        let s = SendingSettings {
+            timezone: "Europe/Riga".into(),
+            warmup: true,
+            append_to_sent: false,
+            scan_interval_secs: None,
+        };
         let now = Utc.with_ymd_and_hms(2026, 11, 22, 21, 30, 0).single().expect("t"); // 23:30 in Riga
         assert_eq!(local_date(&s, now).to_string(), "2026-11-22");
         assert_eq!(next_local_midnight(&s, now), Utc.with_ymd_and_hms(2026, 11, 22, 22, 0, 0).single().expect("t"));

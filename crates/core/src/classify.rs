@@ -157,6 +157,10 @@ pub fn classify(raw: &[u8]) -> Classified {
         .map(str::to_ascii_lowercase);
     if report_type.as_deref() == Some("feedback-report") || has_part(&msg, "message", "feedback-report") {
         out.kind = Kind::Complaint;
+        // The complained-about message: its headers are attached.
+        if let Some(b) = bounce_parts(&msg) {
+            out.refers_to.extend(b.original_message_id);
+        }
         return out;
     }
     if let Some(b) = bounce(&msg, out.from.as_deref(), out.subject.as_deref(), &text) {
@@ -239,7 +243,13 @@ fn part_text<'a>(p: &'a mail_parser::MessagePart<'_>) -> std::borrow::Cow<'a, st
     }
 }
 
-fn bounce(msg: &Message<'_>, from: Option<&str>, subject: Option<&str>, text: &str) -> Option<Bounce> {
+/// Reads the delivery-status and attached-original parts; `None` if there are neither.
+fn bounce_parts(msg: &Message<'_>) -> Option<Bounce> {
+    let (b, is_report) = read_parts(msg);
+    (is_report || b.original_message_id.is_some()).then_some(b)
+}
+
+fn read_parts(msg: &Message<'_>) -> (Bounce, bool) {
     let mut b = Bounce {
         hard: true,
         reason: BounceReason::Other,
@@ -272,6 +282,11 @@ fn bounce(msg: &Message<'_>, from: Option<&str>, subject: Option<&str>, text: &s
             _ => {}
         }
     }
+    (b, is_report)
+}
+
+fn bounce(msg: &Message<'_>, from: Option<&str>, subject: Option<&str>, text: &str) -> Option<Bounce> {
+    let (mut b, is_report) = read_parts(msg);
     let daemon = from.is_some_and(|f| {
         let local = f.split('@').next().unwrap_or("");
         local.eq_ignore_ascii_case("mailer-daemon") || local.eq_ignore_ascii_case("postmaster")

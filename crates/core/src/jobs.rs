@@ -34,6 +34,14 @@ pub struct Dispatch {
     pub token: String,
 }
 
+/// Scan one mailbox's folders once, then schedule the next scan. Only the job holding
+/// the mailbox's current scan-chain token scans, so no mailbox is scanned twice at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scan {
+    pub account_id: AccountId,
+    pub token: String,
+}
+
 /// The queues coldsend uses, under one key prefix.
 #[derive(Debug, Clone)]
 pub struct Queues {
@@ -48,6 +56,11 @@ impl Queues {
     /// Where [`ValidateAccount`] jobs go.
     pub fn validate_account(&self) -> String {
         format!("{}:queue:validate-account", self.prefix)
+    }
+
+    /// Where [`Scan`] jobs go.
+    pub fn scan(&self) -> String {
+        format!("{}:queue:scan", self.prefix)
     }
 
     /// Where [`Dispatch`] jobs go.

@@ -111,6 +111,41 @@ impl Keys {
         format!("{}:accounts", self.p)
     }
 
+    // --- IMAP scanning ----------------------------------------------------------
+    /// hash: `uidvalidity`, `last_uid` of one folder of a mailbox.
+    pub fn scan_state(&self, a: &AccountId, folder: &str) -> String {
+        format!("{}:scan:{{{a}}}:{folder}", self.p)
+    }
+    /// string (with a lease TTL): the token of the mailbox's live scan chain.
+    pub fn scan_chain(&self, a: &AccountId) -> String {
+        format!("{}:scan-chain:{{{a}}}", self.p)
+    }
+    /// hash: `at` (ms), `fetched`, `folders` of the mailbox's last scan.
+    pub fn scan_last(&self, a: &AccountId) -> String {
+        format!("{}:scan-last:{{{a}}}", self.p)
+    }
+    /// zset: Message-IDs already acted on for a mailbox (score = ms), so a resync or a
+    /// rebuilt mailbox records nothing twice.
+    pub fn processed(&self, a: &AccountId) -> String {
+        format!("{}:processed:{{{a}}}", self.p)
+    }
+    /// stream: the master inbox (replies, auto-replies, bounces, complaints).
+    pub fn events(&self) -> String {
+        format!("{}:events", self.p)
+    }
+    /// zset: paused leads (`campaign:lead`) by the time they resume (ms).
+    pub fn resumes(&self) -> String {
+        format!("{}:resumes", self.p)
+    }
+    /// zset: a mailbox's UNCERTAIN sends by the time they became uncertain (ms).
+    pub fn uncertain(&self, a: &AccountId) -> String {
+        format!("{}:uncertain:{{{a}}}", self.p)
+    }
+    /// hash: address → soft bounces so far.
+    pub fn soft_bounces(&self) -> String {
+        format!("{}:soft-bounces", self.p)
+    }
+
     // --- commands from other languages ----------------------------------------
     /// stream: versioned JSON commands (see ARCHITECTURE.md, "Redis-level contract").
     pub fn commands(&self) -> String {

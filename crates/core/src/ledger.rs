@@ -183,9 +183,10 @@ return 1
 static UNCERTAIN: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
--- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 stats. ARGV: 1 member, 2 error
+-- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 stats, 6 uncertain. ARGV: 1 member, 2 error, 3 now
 if redis.call('HGET', KEYS[1], 'state') ~= 'SENDING' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'UNCERTAIN', 'error', ARGV[2])
+redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1]); redis.call('ZREM', KEYS[3], ARGV[1]); redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('HINCRBY', KEYS[5], 'uncertain', 1)
 return 1
@@ -231,6 +232,20 @@ return n
     )
 });
 
+static REQUEUE_UNCERTAIN: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+-- KEYS: 1 send, 2 due, 3 uncertain, 4 stats. ARGV: 1 member, 2 now
+redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('HGET', KEYS[1], 'state') ~= 'UNCERTAIN' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'QUEUED', 'error', 'not found in Sent after the grace period; sending again')
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HINCRBY', KEYS[4], 'uncertain', -1)
+return 1
+"#,
+    )
+});
+
 static START_CHAIN: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
@@ -255,7 +270,7 @@ return 1
 static SWEEP_ONE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
--- KEYS: 1 send, 2 inflight, 3 stats. ARGV: 1 member
+-- KEYS: 1 send, 2 inflight, 3 stats. ARGV: 1 member, 2 key prefix, 3 now
 if redis.call('HGET', KEYS[1], 'state') ~= 'SENDING' then redis.call('ZREM', KEYS[2], ARGV[1]); return 'gone' end
 redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('HGET', KEYS[1], 'phase') == 'pre' then
@@ -269,6 +284,8 @@ if redis.call('HGET', KEYS[1], 'phase') == 'pre' then
 end
 redis.call('HSET', KEYS[1], 'state', 'UNCERTAIN', 'error', 'worker stopped during DATA; outcome unknown')
 redis.call('HINCRBY', KEYS[3], 'uncertain', 1)
+local acct = redis.call('HGET', KEYS[1], 'account')
+if acct then redis.call('ZADD', ARGV[2] .. ':uncertain:{' .. acct .. '}', ARGV[3], ARGV[1]) end
 return 'uncertain'
 "#,
     )
@@ -553,8 +570,10 @@ impl Ledger {
             .key(self.keys.due_first(account, c))
             .key(self.keys.inflight())
             .key(self.keys.stats(c))
+            .key(self.keys.uncertain(account))
             .arg(key.member())
             .arg(error)
+            .arg(chrono::Utc::now().timestamp_millis())
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
@@ -593,8 +612,19 @@ impl Ledger {
         lease_ms: u64,
         only_if_absent: bool,
     ) -> Result<bool, redis::RedisError> {
+        self.start_chain_at(&self.keys.chain(account), token, lease_ms, only_if_absent).await
+    }
+
+    /// `start_chain` for any chain key (send or scan chains).
+    pub async fn start_chain_at(
+        &self,
+        chain_key: &str,
+        token: &str,
+        lease_ms: u64,
+        only_if_absent: bool,
+    ) -> Result<bool, redis::RedisError> {
         let n: i64 = START_CHAIN
-            .key(self.keys.chain(account))
+            .key(chain_key)
             .arg(token)
             .arg(lease_ms)
             .arg(if only_if_absent { "1" } else { "0" })
@@ -605,9 +635,119 @@ impl Ledger {
 
     /// Renews the chain's lease if `token` is still current (`lease_ms == 0` ends it).
     pub async fn keep_chain(&self, account: &AccountId, token: &str, lease_ms: u64) -> Result<bool, redis::RedisError> {
-        let n: i64 =
-            KEEP_CHAIN.key(self.keys.chain(account)).arg(token).arg(lease_ms).invoke_async(&mut self.conn()).await?;
+        self.keep_chain_at(&self.keys.chain(account), token, lease_ms).await
+    }
+
+    /// `keep_chain` for any chain key (send or scan chains).
+    pub async fn keep_chain_at(&self, chain_key: &str, token: &str, lease_ms: u64) -> Result<bool, redis::RedisError> {
+        let n: i64 = KEEP_CHAIN.key(chain_key).arg(token).arg(lease_ms).invoke_async(&mut self.conn()).await?;
         Ok(n == 1)
+    }
+
+    /// An UNCERTAIN send found in the Sent folder (or a SENT one seen there): SENT and
+    /// confirmed; the lead's next step is queued as after any send.
+    pub async fn confirm_sent(
+        &self,
+        key: &SendKey,
+        message_id: &str,
+        next_due_ms: Option<i64>,
+    ) -> Result<bool, redis::RedisError> {
+        let rec = self.send_record(key).await?;
+        let Some(account) = rec.get("account").and_then(|a| a.parse::<AccountId>().ok()) else { return Ok(false) };
+        match rec.get("state").map(String::as_str) {
+            Some("UNCERTAIN") => {
+                let _: () = redis::cmd("ZREM")
+                    .arg(self.keys.uncertain(&account))
+                    .arg(key.member())
+                    .query_async(&mut self.conn())
+                    .await?;
+                self.mark_sent(key, &account, "", message_id, chrono::Utc::now().timestamp_millis(), next_due_ms)
+                    .await?;
+            }
+            Some("SENT") => {}
+            _ => return Ok(false),
+        }
+        let _: () = self.conn().hset(self.keys.send(key), "confirmed", 1).await?;
+        Ok(true)
+    }
+
+    /// UNCERTAIN sends of a mailbox older than `older_than_ms` (not found in Sent since).
+    pub async fn uncertain_before(
+        &self,
+        account: &AccountId,
+        older_than_ms: i64,
+    ) -> Result<Vec<SendKey>, redis::RedisError> {
+        let members: Vec<String> =
+            self.conn().zrangebyscore(self.keys.uncertain(account), "-inf", older_than_ms).await?;
+        Ok(members.iter().filter_map(|m| SendKey::parse_member(m)).collect())
+    }
+
+    /// Sends an UNCERTAIN send again: the only resend after DATA, once Sent showed it never went out.
+    pub async fn requeue_uncertain(&self, key: &SendKey, account: &AccountId) -> Result<bool, redis::RedisError> {
+        let due = if key.step == 0 {
+            self.keys.due_first(account, &key.campaign)
+        } else {
+            self.keys.due_followups(account, &key.campaign)
+        };
+        let n: i64 = REQUEUE_UNCERTAIN
+            .key(self.keys.send(key))
+            .key(due)
+            .key(self.keys.uncertain(account))
+            .key(self.keys.stats(&key.campaign))
+            .arg(key.member())
+            .arg(chrono::Utc::now().timestamp_millis())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Moves a queued send's due time (a paused lead's step waits, it is not dropped).
+    pub async fn defer(&self, key: &SendKey, account: &AccountId, until_ms: i64) -> Result<(), redis::RedisError> {
+        let c = &key.campaign;
+        let _: () = redis::pipe()
+            .cmd("ZADD")
+            .arg(self.keys.due_followups(account, c))
+            .arg("XX")
+            .arg(until_ms)
+            .arg(key.member())
+            .ignore()
+            .cmd("ZADD")
+            .arg(self.keys.due_first(account, c))
+            .arg("XX")
+            .arg(until_ms)
+            .arg(key.member())
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Paused leads whose resume time has come: `(campaign, lead)` members, removed from the schedule.
+    pub async fn due_resumes(&self, now_ms: i64) -> Result<Vec<String>, redis::RedisError> {
+        let members: Vec<String> = self.conn().zrangebyscore(self.keys.resumes(), "-inf", now_ms).await?;
+        for m in &members {
+            let _: i64 = self.conn().zrem(self.keys.resumes(), m).await?;
+        }
+        Ok(members)
+    }
+
+    /// Makes a resumed lead's waiting step due now.
+    pub async fn make_due_now(
+        &self,
+        campaign: &CampaignId,
+        lead: &LeadId,
+        account: &AccountId,
+        steps: usize,
+    ) -> Result<(), redis::RedisError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        for step in 0..steps {
+            let key = SendKey { campaign: *campaign, lead: lead.clone(), step };
+            let state: Option<String> = self.conn().hget(self.keys.send(&key), "state").await?;
+            if state.as_deref() == Some("QUEUED") {
+                self.defer(&key, account, now).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends left SENDING since before `older_than_ms`.
@@ -624,6 +764,8 @@ impl Ledger {
             .key(self.keys.inflight())
             .key(self.keys.stats(&key.campaign))
             .arg(key.member())
+            .arg(self.keys.prefix())
+            .arg(chrono::Utc::now().timestamp_millis())
             .invoke_async(&mut self.conn())
             .await
     }

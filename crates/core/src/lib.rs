@@ -11,6 +11,7 @@ pub mod campaign;
 pub mod campaign_store;
 pub mod capacity;
 pub mod classify;
+pub mod inbox;
 pub mod jobs;
 pub mod keys;
 pub mod lead;

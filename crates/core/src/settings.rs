@@ -21,7 +21,44 @@ pub struct Settings {
     pub validation: ValidationSettings,
     pub worker: WorkerSettings,
     pub sending: SendingConfig,
+    pub scan: ScanConfig,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// Seconds between two scans of a mailbox (an account may set its own).
+    pub interval_secs: u64,
+    /// No mailbox is scanned more often than this, whatever it asks for.
+    pub min_interval_secs: u64,
+    /// Folders scanned besides INBOX and Sent, e.g. ["Junk"] (skipped where absent).
+    pub extra_folders: Vec<String>,
+    /// After a UIDVALIDITY change (or on the first scan), how many recent messages are re-read.
+    pub resync_window: u32,
+    /// Each IMAP command must answer within this many seconds.
+    pub command_timeout_secs: u64,
+    /// An out-of-office without a return date pauses the lead this many days.
+    pub ooo_pause_days: u32,
+    /// Soft bounces of one address before it is suppressed.
+    pub soft_bounce_limit: u32,
+    /// An UNCERTAIN send not found in Sent after this many seconds is sent again.
+    pub uncertain_grace_secs: u64,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 300,
+            min_interval_secs: 30,
+            extra_folders: Vec::new(),
+            resync_window: 200,
+            command_timeout_secs: 30,
+            ooo_pause_days: 7,
+            soft_bounce_limit: 3,
+            uncertain_grace_secs: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -253,6 +253,7 @@ impl AccountStore {
             timezone: default_timezone.to_owned(),
             warmup: true,
             append_to_sent: account.inbox_type == crate::account::InboxType::CustomSmtp,
+            scan_interval_secs: None,
         })
     }
 

@@ -25,6 +25,7 @@ pub enum ConnectError {
 /// The producer's services on one Redis connection.
 #[derive(Clone)]
 pub struct Services {
+    pub inbox: coldsend_core::inbox::Inbox,
     pub accounts: AccountService,
     pub campaigns: CampaignService,
     pub signer: std::sync::Arc<UnsubscribeSigner>,
@@ -43,6 +44,7 @@ pub fn services_on(conn: redis::aio::ConnectionManager, settings: &Settings, key
     let prefix = &settings.redis.key_prefix;
     let queues = Queues::new(prefix);
     let signer = std::sync::Arc::new(UnsubscribeSigner::new(key.derive("unsubscribe")));
+    let conn_for_inbox = conn.clone();
     let validate = queue_storage(conn.clone(), queues.validate_account());
     let accounts = AccountService::new(AccountStore::new(conn.clone(), prefix), key, validate);
     let campaigns = CampaignService {
@@ -52,5 +54,5 @@ pub fn services_on(conn: redis::aio::ConnectionManager, settings: &Settings, key
         dispatch_queue: queue_storage(conn, queues.dispatch()),
         config: settings.sending.clone(),
     };
-    Services { accounts, campaigns, signer }
+    Services { inbox: coldsend_core::inbox::Inbox::new(conn_for_inbox, prefix), accounts, campaigns, signer }
 }

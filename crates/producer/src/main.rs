@@ -48,6 +48,21 @@ enum Command {
     /// Make API keys and the encryption key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The master inbox: replies, auto-replies, bounces, complaints (newest first).
+    Inbox {
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        campaign: Option<String>,
+        /// reply, auto_reply, bounce or complaint.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Keep printing new events as they arrive.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Classify stored messages (files, or folders of .eml files) with the scanner's
     /// classifier; prints one JSON object per message.
     Classify {
@@ -139,6 +154,9 @@ enum AccountsCommand {
         warmup: Option<bool>,
         #[arg(long)]
         append_to_sent: Option<bool>,
+        /// Seconds between IMAP scans of this mailbox (0: back to the configured default).
+        #[arg(long)]
+        scan_interval: Option<u64>,
     },
 }
 
@@ -167,6 +185,30 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys(k) => {
             keys(k);
             Ok(())
+        }
+        Command::Inbox { account, campaign, kind, limit, follow } => {
+            let settings = load(cli.config)?;
+            let s = services(&settings).await.context("connecting")?;
+            let filter = coldsend_core::inbox::InboxFilter { account, campaign, kind };
+            let (page, _) = s.inbox.page(&filter, None, limit.max(1)).await?;
+            let mut last = page.first().map(|e| e.id.clone()).unwrap_or_else(|| "$".into());
+            for e in page.iter().rev() {
+                println!("{}", serde_json::to_string(e)?);
+            }
+            if !follow {
+                return Ok(());
+            }
+            loop {
+                for e in s.inbox.follow(&last, 5000).await? {
+                    last = e.id.clone();
+                    let keep = filter.account.as_ref().is_none_or(|a| *a == e.account_id)
+                        && filter.campaign.as_ref().is_none_or(|c| e.campaign_id.as_ref() == Some(c))
+                        && filter.kind.as_ref().is_none_or(|k| *k == e.kind);
+                    if keep {
+                        println!("{}", serde_json::to_string(&e)?);
+                    }
+                }
+            }
         }
         Command::Classify { paths } => {
             classify(&paths);
@@ -228,7 +270,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let health_server = tokio::spawn(health::serve(health_listener, health.clone(), metrics, stop_rx.clone()));
     let watcher = tokio::spawn(health::watch_redis(settings.redis.url.clone(), Vec::new(), health.clone(), stop_rx));
     let s = services(&settings).await.context("connecting")?;
-    let app = router(AppState { accounts: s.accounts, campaigns: s.campaigns, signer: s.signer, keys: Arc::new(keys) });
+    let app = router(AppState {
+        inbox: s.inbox,
+        accounts: s.accounts,
+        campaigns: s.campaigns,
+        signer: s.signer,
+        keys: Arc::new(keys),
+    });
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await
         .with_context(|| format!("binding {}", settings.api.listen))?;
@@ -307,15 +355,20 @@ async fn accounts(service: &AccountService, campaigns: &CampaignService, cmd: Ac
             Ok(())
         }
         AccountsCommand::Usage { id } => json(&campaigns.usage(&id).await?),
-        AccountsCommand::Sending { id, timezone, warmup, append_to_sent } => {
+        AccountsCommand::Sending { id, timezone, warmup, append_to_sent, scan_interval } => {
             let current = campaigns.sending(&id).await?;
-            if timezone.is_none() && warmup.is_none() && append_to_sent.is_none() {
+            if timezone.is_none() && warmup.is_none() && append_to_sent.is_none() && scan_interval.is_none() {
                 return json(&current);
             }
             let new = SendingSettings {
                 timezone: timezone.unwrap_or(current.timezone),
                 warmup: warmup.unwrap_or(current.warmup),
                 append_to_sent: append_to_sent.unwrap_or(current.append_to_sent),
+                scan_interval_secs: match scan_interval {
+                    Some(0) => None,
+                    Some(n) => Some(n),
+                    None => current.scan_interval_secs,
+                },
             };
             json(&campaigns.set_sending(&id, new).await?)
         }

@@ -388,6 +388,11 @@ async fn send_one(
             }
             Reservation::StaleChain => return Ok(Next::End),
             Reservation::CampaignNotRunning | Reservation::CampaignCapReached => return Ok(Next::Refresh),
+            Reservation::LeadInactive(s) if s == "PAUSED" => {
+                // Out of office or a colleague replied: the step waits for the resume.
+                state.ledger.defer(key, acct, (now + chrono::Duration::hours(1)).timestamp_millis()).await?;
+                return Ok(Next::Continue);
+            }
             Reservation::LeadInactive(_) | Reservation::Suppressed => {
                 state.ledger.cancel(key, acct, None, "lead stopped").await?;
                 return Ok(Next::Continue);

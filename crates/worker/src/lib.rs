@@ -11,6 +11,7 @@ pub mod mailer;
 pub mod metrics;
 pub mod probe;
 pub mod runtime;
+pub mod scan;
 pub mod sent_copy;
 pub mod sweeper;
 pub mod trust;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
 use coldsend_core::campaign_store::CampaignStore;
-use coldsend_core::jobs::{Dispatch, Queues, ValidateAccount, queue_storage};
+use coldsend_core::jobs::{Dispatch, Queues, Scan, ValidateAccount, queue_storage};
 use coldsend_core::ledger::Ledger;
 use coldsend_core::settings::{Settings, redact_url};
 use coldsend_core::store::AccountStore;
@@ -29,6 +29,7 @@ use tracing::{info, warn};
 
 use crate::dispatch::{DispatchState, dispatch};
 use crate::probe::ProbeContext;
+use crate::scan::{ScanState, scan};
 use crate::trust::TrustStore;
 use crate::validate_job::{ValidateState, validate_account};
 
@@ -76,7 +77,7 @@ pub async fn run(
     let queues = Queues::new(&settings.redis.key_prefix);
     let watcher = tokio::spawn(health::watch_redis(
         settings.redis.url.clone(),
-        vec![queues.validate_account(), queues.dispatch()],
+        vec![queues.validate_account(), queues.dispatch(), queues.scan()],
         health.clone(),
         stop_rx.clone(),
     ));
@@ -162,12 +163,28 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
     let concurrency = settings.worker.validate_concurrency;
     let dispatch_concurrency = settings.worker.dispatch_concurrency;
 
-    let sweeper = tokio::spawn(crate::sweeper::run(dispatch_state.clone(), stop.clone()));
+    let scan_storage = queue_storage::<Scan>(conn.clone(), queues.scan());
+    let scan_state = Arc::new(ScanState {
+        conn: conn.clone(),
+        keys: coldsend_core::keys::Keys::new(prefix),
+        accounts: AccountStore::new(conn.clone(), prefix),
+        campaigns: CampaignStore::new(conn.clone(), prefix),
+        ledger: Ledger::new(conn.clone(), prefix),
+        inbox: coldsend_core::inbox::Inbox::new(conn.clone(), prefix),
+        key: shared.key.clone(),
+        probe: shared.probe.clone(),
+        config: settings.scan.clone(),
+        sending: settings.sending.clone(),
+        queue: scan_storage.clone(),
+        dispatch_queue: dispatch_storage.clone(),
+    });
+    let sweeper = tokio::spawn(crate::sweeper::run(dispatch_state.clone(), scan_state.clone(), stop.clone()));
     let services = coldsend_producer::connect::services_on(conn.clone(), settings, shared.key.clone());
     let consumer = coldsend_producer::commands::CommandConsumer::new(blocking, prefix, services, &name);
     let commands = tokio::spawn(consumer.run(stop.clone()));
 
     let dispatch_name = format!("{name}-dispatch");
+    let scan_name = format!("{name}-scan");
     shared.health.set_running(true);
     let mut signal = stop.clone();
     let result = Monitor::new()
@@ -184,6 +201,13 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
                 .data(dispatch_state.clone())
                 .concurrency(dispatch_concurrency)
                 .build(dispatch)
+        })
+        .register(move |_restarts| {
+            WorkerBuilder::new(scan_name.clone())
+                .backend(scan_storage.clone())
+                .data(scan_state.clone())
+                .concurrency(dispatch_concurrency)
+                .build(scan)
         })
         .shutdown_timeout(Duration::from_secs(settings.worker.shutdown_grace_secs))
         .run_with_signal(async move {

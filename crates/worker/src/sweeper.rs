@@ -24,9 +24,12 @@ pub fn interval(state: &DispatchState) -> Duration {
     Duration::from_secs((state.config.stale_send_secs / 4).clamp(1, 30))
 }
 
-pub async fn run(state: Arc<DispatchState>, mut shutdown: Shutdown) {
+pub async fn run(state: Arc<DispatchState>, scans: Arc<crate::scan::ScanState>, mut shutdown: Shutdown) {
     let every = interval(&state);
     loop {
+        if let Err(e) = resume_and_scan(&state, &scans).await {
+            warn!(error = %e, "resume/scan sweep failed; retrying next round");
+        }
         if let Err(e) = sweep_once(&state).await {
             warn!(error = %e, "sweep failed; retrying next round");
         }
@@ -35,6 +38,46 @@ pub async fn run(state: Arc<DispatchState>, mut shutdown: Shutdown) {
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Resumes paused leads whose time has come, and starts a scan chain for every ACTIVE
+/// mailbox without one.
+async fn resume_and_scan(
+    state: &DispatchState,
+    scans: &crate::scan::ScanState,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    for member in state.ledger.due_resumes(Utc::now().timestamp_millis()).await? {
+        let Some((c, l)) = member.split_once(':') else { continue };
+        let (Ok(cid), Some(lid)) = (c.parse(), coldsend_core::lead::LeadId::parse(l)) else { continue };
+        let resumed = state
+            .campaigns
+            .set_lead_state(
+                &cid,
+                &lid,
+                Some(coldsend_core::lead::LeadState::Paused),
+                coldsend_core::lead::LeadState::Active,
+                None,
+            )
+            .await?;
+        let account: Option<String> =
+            redis::AsyncCommands::hget(&mut scans.conn.clone(), state.ledger.keys().lead_accounts(&cid), lid.as_str())
+                .await?;
+        if let (true, Some(acct)) = (resumed, account.and_then(|a| a.parse().ok()))
+            && let Some(row) = state.campaigns.get(&cid).await?
+        {
+            state.ledger.make_due_now(&cid, &lid, &acct, row.campaign.steps.len()).await?;
+            wake_mailbox(&state.ledger, &state.queue, &acct, true).await?;
+            info!(campaign_id = %cid, lead_id = %lid, "lead resumed after out of office");
+        }
+    }
+    for row in state.accounts.list().await? {
+        if row.status == AccountStatus::Active
+            && crate::scan::wake_scan(scans, &row.account.id, false).await.map_err(|e| e.to_string())?
+        {
+            info!(account_id = %row.account.id, "started a scan chain");
+        }
+    }
+    Ok(())
 }
 
 pub async fn sweep_once(state: &DispatchState) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {

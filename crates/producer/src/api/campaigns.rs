@@ -166,3 +166,39 @@ pub async fn unsubscribe_page(state: State<AppState>, q: Query<TokenQuery>) -> R
     unsubscribe(state, q).await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Html("<p>You are unsubscribed and will receive no further emails.</p>")))
 }
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct InboxQuery {
+    /// Only this sender account.
+    account: Option<String>,
+    /// Only this campaign.
+    campaign: Option<String>,
+    /// reply, auto_reply, bounce or complaint.
+    kind: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1-500, default 50.
+    limit: Option<usize>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct InboxPage {
+    events: Vec<coldsend_core::inbox::InboxEvent>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+/// The master inbox: replies, auto-replies, bounces and complaints from every mailbox, newest first.
+#[utoipa::path(get, path = "/api/public/v1/inbox", tag = "inbox", params(InboxQuery),
+    responses((status = 200, body = InboxPage), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn inbox(State(state): State<AppState>, Query(q): Query<InboxQuery>) -> Result<Json<InboxPage>, ApiError> {
+    let filter = coldsend_core::inbox::InboxFilter { account: q.account, campaign: q.campaign, kind: q.kind };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let (events, next_cursor) = state
+        .inbox
+        .page(&filter, q.cursor.as_deref(), limit)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string()))?;
+    Ok(Json(InboxPage { events, next_cursor }))
+}

@@ -27,6 +27,7 @@ pub use openapi::ApiDoc;
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
+    pub inbox: coldsend_core::inbox::Inbox,
     pub accounts: AccountService,
     pub campaigns: CampaignService,
     pub signer: Arc<UnsubscribeSigner>,
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/campaigns/{id}", get(campaigns::show))
         .route("/campaigns/{id}/leads", post(campaigns::add_leads).get(campaigns::leads))
         .route("/campaigns/{id}/{action}", post(campaigns::act))
+        .route("/inbox", get(campaigns::inbox))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key));
     let v1 = protected
         .route("/openapi.json", get(openapi::serve))

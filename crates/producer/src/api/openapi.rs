@@ -27,6 +27,7 @@ use super::{campaigns, sender_accounts};
         campaigns::act,
         campaigns::unsubscribe,
         campaigns::unsubscribe_page,
+        campaigns::inbox,
     ),
     modifiers(&ApiKeyScheme)
 )]

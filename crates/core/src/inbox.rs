@@ -1,0 +1,146 @@
+//! The master inbox: one Redis stream of what came back from every mailbox.
+
+use std::collections::HashMap;
+
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::Keys;
+
+/// A stream entry as Redis returns it: (id, fields).
+type Entry = (String, HashMap<String, String>);
+
+/// Entries kept in the stream (approximately).
+const MAX_EVENTS: usize = 100_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InboxEvent {
+    /// Stream id; also the pagination cursor.
+    pub id: String,
+    pub account_id: String,
+    pub campaign_id: Option<String>,
+    pub lead_id: Option<String>,
+    /// reply, auto_reply, bounce, complaint.
+    pub kind: String,
+    pub from: String,
+    pub subject: String,
+    pub snippet: String,
+    /// RFC 3339.
+    pub received_at: String,
+}
+
+#[derive(Clone)]
+pub struct Inbox {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+/// Filters of a read; all optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct InboxFilter {
+    pub account: Option<String>,
+    pub campaign: Option<String>,
+    pub kind: Option<String>,
+}
+
+impl Inbox {
+    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+        Self { conn, keys: Keys::new(prefix) }
+    }
+
+    pub async fn record(&self, e: &InboxEvent) -> Result<String, redis::RedisError> {
+        redis::cmd("XADD")
+            .arg(self.keys.events())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(MAX_EVENTS)
+            .arg("*")
+            .arg("account_id")
+            .arg(&e.account_id)
+            .arg("campaign_id")
+            .arg(e.campaign_id.as_deref().unwrap_or(""))
+            .arg("lead_id")
+            .arg(e.lead_id.as_deref().unwrap_or(""))
+            .arg("kind")
+            .arg(&e.kind)
+            .arg("from")
+            .arg(&e.from)
+            .arg("subject")
+            .arg(&e.subject)
+            .arg("snippet")
+            .arg(&e.snippet)
+            .arg("received_at")
+            .arg(&e.received_at)
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
+    /// Newest first, up to `limit` matching entries older than `before` (a cursor).
+    pub async fn page(
+        &self,
+        filter: &InboxFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<InboxEvent>, Option<String>), redis::RedisError> {
+        let mut out = Vec::new();
+        let mut end = before.map(|b| format!("({b}")).unwrap_or_else(|| "+".into());
+        loop {
+            let batch: Vec<Entry> = redis::cmd("XREVRANGE")
+                .arg(self.keys.events())
+                .arg(&end)
+                .arg("-")
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            let exhausted = batch.len() < 500;
+            for (id, fields) in batch {
+                end = format!("({id}");
+                let e = event(id, fields);
+                let keep = filter.account.as_ref().is_none_or(|a| *a == e.account_id)
+                    && filter.campaign.as_ref().is_none_or(|c| e.campaign_id.as_ref() == Some(c))
+                    && filter.kind.as_ref().is_none_or(|k| *k == e.kind);
+                if keep {
+                    out.push(e);
+                    if out.len() == limit {
+                        let next = out.last().map(|e| e.id.clone());
+                        return Ok((out, next));
+                    }
+                }
+            }
+            if exhausted {
+                return Ok((out, None));
+            }
+        }
+    }
+
+    /// Entries after `after` (stream id, "$" for only new ones), waiting up to `block_ms`.
+    pub async fn follow(&self, after: &str, block_ms: u64) -> Result<Vec<InboxEvent>, redis::RedisError> {
+        let reply: Option<Vec<(String, Vec<Entry>)>> = redis::cmd("XREAD")
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS")
+            .arg(self.keys.events())
+            .arg(after)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(reply.into_iter().flatten().flat_map(|(_, entries)| entries).map(|(id, f)| event(id, f)).collect())
+    }
+}
+
+fn event(id: String, mut f: HashMap<String, String>) -> InboxEvent {
+    let mut take = |k: &str| f.remove(k).unwrap_or_default();
+    let opt = |s: String| Some(s).filter(|s| !s.is_empty());
+    InboxEvent {
+        account_id: take("account_id"),
+        campaign_id: opt(take("campaign_id")),
+        lead_id: opt(take("lead_id")),
+        kind: take("kind"),
+        from: take("from"),
+        subject: take("subject"),
+        snippet: take("snippet"),
+        received_at: take("received_at"),
+        id,
+    }
+}

@@ -1,0 +1,451 @@
+//! The `Scan` job: read what arrived in a mailbox's folders since the last scan and act
+//! on it, then schedule the next scan.
+//!
+//! Incremental and read-only: per folder, (UIDVALIDITY, last UID) live in Redis; STATUS
+//! skips unchanged folders; EXAMINE (never SELECT) and `BODY.PEEK[]` leave every flag,
+//! `\Seen` included, as it was. A UIDVALIDITY change (or a first scan) re-reads a bounded
+//! recent window, and every message is acted on at most once per mailbox (by Message-ID),
+//! so a rebuilt mailbox records nothing twice. Each IMAP command runs under a timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::{BoxDynError, Data, TaskBuilder, TaskSink, WorkerContext};
+use apalis_redis::RedisStorage;
+use chrono::Utc;
+use coldsend_core::account::SenderAccount;
+use coldsend_core::campaign_store::CampaignStore;
+use coldsend_core::classify::{Classified, Kind, classify};
+use coldsend_core::inbox::{Inbox, InboxEvent};
+use coldsend_core::jobs::{Dispatch, Scan, wake_mailbox};
+use coldsend_core::keys::Keys;
+use coldsend_core::lead::{LeadId, LeadState};
+use coldsend_core::ledger::Ledger;
+use coldsend_core::sealed::SealingKey;
+use coldsend_core::send_key::SendKey;
+use coldsend_core::settings::{ScanConfig, SendingConfig};
+use coldsend_core::store::AccountStore;
+use coldsend_core::{AccountStatus, account::EmailAddress};
+use futures::TryStreamExt;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::probe::{ImapSession, ProbeContext, open_imap_session};
+use crate::sent_copy::find_sent_folder;
+
+pub struct ScanState {
+    pub conn: ConnectionManager,
+    pub keys: Keys,
+    pub accounts: AccountStore,
+    pub campaigns: CampaignStore,
+    pub ledger: Ledger,
+    pub inbox: Inbox,
+    pub key: SealingKey,
+    pub probe: ProbeContext,
+    pub config: ScanConfig,
+    pub sending: SendingConfig,
+    pub queue: RedisStorage<Scan>,
+    pub dispatch_queue: RedisStorage<Dispatch>,
+}
+
+/// Starts a mailbox's scan chain unless one is alive (`replace` supersedes it).
+pub async fn wake_scan(
+    state: &ScanState,
+    account: &coldsend_core::AccountId,
+    replace: bool,
+) -> Result<bool, BoxDynError> {
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let lease = state.config.interval_secs.max(60) * 3 * 1000;
+    if !state.ledger.start_chain_at(&state.keys.scan_chain(account), &token, lease, !replace).await? {
+        return Ok(false);
+    }
+    state.queue.clone().push(Scan { account_id: *account, token }).await?;
+    Ok(true)
+}
+
+pub async fn scan(job: Scan, state: Data<Arc<ScanState>>, worker: WorkerContext) -> Result<(), BoxDynError> {
+    let span = info_span!("scan", account_id = %job.account_id, worker = %worker.name());
+    let started = std::time::Instant::now();
+    let result = run(&job, &state).instrument(span).await;
+    metrics::histogram!("coldsend_scan_duration_seconds").record(started.elapsed().as_secs_f64());
+    crate::metrics::job("scan", result.is_ok(), started.elapsed().as_secs_f64());
+    result
+}
+
+async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
+    let acct = &job.account_id;
+    let chain = state.keys.scan_chain(acct);
+    let timeout = Duration::from_secs(state.config.command_timeout_secs);
+    // Holds the mailbox for the scan; a stale token means another chain owns it.
+    if !state.ledger.keep_chain_at(&chain, &job.token, (timeout * 40).as_millis() as u64).await? {
+        return Ok(());
+    }
+    let Some(row) = state.accounts.get(acct).await? else {
+        state.ledger.keep_chain_at(&chain, &job.token, 0).await?;
+        return Ok(());
+    };
+    if row.status != AccountStatus::Active {
+        state.ledger.keep_chain_at(&chain, &job.token, 0).await?;
+        return Ok(());
+    }
+    let settings = state.accounts.sending_settings(&row.account, &state.sending.default_timezone).await?;
+    let interval =
+        settings.scan_interval_secs.unwrap_or(state.config.interval_secs).max(state.config.min_interval_secs).max(1);
+    let fetched = match scan_mailbox(state, &row.account).await {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "scan failed; next scan as scheduled");
+            0
+        }
+    };
+    let now = Utc::now().timestamp_millis();
+    let _: () = state
+        .conn
+        .clone()
+        .hset_multiple(state.keys.scan_last(acct), &[("at", now.to_string()), ("fetched", fetched.to_string())])
+        .await?;
+    // The successor is scheduled only after this scan ends: a slow scan never piles up ticks.
+    let wait = Duration::from_secs(interval);
+    if state.ledger.keep_chain_at(&chain, &job.token, (wait + timeout * 40).as_millis() as u64).await? {
+        state.queue.clone().push_task(TaskBuilder::new(job.clone()).run_after(wait).build()).await?;
+    }
+    Ok(())
+}
+
+/// One pass over INBOX, the configured extra folders and Sent. Returns messages fetched.
+async fn scan_mailbox(state: &ScanState, account: &SenderAccount) -> Result<usize, String> {
+    let t = Duration::from_secs(state.config.command_timeout_secs);
+    let creds = state
+        .accounts
+        .credentials(&account.id, &state.key)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("credentials gone")?;
+    let ctx = ProbeContext { time_limit: t, ..state.probe.clone() };
+    let mut session = tokio::time::timeout(t, open_imap_session(&ctx, &account.imap, &creds.imap_password))
+        .await
+        .map_err(|_| "IMAP login timed out".to_owned())?
+        .map_err(|f| f.message)?;
+    let result = scan_folders(state, account, &mut session, t).await;
+    let _ = tokio::time::timeout(t, session.logout()).await;
+    result
+}
+
+async fn scan_folders(
+    state: &ScanState,
+    account: &SenderAccount,
+    session: &mut ImapSession,
+    t: Duration,
+) -> Result<usize, String> {
+    let names: Vec<String> = tokio::time::timeout(t, async {
+        let list = session.list(Some(""), Some("*")).await?;
+        list.map_ok(|n| n.name().to_owned()).try_collect::<Vec<_>>().await
+    })
+    .await
+    .map_err(|_| "LIST timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    let sent = tokio::time::timeout(t, find_sent_folder(session))
+        .await
+        .map_err(|_| "LIST timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let mut folders: Vec<(String, bool)> = vec![("INBOX".to_owned(), false)];
+    for extra in &state.config.extra_folders {
+        if names.iter().any(|n| n == extra) {
+            folders.push((extra.clone(), false));
+        }
+    }
+    if let Some(s) = sent {
+        folders.push((s, true));
+    }
+    let mut total = 0;
+    for (folder, is_sent) in folders {
+        total += scan_folder(state, account, session, &folder, is_sent, t).await?;
+    }
+    if let Ok(n) = resolve_uncertain(state, account).await
+        && n > 0
+    {
+        info!(requeued = n, "UNCERTAIN sends not found in Sent: sent again");
+    }
+    Ok(total)
+}
+
+async fn scan_folder(
+    state: &ScanState,
+    account: &SenderAccount,
+    session: &mut ImapSession,
+    folder: &str,
+    is_sent: bool,
+    t: Duration,
+) -> Result<usize, String> {
+    let status = tokio::time::timeout(t, session.status(folder, "(UIDNEXT UIDVALIDITY)"))
+        .await
+        .map_err(|_| format!("STATUS {folder} timed out"))?
+        .map_err(|e| format!("STATUS {folder}: {e}"))?;
+    let (Some(validity), Some(uid_next)) = (status.uid_validity, status.uid_next) else {
+        return Err(format!("STATUS {folder}: no UIDVALIDITY/UIDNEXT"));
+    };
+    let state_key = state.keys.scan_state(&account.id, folder);
+    let stored: (Option<u32>, Option<u32>) = redis::cmd("HMGET")
+        .arg(&state_key)
+        .arg("uidvalidity")
+        .arg("last_uid")
+        .query_async(&mut state.conn.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let reset = stored.0 != Some(validity);
+    let last_uid = if reset { 0 } else { stored.1.unwrap_or(0) };
+    if !reset && uid_next.saturating_sub(1) <= last_uid {
+        debug!(folder, "unchanged");
+        return Ok(0);
+    }
+    let from_uid = if reset { uid_next.saturating_sub(state.config.resync_window).max(1) } else { last_uid + 1 };
+    tokio::time::timeout(t, session.examine(folder))
+        .await
+        .map_err(|_| format!("EXAMINE {folder} timed out"))?
+        .map_err(|e| format!("EXAMINE {folder}: {e}"))?;
+    let fetched: Vec<(u32, Vec<u8>)> = tokio::time::timeout(t * 4, async {
+        let stream = session.uid_fetch(format!("{from_uid}:*"), "(UID BODY.PEEK[])").await?;
+        stream
+            .try_filter_map(|f| async move { Ok(f.uid.filter(|u| *u >= from_uid).zip(f.body().map(<[u8]>::to_vec))) })
+            .try_collect()
+            .await
+    })
+    .await
+    .map_err(|_| format!("FETCH {folder} timed out"))?
+    .map_err(|e| format!("FETCH {folder}: {e}"))?;
+    let mut max_uid = uid_next.saturating_sub(1);
+    let count = fetched.len();
+    for (uid, raw) in fetched {
+        max_uid = max_uid.max(uid);
+        let c = classify(&raw);
+        let id = c.message_id.clone().unwrap_or_else(|| format!("uid:{validity}:{uid}"));
+        let marker = format!("{}:{id}", if is_sent { "sent" } else { "in" });
+        let first_time: i64 = state
+            .conn
+            .clone()
+            .zadd(state.keys.processed(&account.id), &marker, Utc::now().timestamp_millis())
+            .await
+            .map_err(|e| e.to_string())?;
+        if first_time == 0 {
+            continue;
+        }
+        let outcome = if is_sent { confirm(state, &c).await } else { act(state, account, &c).await };
+        if let Err(e) = outcome {
+            // Forget it so the next scan tries again.
+            let _: Result<i64, _> = state.conn.clone().zrem(state.keys.processed(&account.id), &marker).await;
+            return Err(e);
+        }
+        metrics::counter!("coldsend_messages_classified_total", "kind" => kind_name(c.kind)).increment(1);
+    }
+    let _: () = state
+        .conn
+        .clone()
+        .hset_multiple(&state_key, &[("uidvalidity", validity), ("last_uid", max_uid)])
+        .await
+        .map_err(|e| e.to_string())?;
+    debug!(folder, fetched = count, "folder scanned");
+    Ok(count)
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Bounce => "bounce",
+        Kind::AutoReply => "auto_reply",
+        Kind::Reply => "reply",
+        Kind::Complaint => "complaint",
+        Kind::Other => "other",
+    }
+}
+
+/// A message in Sent: its send is confirmed (and an UNCERTAIN one is SENT after all).
+async fn confirm(state: &ScanState, c: &Classified) -> Result<(), String> {
+    let Some(id) = &c.message_id else { return Ok(()) };
+    let member: Option<String> =
+        state.conn.clone().hget(state.keys.message_ids(), id).await.map_err(|e| e.to_string())?;
+    let Some(key) = member.as_deref().and_then(SendKey::parse_member) else { return Ok(()) };
+    let next_due = match state.campaigns.get(&key.campaign).await.map_err(|e| e.to_string())? {
+        Some(row) => {
+            row.campaign.steps.get(key.step + 1).map(|s| Utc::now().timestamp_millis() + s.delay.as_millis() as i64)
+        }
+        None => None,
+    };
+    if state.ledger.confirm_sent(&key, id, next_due).await.map_err(|e| e.to_string())? {
+        info!(send = %key, "confirmed in Sent");
+    }
+    Ok(())
+}
+
+/// UNCERTAIN sends older than the grace period and still not seen in Sent: send again.
+async fn resolve_uncertain(state: &ScanState, account: &SenderAccount) -> Result<usize, String> {
+    let cutoff = Utc::now().timestamp_millis() - (state.config.uncertain_grace_secs * 1000) as i64;
+    let mut n = 0;
+    for key in state.ledger.uncertain_before(&account.id, cutoff).await.map_err(|e| e.to_string())? {
+        if state.ledger.requeue_uncertain(&key, &account.id).await.map_err(|e| e.to_string())? {
+            n += 1;
+        }
+    }
+    if n > 0 {
+        wake_mailbox(&state.ledger, &state.dispatch_queue, &account.id, true).await.map_err(|e| e.to_string())?;
+    }
+    Ok(n)
+}
+
+/// The (campaign, lead) pairs a message is about: the send its headers name, else a lead
+/// with the sender's (or bounced recipient's) address in this mailbox's campaigns.
+async fn matching_leads(
+    state: &ScanState,
+    account: &SenderAccount,
+    ids: &[String],
+    address: Option<&str>,
+) -> Result<Vec<SendKey>, String> {
+    let mut conn = state.conn.clone();
+    for id in ids {
+        let member: Option<String> = conn.hget(state.keys.message_ids(), id).await.map_err(|e| e.to_string())?;
+        if let Some(key) = member.as_deref().and_then(SendKey::parse_member) {
+            return Ok(vec![key]);
+        }
+    }
+    let Some(email) = address.and_then(|a| EmailAddress::parse(a).ok()) else { return Ok(Vec::new()) };
+    let lead = LeadId::for_email(&email);
+    let mut out = Vec::new();
+    for cid in state.campaigns.account_campaigns(&account.id).await.map_err(|e| e.to_string())? {
+        let assigned: Option<String> =
+            conn.hget(state.keys.lead_accounts(&cid), lead.as_str()).await.map_err(|e| e.to_string())?;
+        if assigned.as_deref() == Some(account.id.to_string().as_str()) {
+            out.push(SendKey { campaign: cid, lead: lead.clone(), step: 0 });
+        }
+    }
+    Ok(out)
+}
+
+/// Applies a classified incoming message to the leads it concerns, and files the event.
+async fn act(state: &ScanState, account: &SenderAccount, c: &Classified) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let (ids, address): (Vec<String>, Option<String>) = match (c.kind, &c.bounce) {
+        (Kind::Bounce, Some(b)) => (b.original_message_id.iter().cloned().collect(), b.recipient.clone()),
+        (Kind::Reply | Kind::AutoReply | Kind::Complaint, _) => (c.refers_to.clone(), c.from.clone()),
+        _ => return Ok(()),
+    };
+    let matches = matching_leads(state, account, &ids, address.as_deref()).await?;
+    let now = Utc::now();
+    for key in &matches {
+        let Some(row) = state.campaigns.get(&key.campaign).await.map_err(|e| err(&e))? else { continue };
+        let Some(lead) = state.campaigns.lead(&key.campaign, &key.lead).await.map_err(|e| err(&e))? else { continue };
+        let store = &state.campaigns;
+        match c.kind {
+            Kind::Reply => {
+                if row.campaign.stop_on_reply {
+                    store
+                        .set_lead_state(&key.campaign, &key.lead, None, LeadState::Replied, None)
+                        .await
+                        .map_err(|e| err(&e))?;
+                }
+                if row.campaign.stop_on_domain_reply {
+                    pause_domain(state, &key.campaign, lead.email.domain()).await?;
+                }
+                info!(campaign_id = %key.campaign, lead_id = %key.lead, "reply: sequence stopped");
+            }
+            Kind::AutoReply => {
+                let resume = c
+                    .returns_on
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|d| d.and_utc())
+                    .unwrap_or(now + chrono::Duration::days(i64::from(state.config.ooo_pause_days)));
+                if store
+                    .set_lead_state(
+                        &key.campaign,
+                        &key.lead,
+                        Some(LeadState::Active),
+                        LeadState::Paused,
+                        Some("out of office"),
+                    )
+                    .await
+                    .map_err(|e| err(&e))?
+                {
+                    let _: () = state
+                        .conn
+                        .clone()
+                        .zadd(state.keys.resumes(), format!("{}:{}", key.campaign, key.lead), resume.timestamp_millis())
+                        .await
+                        .map_err(|e| err(&e))?;
+                }
+                info!(campaign_id = %key.campaign, lead_id = %key.lead, resume = %resume, "out of office: lead paused");
+            }
+            Kind::Bounce => {
+                let Some(b) = &c.bounce else { continue };
+                let email = lead.email.as_str();
+                let hard = b.hard || {
+                    let n: u32 = state
+                        .conn
+                        .clone()
+                        .hincr(state.keys.soft_bounces(), email.to_ascii_lowercase(), 1)
+                        .await
+                        .map_err(|e| err(&e))?;
+                    n >= state.config.soft_bounce_limit
+                };
+                if hard {
+                    let why = format!(
+                        "bounce {}: {}",
+                        b.status.as_deref().unwrap_or("?"),
+                        b.diagnostic.as_deref().unwrap_or("")
+                    );
+                    store
+                        .set_lead_state(&key.campaign, &key.lead, None, LeadState::Bounced, Some(&why))
+                        .await
+                        .map_err(|e| err(&e))?;
+                    store.suppress(email, "hard_bounce").await.map_err(|e| err(&e))?;
+                    info!(campaign_id = %key.campaign, lead_id = %key.lead, status = ?b.status, "hard bounce: lead bounced and suppressed");
+                }
+            }
+            Kind::Complaint => {
+                store.suppress(lead.email.as_str(), "complaint").await.map_err(|e| err(&e))?;
+                store
+                    .set_lead_state(&key.campaign, &key.lead, None, LeadState::Unsubscribed, Some("spam complaint"))
+                    .await
+                    .map_err(|e| err(&e))?;
+            }
+            Kind::Other => {}
+        }
+    }
+    let first = matches.first();
+    state
+        .inbox
+        .record(&InboxEvent {
+            id: String::new(),
+            account_id: account.id.to_string(),
+            campaign_id: first.map(|k| k.campaign.to_string()),
+            lead_id: first.map(|k| k.lead.to_string()),
+            kind: kind_name(c.kind).to_owned(),
+            from: c.from.clone().unwrap_or_default(),
+            subject: c.subject.clone().unwrap_or_default(),
+            snippet: c.snippet.clone(),
+            received_at: now.to_rfc3339(),
+        })
+        .await
+        .map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// A reply from one address pauses every active lead of its domain in the campaign.
+async fn pause_domain(
+    state: &ScanState,
+    campaign: &coldsend_core::campaign::CampaignId,
+    domain: &str,
+) -> Result<(), String> {
+    let leads: std::collections::HashMap<String, String> =
+        state.conn.clone().hgetall(state.keys.leads(campaign)).await.map_err(|e| e.to_string())?;
+    for (id, json) in leads {
+        let Ok(lead) = serde_json::from_str::<coldsend_core::lead::Lead>(&json) else { continue };
+        if lead.email.domain().eq_ignore_ascii_case(domain)
+            && let Some(lid) = LeadId::parse(&id)
+        {
+            state
+                .campaigns
+                .set_lead_state(campaign, &lid, Some(LeadState::Active), LeadState::Paused, Some("a colleague replied"))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
