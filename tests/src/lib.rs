@@ -120,23 +120,35 @@ pub struct Mail {
 impl Mail {
     /// Users as "name:password[:profile] ..." at example.test.
     pub fn start(users: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("coldsend-mail-").tempdir().expect("tempdir").keep();
-        let out = Command::new("bash")
-            .arg(repo_root().join("tests/harness/start.sh"))
-            .arg(&dir)
-            .env("MH_USERS", users)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run tests/harness/start.sh");
-        let mut mail = Self { dir, env: HashMap::new() };
-        assert!(out.status.success(), "mail harness failed to start: {}", String::from_utf8_lossy(&out.stderr));
-        let env = std::fs::read_to_string(mail.dir.join("env")).expect("harness env file");
-        mail.env = env
+        // A randomly chosen port can be taken between the choice and the bind: retry.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::Builder::new().prefix("coldsend-mail-").tempdir().expect("tempdir").keep();
+            let out = Command::new("bash")
+                .arg(repo_root().join("tests/harness/start.sh"))
+                .arg(&dir)
+                .env("MH_USERS", users)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run tests/harness/start.sh");
+            let mail = Self { dir, env: HashMap::new() };
+            if out.status.success() {
+                return mail.with_env();
+            }
+            last_error = String::from_utf8_lossy(&out.stderr).into_owned();
+            drop(mail); // stops whatever did start
+        }
+        panic!("mail harness failed to start: {last_error}");
+    }
+
+    fn with_env(mut self) -> Self {
+        let env = std::fs::read_to_string(self.dir.join("env")).expect("harness env file");
+        self.env = env
             .lines()
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
             .collect();
-        mail
+        self
     }
 
     fn port(&self, key: &str) -> u16 {

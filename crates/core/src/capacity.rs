@@ -54,6 +54,9 @@ pub struct SendingSettings {
     /// Seconds between IMAP scans of this mailbox; absent: `scan.interval_secs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_interval_secs: Option<u64>,
+    /// The Sent folder's name, when it can be found neither by SPECIAL-USE nor by a common name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imap_sent_folder: Option<String>,
 }
 
 impl SendingSettings {
@@ -116,6 +119,7 @@ mod tests {
             warmup: true,
             append_to_sent: false,
             scan_interval_secs: None,
+            imap_sent_folder: None,
         };
         let now = Utc.with_ymd_and_hms(2026, 11, 22, 21, 30, 0).single().expect("t"); // 23:30 in Riga
         assert_eq!(local_date(&s, now).to_string(), "2026-11-22");

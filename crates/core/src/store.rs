@@ -254,6 +254,7 @@ impl AccountStore {
             warmup: true,
             append_to_sent: account.inbox_type == crate::account::InboxType::CustomSmtp,
             scan_interval_secs: None,
+            imap_sent_folder: None,
         })
     }
 

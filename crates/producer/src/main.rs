@@ -364,6 +364,7 @@ async fn accounts(service: &AccountService, campaigns: &CampaignService, cmd: Ac
                 timezone: timezone.unwrap_or(current.timezone),
                 warmup: warmup.unwrap_or(current.warmup),
                 append_to_sent: append_to_sent.unwrap_or(current.append_to_sent),
+                imap_sent_folder: current.imap_sent_folder,
                 scan_interval_secs: match scan_interval {
                     Some(0) => None,
                     Some(n) => Some(n),

@@ -92,7 +92,7 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
     let settings = state.accounts.sending_settings(&row.account, &state.sending.default_timezone).await?;
     let interval =
         settings.scan_interval_secs.unwrap_or(state.config.interval_secs).max(state.config.min_interval_secs).max(1);
-    let fetched = match scan_mailbox(state, &row.account).await {
+    let fetched = match scan_mailbox(state, &row.account, settings.imap_sent_folder.as_deref()).await {
         Ok(n) => n,
         Err(e) => {
             warn!(error = %e, "scan failed; next scan as scheduled");
@@ -114,7 +114,7 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
 }
 
 /// One pass over INBOX, the configured extra folders and Sent. Returns messages fetched.
-async fn scan_mailbox(state: &ScanState, account: &SenderAccount) -> Result<usize, String> {
+async fn scan_mailbox(state: &ScanState, account: &SenderAccount, sent_folder: Option<&str>) -> Result<usize, String> {
     let t = Duration::from_secs(state.config.command_timeout_secs);
     let creds = state
         .accounts
@@ -127,7 +127,7 @@ async fn scan_mailbox(state: &ScanState, account: &SenderAccount) -> Result<usiz
         .await
         .map_err(|_| "IMAP login timed out".to_owned())?
         .map_err(|f| f.message)?;
-    let result = scan_folders(state, account, &mut session, t).await;
+    let result = scan_folders(state, account, &mut session, sent_folder, t).await;
     let _ = tokio::time::timeout(t, session.logout()).await;
     result
 }
@@ -136,6 +136,7 @@ async fn scan_folders(
     state: &ScanState,
     account: &SenderAccount,
     session: &mut ImapSession,
+    sent_folder: Option<&str>,
     t: Duration,
 ) -> Result<usize, String> {
     let names: Vec<String> = tokio::time::timeout(t, async {
@@ -145,7 +146,7 @@ async fn scan_folders(
     .await
     .map_err(|_| "LIST timed out".to_owned())?
     .map_err(|e| e.to_string())?;
-    let sent = tokio::time::timeout(t, find_sent_folder(session))
+    let sent = tokio::time::timeout(t, find_sent_folder(session, sent_folder))
         .await
         .map_err(|_| "LIST timed out".to_owned())?
         .map_err(|e| e.to_string())?;

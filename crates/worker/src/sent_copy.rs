@@ -17,9 +17,18 @@ use crate::probe::{ImapSession, open_imap_session};
 /// Common names, tried when no folder is marked `\Sent` (RFC 6154).
 pub const SENT_NAMES: [&str; 5] = ["Sent", "Sent Items", "Sent Messages", "[Gmail]/Sent Mail", "INBOX.Sent"];
 
-/// The Sent folder: SPECIAL-USE `\Sent` first, then the common names.
-pub async fn find_sent_folder(session: &mut ImapSession) -> Result<Option<String>, async_imap::error::Error> {
+/// The Sent folder: the account's own setting if it names an existing folder, then
+/// SPECIAL-USE `\Sent` (RFC 6154), then the common names.
+pub async fn find_sent_folder(
+    session: &mut ImapSession,
+    configured: Option<&str>,
+) -> Result<Option<String>, async_imap::error::Error> {
     let names: Vec<_> = session.list(Some(""), Some("*")).await?.try_collect().await?;
+    if let Some(c) = configured
+        && names.iter().any(|n| n.name() == c)
+    {
+        return Ok(Some(c.to_owned()));
+    }
     if let Some(n) = names.iter().find(|n| n.attributes().iter().any(|a| matches!(a, NameAttribute::Sent))) {
         return Ok(Some(n.name().to_owned()));
     }
@@ -31,7 +40,15 @@ pub async fn append(state: &DispatchState, account: &SenderAccount, message: &[u
     let result = tokio::time::timeout(limit, async {
         let (creds, ctx) = state.connect_context(account, limit).await?;
         let mut session = open_imap_session(&ctx, &account.imap, &creds.imap_password).await.map_err(|f| f.message)?;
-        let folder = find_sent_folder(&mut session).await.map_err(|e| e.to_string())?.ok_or("no Sent folder found")?;
+        let settings = state
+            .accounts
+            .sending_settings(account, &state.config.default_timezone)
+            .await
+            .map_err(|e| e.to_string())?;
+        let folder = find_sent_folder(&mut session, settings.imap_sent_folder.as_deref())
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no Sent folder found")?;
         session.append(&folder, Some("(\\Seen)"), None, message).await.map_err(|e| e.to_string())?;
         let _ = session.logout().await;
         Ok::<(), String>(())
