@@ -209,6 +209,26 @@ impl Mail {
         log.lines().filter(|l| l.contains(needle)).take(500).collect::<Vec<_>>().join("\n")
     }
 
+    /// Runs doveadm against this Dovecot; stdin from `input`. Panics on failure.
+    pub fn doveadm(&self, args: &[&str], input: Option<&[u8]>) -> String {
+        use std::io::Write;
+        let mut child = Command::new("doveadm")
+            .arg("-c")
+            .arg(self.dir.join("etc/dovecot/dovecot.conf"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("doveadm");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input.unwrap_or_default());
+        }
+        let out = child.wait_with_output().expect("doveadm");
+        assert!(out.status.success(), "doveadm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Flags of every message in `user`'s INBOX (the Maildir `:2,FLAGS` suffixes), sorted.
     pub fn inbox_flags(&self, user: &str) -> Vec<String> {
         let base = self.dir.join("mail").join(self.domain()).join(user).join("Maildir");

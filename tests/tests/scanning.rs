@@ -174,3 +174,139 @@ async fn replies_stop_sequences_and_out_of_office_pauses() {
         redis::cmd("HGET").arg(format!("cstest:scan-last:{{{ann}}}")).arg("fetched").query(&mut conn).expect("hget");
     assert_eq!(last_again.as_deref(), Some("0"), "a quiet mailbox fetches nothing (before: {last:?})");
 }
+
+#[tokio::test]
+async fn sent_items_without_special_use_confirms_sends_and_resolves_uncertain_both_ways() {
+    // nora's only Sent folder is an unflagged "Sent Items".
+    let (mail, stack) = setup("nora:norapw:sentnoflag lead01:x lead02:x").await;
+    let api = Api::new(&stack);
+    let nora = active(&api, &mail, "nora").await;
+    let sending = json!({"timezone": "UTC", "warmup": false, "append_to_sent": true});
+    api.call(Method::PUT, &format!("/sender-accounts/{nora}/sending"), Some(&sending)).await;
+    let body = json!({"name": "sent", "sender_account_ids": [nora], "steps": [{"subject": "Hi", "text": "Hello"}]});
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let cid = c["id"].as_str().expect("id").to_owned();
+    let leads = json!({"leads": [{"email": "lead01@example.test"}, {"email": "lead02@example.test"}]});
+    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&leads)).await;
+    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+
+    let mut conn = stack.redis.connection();
+    let lead_id = |i: u32| lead_state_sync(&mut stack.redis.connection(), &cid, i);
+    let send_key = |i: u32| format!("cstest:send:{cid}:{}:0", lead_id(i));
+    let field = |conn: &mut redis::Connection, key: &str, f: &str| -> Option<String> {
+        redis::cmd("HGET").arg(key).arg(f).query(conn).expect("hget")
+    };
+    let (k1, k2) = (send_key(1), send_key(2));
+    wait_for("both confirmed from Sent Items", 60, async || {
+        let mut c = stack.redis.connection();
+        field(&mut c, &k1, "confirmed").is_some() && field(&mut c, &k2, "confirmed").is_some()
+    })
+    .await;
+
+    // Force both into UNCERTAIN, as a worker dying during DATA would leave them (the send
+    // never recorded, so the lead is still active).
+    let uncertain_key = format!("cstest:uncertain:{{{nora}}}");
+    for (i, k) in [(1, &k1), (2, &k2)] {
+        let _: () = redis::cmd("HSET").arg(k).arg("state").arg("UNCERTAIN").query(&mut conn).expect("hset");
+        let lead = lead_state_sync(&mut conn, &cid, i);
+        let _: () = redis::cmd("HSET")
+            .arg(format!("cstest:lead-state:{cid}"))
+            .arg(lead)
+            .arg("ACTIVE")
+            .query(&mut conn)
+            .expect("hset");
+        let member = k.trim_start_matches("cstest:send:");
+        let _: () = redis::cmd("ZADD").arg(&uncertain_key).arg(0).arg(member).query(&mut conn).expect("zadd");
+    }
+    // lead02's copy never reached Sent: take it out (and what the scanner remembers of it).
+    let msg2 = header(&mail.messages("lead02")[0], "Message-ID").expect("id").trim_matches(['<', '>']).to_owned();
+    mail.doveadm(&["expunge", "-u", "nora@example.test", "mailbox", "Sent Items", "header", "Message-ID", &msg2], None);
+    let _: () = redis::cmd("ZREM")
+        .arg(format!("cstest:processed:{{{nora}}}"))
+        .arg(format!("sent:{msg2}"))
+        .query(&mut conn)
+        .expect("zrem");
+
+    // Found in Sent → SENT, not resent. Not found after the grace period → sent again.
+    wait_for("lead01 resolved to SENT", 30, async || {
+        field(&mut stack.redis.connection(), &k1, "state").as_deref() == Some("SENT")
+    })
+    .await;
+    wait_for("lead02 sent again", 60, async || mail.messages("lead02").len() == 2).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(mail.messages("lead01").len(), 1, "a send found in Sent is never resent");
+    assert_eq!(field(&mut conn, &k2, "state").as_deref(), Some("SENT"));
+}
+
+fn lead_state_sync(conn: &mut redis::Connection, cid: &str, i: u32) -> String {
+    let leads: std::collections::HashMap<String, String> =
+        redis::cmd("HGETALL").arg(format!("cstest:leads:{cid}")).query(conn).expect("leads");
+    leads
+        .into_iter()
+        .find(|(_, json)| json.contains(&format!("lead0{i}@example.test")))
+        .map(|(id, _)| id)
+        .expect("lead id")
+}
+
+#[tokio::test]
+async fn a_rebuilt_folder_records_nothing_twice_and_intervals_take_effect() {
+    let mail = Mail::start("ann:annpw lead01:x");
+    let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
+    env.extend(SCAN_FAST);
+    env.push(("COLDSEND_SCAN__EXTRA_FOLDERS", "[\"Junk\"]"));
+    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let api = Api::new(&stack);
+    let ann = active(&api, &mail, "ann").await;
+    let cid = campaign(&api, &ann, &["lead01@example.test"], "1h").await;
+    wait_for("first step", 30, async || mail.messages("lead01").len() == 1).await;
+    let first = header(&mail.messages("lead01")[0], "Message-ID").expect("id");
+    // A reply filed as junk.
+    let reply = format!(
+        "From: lead01@example.test\r\nTo: ann@example.test\r\nSubject: Re: Quick question\r\nMessage-ID: <reply-1@example.test>\r\nIn-Reply-To: {first}\r\n\r\nSure.\r\n"
+    );
+    mail.doveadm(&["save", "-u", "ann@example.test", "-m", "Junk"], Some(reply.as_bytes()));
+    wait_for("the reply in Junk", 30, async || {
+        lead_state(&api, &cid, "lead01@example.test").await["state"] == "REPLIED"
+    })
+    .await;
+
+    // Delete and recreate the folder (new UIDVALIDITY) with the same message.
+    mail.doveadm(&["mailbox", "delete", "-u", "ann@example.test", "Junk"], None);
+    mail.doveadm(&["mailbox", "create", "-u", "ann@example.test", "Junk"], None);
+    mail.doveadm(&["save", "-u", "ann@example.test", "-m", "Junk"], Some(reply.as_bytes()));
+    let mut conn = stack.redis.connection();
+    let validity = |conn: &mut redis::Connection| -> Option<String> {
+        redis::cmd("HGET").arg(format!("cstest:scan:{{{ann}}}:Junk")).arg("uidvalidity").query(conn).expect("hget")
+    };
+    let before = validity(&mut conn);
+    wait_for("the rebuilt folder rescanned", 30, async || validity(&mut stack.redis.connection()) != before).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, replies) = api.get(&format!("/inbox?kind=reply&account={ann}")).await;
+    assert_eq!(replies["events"].as_array().map(Vec::len), Some(1), "recorded once: {replies}");
+
+    // Scans every second (config), then every 4 s (the account's own interval).
+    let at = |conn: &mut redis::Connection| -> i64 {
+        let v: Option<i64> =
+            redis::cmd("HGET").arg(format!("cstest:scan-last:{{{ann}}}")).arg("at").query(conn).expect("hget");
+        v.unwrap_or(0)
+    };
+    let gaps = |conn: &mut redis::Connection, n: usize| {
+        let mut seen = vec![at(conn)];
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while seen.len() <= n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            let t = at(conn);
+            if Some(&t) != seen.last() {
+                seen.push(t);
+            }
+        }
+        seen.windows(2).skip(1).map(|w| w[1] - w[0]).collect::<Vec<_>>()
+    };
+    let fast = gaps(&mut conn, 3);
+    assert!(fast.len() >= 2 && fast.iter().all(|g| *g < 3_500), "config interval 1 s: gaps {fast:?} ms");
+    let own = json!({"timezone": "UTC", "warmup": false, "append_to_sent": false, "scan_interval_secs": 4});
+    api.call(Method::PUT, &format!("/sender-accounts/{ann}/sending"), Some(&own)).await;
+    std::thread::sleep(Duration::from_secs(2));
+    let slow = gaps(&mut conn, 3);
+    assert!(slow.len() >= 2 && slow.iter().all(|g| *g >= 3_900), "account interval 4 s: gaps {slow:?} ms");
+}

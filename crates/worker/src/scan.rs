@@ -277,19 +277,48 @@ async fn confirm(state: &ScanState, c: &Classified) -> Result<(), String> {
     Ok(())
 }
 
-/// UNCERTAIN sends older than the grace period and still not seen in Sent: send again.
+/// UNCERTAIN sends: seen in Sent (now or in an earlier scan) → SENT; older than the
+/// grace period and still not seen → sent again (the only resend after DATA).
 async fn resolve_uncertain(state: &ScanState, account: &SenderAccount) -> Result<usize, String> {
     let cutoff = Utc::now().timestamp_millis() - (state.config.uncertain_grace_secs * 1000) as i64;
-    let mut n = 0;
-    for key in state.ledger.uncertain_before(&account.id, cutoff).await.map_err(|e| e.to_string())? {
-        if state.ledger.requeue_uncertain(&key, &account.id).await.map_err(|e| e.to_string())? {
-            n += 1;
+    let mut requeued = 0;
+    for key in state.ledger.uncertain_before(&account.id, i64::MAX).await.map_err(|e| e.to_string())? {
+        let message_id = key.message_id(account.email.domain());
+        let seen: Option<f64> = state
+            .conn
+            .clone()
+            .zscore(state.keys.processed(&account.id), format!("sent:{message_id}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if seen.is_some() {
+            let next_due = match state.campaigns.get(&key.campaign).await.map_err(|e| e.to_string())? {
+                Some(row) => row
+                    .campaign
+                    .steps
+                    .get(key.step + 1)
+                    .map(|s| Utc::now().timestamp_millis() + s.delay.as_millis() as i64),
+                None => None,
+            };
+            state.ledger.confirm_sent(&key, &message_id, next_due).await.map_err(|e| e.to_string())?;
+            info!(send = %key, "UNCERTAIN send found in Sent: SENT");
+            continue;
+        }
+        let since: Option<f64> = state
+            .conn
+            .clone()
+            .zscore(state.keys.uncertain(&account.id), key.member())
+            .await
+            .map_err(|e| e.to_string())?;
+        if since.is_some_and(|t| (t as i64) < cutoff)
+            && state.ledger.requeue_uncertain(&key, &account.id).await.map_err(|e| e.to_string())?
+        {
+            requeued += 1;
         }
     }
-    if n > 0 {
+    if requeued > 0 {
         wake_mailbox(&state.ledger, &state.dispatch_queue, &account.id, true).await.map_err(|e| e.to_string())?;
     }
-    Ok(n)
+    Ok(requeued)
 }
 
 /// The (campaign, lead) pairs a message is about: the send its headers name, else a lead
