@@ -209,6 +209,11 @@ impl Mail {
         log.lines().filter(|l| l.contains(needle)).take(500).collect::<Vec<_>>().join("\n")
     }
 
+    /// `user`'s Maildir.
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.join("mail").join(self.domain()).join(user).join("Maildir")
+    }
+
     /// Runs doveadm against this Dovecot; stdin from `input`. Panics on failure.
     pub fn doveadm(&self, args: &[&str], input: Option<&[u8]>) -> String {
         use std::io::Write;

@@ -113,8 +113,25 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
     Ok(())
 }
 
+/// What one pass did (the benchmark reads it).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassStats {
+    pub fetched: usize,
+    /// Time spent in UID FETCH alone, all folders.
+    pub fetch: Duration,
+}
+
 /// One pass over INBOX, the configured extra folders and Sent. Returns messages fetched.
 async fn scan_mailbox(state: &ScanState, account: &SenderAccount, sent_folder: Option<&str>) -> Result<usize, String> {
+    scan_pass(state, account, sent_folder).await.map(|s| s.fetched)
+}
+
+/// One scan pass, as the scheduled job runs it (public for the poll benchmark).
+pub async fn scan_pass(
+    state: &ScanState,
+    account: &SenderAccount,
+    sent_folder: Option<&str>,
+) -> Result<PassStats, String> {
     let t = Duration::from_secs(state.config.command_timeout_secs);
     let creds = state
         .accounts
@@ -138,7 +155,7 @@ async fn scan_folders(
     session: &mut ImapSession,
     sent_folder: Option<&str>,
     t: Duration,
-) -> Result<usize, String> {
+) -> Result<PassStats, String> {
     let names: Vec<String> = tokio::time::timeout(t, async {
         let list = session.list(Some(""), Some("*")).await?;
         list.map_ok(|n| n.name().to_owned()).try_collect::<Vec<_>>().await
@@ -159,9 +176,11 @@ async fn scan_folders(
     if let Some(s) = sent {
         folders.push((s, true));
     }
-    let mut total = 0;
+    let mut total = PassStats::default();
     for (folder, is_sent) in folders {
-        total += scan_folder(state, account, session, &folder, is_sent, t).await?;
+        let s = scan_folder(state, account, session, &folder, is_sent, t).await?;
+        total.fetched += s.fetched;
+        total.fetch += s.fetch;
     }
     if let Ok(n) = resolve_uncertain(state, account).await
         && n > 0
@@ -178,7 +197,7 @@ async fn scan_folder(
     folder: &str,
     is_sent: bool,
     t: Duration,
-) -> Result<usize, String> {
+) -> Result<PassStats, String> {
     let status = tokio::time::timeout(t, session.status(folder, "(UIDNEXT UIDVALIDITY)"))
         .await
         .map_err(|_| format!("STATUS {folder} timed out"))?
@@ -198,13 +217,14 @@ async fn scan_folder(
     let last_uid = if reset { 0 } else { stored.1.unwrap_or(0) };
     if !reset && uid_next.saturating_sub(1) <= last_uid {
         debug!(folder, "unchanged");
-        return Ok(0);
+        return Ok(PassStats::default());
     }
     let from_uid = if reset { uid_next.saturating_sub(state.config.resync_window).max(1) } else { last_uid + 1 };
     tokio::time::timeout(t, session.examine(folder))
         .await
         .map_err(|_| format!("EXAMINE {folder} timed out"))?
         .map_err(|e| format!("EXAMINE {folder}: {e}"))?;
+    let fetch_started = std::time::Instant::now();
     let fetched: Vec<(u32, Vec<u8>)> = tokio::time::timeout(t * 4, async {
         let stream = session.uid_fetch(format!("{from_uid}:*"), "(UID BODY.PEEK[])").await?;
         stream
@@ -215,6 +235,7 @@ async fn scan_folder(
     .await
     .map_err(|_| format!("FETCH {folder} timed out"))?
     .map_err(|e| format!("FETCH {folder}: {e}"))?;
+    let fetch = fetch_started.elapsed();
     let mut max_uid = uid_next.saturating_sub(1);
     let count = fetched.len();
     for (uid, raw) in fetched {
@@ -246,7 +267,7 @@ async fn scan_folder(
         .await
         .map_err(|e| e.to_string())?;
     debug!(folder, fetched = count, "folder scanned");
-    Ok(count)
+    Ok(PassStats { fetched: count, fetch })
 }
 
 fn kind_name(k: Kind) -> &'static str {
