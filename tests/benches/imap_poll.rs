@@ -114,6 +114,7 @@ async fn main() {
             sending: SendingConfig::default(),
             queue,
             dispatch_queue,
+            sessions: Default::default(),
         });
         let account = AccountStore::new(conn.clone(), "cstest")
             .get(&id.parse().expect("id"))
@@ -122,14 +123,14 @@ async fn main() {
             .expect("row")
             .account;
         // The baseline pass (first scan) is not measured.
-        scan_pass(&state, &account, None).await.expect("baseline scan");
+        scan_pass(&state, &account, None, false).await.expect("baseline scan");
 
         let (mut cs, mut cs_fetch, mut rf, mut rf_fetch) = (vec![], vec![], vec![], vec![]);
         let mut last_uid = n as u32 + 1;
         for r in 0..rounds {
             new_message(&mail, 2 * r);
             let t = Instant::now();
-            let stats = scan_pass(&state, &account, None).await.expect("scan");
+            let stats = scan_pass(&state, &account, None, false).await.expect("scan");
             cs.push(t.elapsed().as_secs_f64() * 1000.0);
             cs_fetch.push(stats.fetch.as_secs_f64() * 1000.0);
             assert_eq!(stats.fetched, 1, "one new message per round");
@@ -154,7 +155,7 @@ async fn main() {
             rf_fetch.push(v["fetch_ms"].as_f64().unwrap_or(0.0));
             last_uid += 1;
             // coldsend must catch up on the reference's message too, unmeasured.
-            scan_pass(&state, &account, None).await.expect("catch-up scan");
+            scan_pass(&state, &account, None, false).await.expect("catch-up scan");
         }
         let (c, r) = (median(cs), median(rf));
         println!(

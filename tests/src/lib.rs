@@ -209,6 +209,15 @@ impl Mail {
         log.lines().filter(|l| l.contains(needle)).take(500).collect::<Vec<_>>().join("\n")
     }
 
+    /// Lines of Dovecot's log containing `needle`.
+    pub fn dovecot_log_count(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.dir.join("log/dovecot.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
     /// `user`'s Maildir.
     pub fn maildir(&self, user: &str) -> PathBuf {
         self.dir.join("mail").join(self.domain()).join(user).join("Maildir")

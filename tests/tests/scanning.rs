@@ -302,8 +302,12 @@ async fn a_rebuilt_folder_records_nothing_twice_and_intervals_take_effect() {
         }
         seen.windows(2).skip(1).map(|w| w[1] - w[0]).collect::<Vec<_>>()
     };
+    let logins_before = mail.dovecot_log_count("imap-login: Login: user=<ann@example.test>");
     let fast = gaps(&mut conn, 3);
     assert!(fast.len() >= 2 && fast.iter().all(|g| *g < 3_500), "config interval 1 s: gaps {fast:?} ms");
+    // Scans a second apart reuse one logged-in session.
+    let logins = mail.dovecot_log_count("imap-login: Login: user=<ann@example.test>") - logins_before;
+    assert!(logins <= 1, "{logins} new IMAP logins for {} scans", fast.len() + 1);
     let own = json!({"timezone": "UTC", "warmup": false, "append_to_sent": false, "scan_interval_secs": 4});
     api.call(Method::PUT, &format!("/sender-accounts/{ann}/sending"), Some(&own)).await;
     std::thread::sleep(Duration::from_secs(2));

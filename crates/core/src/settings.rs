@@ -44,6 +44,10 @@ pub struct ScanConfig {
     pub soft_bounce_limit: u32,
     /// An UNCERTAIN send not found in Sent after this many seconds is sent again.
     pub uncertain_grace_secs: u64,
+    /// IMAP sessions one worker keeps logged in between scans (0: reconnect every scan).
+    pub keep_sessions: usize,
+    /// A kept session idle longer than this is closed rather than reused.
+    pub session_idle_secs: u64,
 }
 
 impl Default for ScanConfig {
@@ -57,6 +61,8 @@ impl Default for ScanConfig {
             ooo_pause_days: 7,
             soft_bounce_limit: 3,
             uncertain_grace_secs: 3600,
+            keep_sessions: 50,
+            session_idle_secs: 240,
         }
     }
 }

@@ -177,7 +177,9 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
         sending: settings.sending.clone(),
         queue: scan_storage.clone(),
         dispatch_queue: dispatch_storage.clone(),
+        sessions: Default::default(),
     });
+    let sessions_to_close = scan_state.clone();
     let sweeper = tokio::spawn(crate::sweeper::run(dispatch_state.clone(), scan_state.clone(), stop.clone()));
     let services = coldsend_producer::connect::services_on(conn.clone(), settings, shared.key.clone());
     let consumer = coldsend_producer::commands::CommandConsumer::new(blocking, prefix, services, &name);
@@ -217,6 +219,7 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
         .await
         .context("workers");
     shared.health.set_running(false);
+    sessions_to_close.close_sessions().await;
     // Background loops stop with the process, or are replaced with the next generation.
     sweeper.abort();
     commands.abort();

@@ -47,6 +47,51 @@ pub struct ScanState {
     pub sending: SendingConfig,
     pub queue: RedisStorage<Scan>,
     pub dispatch_queue: RedisStorage<Dispatch>,
+    /// Sessions kept logged in between scans, by mailbox, with when they were last used.
+    pub sessions:
+        tokio::sync::Mutex<std::collections::HashMap<coldsend_core::AccountId, (ImapSession, std::time::Instant)>>,
+}
+
+impl ScanState {
+    /// Logs out every kept session (at shutdown).
+    pub async fn close_sessions(&self) {
+        let drained: Vec<_> = self.sessions.lock().await.drain().collect();
+        for (_, (mut s, _)) in drained {
+            let _ = tokio::time::timeout(Duration::from_secs(3), s.logout()).await;
+        }
+    }
+
+    /// A kept session for the mailbox if it is fresh and still answers NOOP.
+    async fn reuse(&self, account: &coldsend_core::AccountId, t: Duration) -> Option<ImapSession> {
+        let idle = Duration::from_secs(self.config.session_idle_secs);
+        let (mut s, used) = self.sessions.lock().await.remove(account)?;
+        if used.elapsed() < idle && matches!(tokio::time::timeout(t, s.noop()).await, Ok(Ok(()))) {
+            return Some(s);
+        }
+        let _ = tokio::time::timeout(t, s.logout()).await;
+        None
+    }
+
+    /// Keeps a session for the next scan, closing the stalest beyond the cap and any idle too long.
+    async fn keep(&self, account: coldsend_core::AccountId, session: ImapSession) {
+        let idle = Duration::from_secs(self.config.session_idle_secs);
+        let mut closing = Vec::new();
+        {
+            let mut map = self.sessions.lock().await;
+            let expired: Vec<_> = map.iter().filter(|(_, (_, used))| used.elapsed() >= idle).map(|(k, _)| *k).collect();
+            for k in expired {
+                closing.extend(map.remove(&k));
+            }
+            while map.len() >= self.config.keep_sessions.max(1) {
+                let Some(oldest) = map.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k) else { break };
+                closing.extend(map.remove(&oldest));
+            }
+            map.insert(account, (session, std::time::Instant::now()));
+        }
+        for (mut s, _) in closing {
+            let _ = tokio::time::timeout(Duration::from_secs(3), s.logout()).await;
+        }
+    }
 }
 
 /// Starts a mailbox's scan chain unless one is alive (`replace` supersedes it).
@@ -92,7 +137,9 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
     let settings = state.accounts.sending_settings(&row.account, &state.sending.default_timezone).await?;
     let interval =
         settings.scan_interval_secs.unwrap_or(state.config.interval_secs).max(state.config.min_interval_secs).max(1);
-    let fetched = match scan_mailbox(state, &row.account, settings.imap_sent_folder.as_deref()).await {
+    // Keep the session for the next scan only when it comes soon enough to find it alive.
+    let keep = state.config.keep_sessions > 0 && interval < state.config.session_idle_secs;
+    let fetched = match scan_mailbox(state, &row.account, settings.imap_sent_folder.as_deref(), keep).await {
         Ok(n) => n,
         Err(e) => {
             warn!(error = %e, "scan failed; next scan as scheduled");
@@ -122,17 +169,33 @@ pub struct PassStats {
 }
 
 /// One pass over INBOX, the configured extra folders and Sent. Returns messages fetched.
-async fn scan_mailbox(state: &ScanState, account: &SenderAccount, sent_folder: Option<&str>) -> Result<usize, String> {
-    scan_pass(state, account, sent_folder).await.map(|s| s.fetched)
+async fn scan_mailbox(
+    state: &ScanState,
+    account: &SenderAccount,
+    sent_folder: Option<&str>,
+    keep: bool,
+) -> Result<usize, String> {
+    scan_pass(state, account, sent_folder, keep).await.map(|s| s.fetched)
 }
 
-/// One scan pass, as the scheduled job runs it (public for the poll benchmark).
+/// One scan pass, as the scheduled job runs it (public for the poll benchmark). With
+/// `keep`, the session is kept logged in for the mailbox's next scan.
 pub async fn scan_pass(
     state: &ScanState,
     account: &SenderAccount,
     sent_folder: Option<&str>,
+    keep: bool,
 ) -> Result<PassStats, String> {
     let t = Duration::from_secs(state.config.command_timeout_secs);
+    if let Some(mut session) = state.reuse(&account.id, t).await {
+        let result = scan_folders(state, account, &mut session, sent_folder, t).await;
+        if result.is_ok() && keep {
+            state.keep(account.id, session).await;
+        } else {
+            let _ = tokio::time::timeout(t, session.logout()).await;
+        }
+        return result;
+    }
     let creds = state
         .accounts
         .credentials(&account.id, &state.key)
@@ -145,7 +208,11 @@ pub async fn scan_pass(
         .map_err(|_| "IMAP login timed out".to_owned())?
         .map_err(|f| f.message)?;
     let result = scan_folders(state, account, &mut session, sent_folder, t).await;
-    let _ = tokio::time::timeout(t, session.logout()).await;
+    if result.is_ok() && keep {
+        state.keep(account.id, session).await;
+    } else {
+        let _ = tokio::time::timeout(t, session.logout()).await;
+    }
     result
 }
 
