@@ -77,12 +77,7 @@ async fn main() {
             mail.imaps_port(),
             100_000,
         );
-        let (_, created) = api.create(&body).await;
-        let id = created["id"].as_str().expect("id").to_owned();
-        let settled = api.settled(&id).await;
-        assert_eq!(settled["status"], "ACTIVE", "{settled}");
-        let sending = json!({"timezone": "UTC", "warmup": false, "append_to_sent": false});
-        api.call(Method::PUT, &format!("/sender-accounts/{id}/sending"), Some(&sending)).await;
+        let id = api.active_account(&body).await;
         accounts.push(id);
     }
     let text = "Hi {{ first_name }},\n\n".to_owned() + &"I noticed your team is growing quickly. ".repeat(20);

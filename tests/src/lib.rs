@@ -522,6 +522,21 @@ impl Api {
         self.call(reqwest::Method::GET, path, None).await
     }
 
+    /// Registers `body`, waits until the account is ACTIVE, and turns warm-up and Sent
+    /// copies off (tests set caps through daily_limit); returns its id.
+    pub async fn active_account(&self, body: &serde_json::Value) -> String {
+        let (status, created) = self.create(body).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().expect("id").to_owned();
+        let settled = self.settled(&id).await;
+        assert_eq!(settled["status"], "ACTIVE", "{settled}");
+        let sending = serde_json::json!({"timezone": "UTC", "warmup": false, "append_to_sent": false});
+        let (status, s) =
+            self.call(reqwest::Method::PUT, &format!("/sender-accounts/{id}/sending"), Some(&sending)).await;
+        assert_eq!(status, 200, "{s}");
+        id
+    }
+
     /// Polls until the account leaves PENDING_VALIDATION.
     pub async fn settled(&self, id: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -23,21 +23,7 @@ async fn active_account(api: &Api, mail: &Mail, user: &str, daily_limit: u32) ->
         mail.imaps_port(),
         daily_limit,
     );
-    let (status, created) = api.create(&body).await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().expect("id").to_owned();
-    let settled = api.settled(&id).await;
-    assert_eq!(settled["status"], "ACTIVE", "{settled}");
-    // New accounts warm up at 25/day; these tests set their caps through daily_limit.
-    let (status, s) = api
-        .call(
-            Method::PUT,
-            &format!("/sender-accounts/{id}/sending"),
-            Some(&json!({"timezone": "UTC", "warmup": false, "append_to_sent": false})),
-        )
-        .await;
-    assert_eq!(status, 200, "{s}");
-    id
+    api.active_account(&body).await
 }
 
 fn lead(i: usize) -> Value {

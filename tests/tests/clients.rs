@@ -83,9 +83,7 @@ async fn python_redis_producer_adds_leads_and_starts_a_campaign() {
     let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
     let api = Api::new(&stack);
     let body = coldsend_tests::account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 10);
-    let (_, created) = api.create(&body).await;
-    let account = created["id"].as_str().expect("id").to_owned();
-    assert_eq!(api.settled(&account).await["status"], "ACTIVE");
+    let account = api.active_account(&body).await;
     let campaign = serde_json::json!({"name": "from python", "sender_account_ids": [account],
         "steps": [{"subject": "Hi {{ first_name }}", "text": "Hello"}]});
     let (status, c) = api.call(reqwest::Method::POST, "/campaigns", Some(&campaign)).await;
@@ -129,9 +127,7 @@ async fn cli_runs_a_campaign_from_a_csv_file() {
     let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
     let api = Api::new(&stack);
     let body = coldsend_tests::account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 10);
-    let (_, created) = api.create(&body).await;
-    let account = created["id"].as_str().expect("id").to_owned();
-    assert_eq!(api.settled(&account).await["status"], "ACTIVE");
+    let account = api.active_account(&body).await;
     let env = &stack.env;
     let (ok, _, err) = run("coldsend", &["accounts", "sending", &account, "--warmup", "false"], env);
     assert!(ok, "{err}");

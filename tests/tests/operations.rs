@@ -19,13 +19,7 @@ fn wait(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 
 async fn account(api: &Api, mail: &Mail, user: &str, smtp_port: u16, smtp_tls: bool) -> String {
     let body = coldsend_tests::account_json(user, &format!("{user}pw"), smtp_port, smtp_tls, mail.imaps_port(), 100);
-    let (_, created) = api.create(&body).await;
-    let id = created["id"].as_str().expect("id").to_owned();
-    let settled = api.settled(&id).await;
-    assert_eq!(settled["status"], "ACTIVE", "{settled}");
-    let sending = json!({"timezone": "UTC", "warmup": false, "append_to_sent": false});
-    api.call(Method::PUT, &format!("/sender-accounts/{id}/sending"), Some(&sending)).await;
-    id
+    api.active_account(&body).await
 }
 
 async fn start_campaign(api: &Api, account: &str, leads: &[&str]) -> String {

@@ -31,13 +31,8 @@ async fn setup(users: &str) -> (Mail, Stack) {
 }
 
 async fn active(api: &Api, mail: &Mail, user: &str) -> String {
-    let body = account_json(user, &format!("{user}pw"), mail.submission_port(), true, mail.imaps_port(), 100);
-    let (_, created) = api.create(&body).await;
-    let id = created["id"].as_str().expect("id").to_owned();
-    assert_eq!(api.settled(&id).await["status"], "ACTIVE");
-    let sending = json!({"timezone": "UTC", "warmup": false, "append_to_sent": false});
-    api.call(Method::PUT, &format!("/sender-accounts/{id}/sending"), Some(&sending)).await;
-    id
+    api.active_account(&account_json(user, &format!("{user}pw"), mail.submission_port(), true, mail.imaps_port(), 100))
+        .await
 }
 
 async fn campaign(api: &Api, account: &str, leads: &[&str], follow_up_delay: &str) -> String {
