@@ -157,6 +157,22 @@ async fn replies_stop_sequences_and_out_of_office_pauses() {
     let (_, auto) = api.get(&format!("/inbox?kind=auto_reply&campaign={cid}")).await;
     assert_eq!(auto["events"].as_array().map(Vec::len), Some(1), "{auto}");
     assert_eq!(auto["events"][0]["lead_id"], lead_state(&api, &cid, "lead04@example.test").await["id"]);
+    // Cursor pagination over the whole inbox (3 replies + 1 auto-reply), newest first.
+    let (_, page1) = api.get(&format!("/inbox?campaign={cid}&limit=2")).await;
+    let cursor = page1["next_cursor"].as_str().expect("a second page").to_owned();
+    let (_, page2) = api.get(&format!("/inbox?campaign={cid}&limit=2&cursor={cursor}")).await;
+    let ids = |p: &Value| {
+        p["events"].as_array().map(|e| e.iter().map(|x| x["id"].to_string()).collect::<Vec<_>>()).unwrap_or_default()
+    };
+    let (first, second) = (ids(&page1), ids(&page2));
+    assert_eq!((first.len(), second.len()), (2, 2), "{page1} {page2}");
+    assert!(first.iter().all(|i| !second.contains(i)), "pages do not overlap");
+    assert!(first[0] > first[1] && first[1] > second[0], "newest first");
+    // The CLI reads the same stream.
+    let (ok, out, err) = coldsend_tests::run("coldsend", &["inbox", "--kind", "auto_reply"], &stack.env);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("Abwesenheitsnotiz"), "{out}");
 
     // Scanning changed no flag (nothing marked \\Seen), and a later scan fetches nothing.
     let after = mail.inbox_flags("ann");
