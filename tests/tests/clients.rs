@@ -98,7 +98,12 @@ async fn python_redis_producer_adds_leads_and_starts_a_campaign() {
         .output()
         .expect("python3 (scripts/test.sh installs redis)");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        stack.logs().lines().filter(|l| l.contains("command")).collect::<Vec<_>>().join("\n")
+    );
     let dead: Vec<Value> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("DEAD "))

@@ -115,7 +115,8 @@ impl Inbox {
         }
     }
 
-    /// Entries after `after` (stream id, "$" for only new ones), waiting up to `block_ms`.
+    /// Entries after `after` (stream id, "$" for only new ones), waiting up to `block_ms`
+    /// (keep it under the connection's response timeout: 500 ms by default).
     pub async fn follow(&self, after: &str, block_ms: u64) -> Result<Vec<InboxEvent>, redis::RedisError> {
         let reply: Option<Vec<(String, Vec<Entry>)>> = redis::cmd("XREAD")
             .arg("BLOCK")

@@ -28,6 +28,9 @@ use crate::campaigns::CampaignError;
 use crate::connect::Services;
 
 pub const GROUP: &str = "coldsend";
+/// How long one XREADGROUP waits for new commands (the connection's response timeout
+/// must be longer).
+pub const READ_BLOCK: Duration = Duration::from_secs(1);
 const STREAM_CAP: usize = 10_000;
 
 #[derive(Debug, Deserialize)]
@@ -117,7 +120,19 @@ impl CommandConsumer {
         let mut entries: Vec<(String, Option<String>)> =
             claimed.claimed.into_iter().map(|e| (e.id.clone(), e.get::<String>("command"))).collect();
         if entries.is_empty() {
-            let opts = StreamReadOptions::default().group(GROUP, &self.consumer).count(10).block(1000);
+            // Our own entries delivered but never acknowledged (a reply lost to a timeout).
+            let opts = StreamReadOptions::default().group(GROUP, &self.consumer).count(10);
+            let reply: StreamReadReply =
+                redis::AsyncCommands::xread_options(&mut conn, &[self.keys.commands()], &["0"], &opts).await?;
+            for key in reply.keys {
+                entries.extend(key.ids.into_iter().map(|e| (e.id.clone(), e.get::<String>("command"))));
+            }
+        }
+        if entries.is_empty() {
+            let opts = StreamReadOptions::default()
+                .group(GROUP, &self.consumer)
+                .count(10)
+                .block(READ_BLOCK.as_millis() as usize);
             let reply: StreamReadReply =
                 redis::AsyncCommands::xread_options(&mut conn, &[self.keys.commands()], &[">"], &opts).await?;
             for key in reply.keys {

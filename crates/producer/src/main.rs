@@ -199,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             loop {
-                for e in s.inbox.follow(&last, 5000).await? {
+                for e in s.inbox.follow(&last, 400).await? {
                     last = e.id.clone();
                     let keep = filter.account.as_ref().is_none_or(|a| *a == e.account_id)
                         && filter.campaign.as_ref().is_none_or(|c| e.campaign_id.as_ref() == Some(c))

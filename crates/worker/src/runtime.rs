@@ -136,7 +136,12 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
         .await
         .with_context(|| format!("connecting to Redis at {}", redact_url(&settings.redis.url)))?;
     // XREADGROUP blocks its connection: the command consumer reads on one of its own.
-    let blocking = redis::aio::ConnectionManager::new(client).await.context("second Redis connection")?;
+    // Its replies may take as long as the BLOCK: give it a response timeout beyond that.
+    let blocking_config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(coldsend_producer::commands::READ_BLOCK + Duration::from_secs(5)));
+    let blocking = redis::aio::ConnectionManager::new_with_config(client, blocking_config)
+        .await
+        .context("second Redis connection")?;
     let prefix = &settings.redis.key_prefix;
     let queues = Queues::new(prefix);
     let dispatch_storage = queue_storage::<Dispatch>(conn.clone(), queues.dispatch());
