@@ -214,6 +214,12 @@ impl CampaignStore {
             .transpose()
     }
 
+    /// Every lead of the campaign (one read), by lead id.
+    pub async fn leads(&self, id: &CampaignId) -> Result<Vec<(String, Lead)>, CampaignStoreError> {
+        let raw: HashMap<String, String> = self.conn().hgetall(self.keys.leads(id)).await?;
+        Ok(raw.into_iter().filter_map(|(k, v)| serde_json::from_str(&v).ok().map(|l| (k, l))).collect())
+    }
+
     pub async fn lead_states(&self, id: &CampaignId) -> Result<HashMap<String, LeadState>, CampaignStoreError> {
         let raw: HashMap<String, String> = self.conn().hgetall(self.keys.lead_states(id)).await?;
         Ok(raw.into_iter().filter_map(|(k, v)| LeadState::parse(&v).map(|s| (k, s))).collect())

@@ -53,6 +53,10 @@ impl Keys {
     pub fn lead_accounts(&self, c: &CampaignId) -> String {
         format!("{}:lead-account:{c}", self.p)
     }
+    /// hash: lead id → steps sent to it.
+    pub fn lead_progress(&self, c: &CampaignId) -> String {
+        format!("{}:lead-progress:{c}", self.p)
+    }
     /// hash: counters (sent, failed, bounced, uncertain, skipped).
     pub fn stats(&self, c: &CampaignId) -> String {
         format!("{}:stats:{c}", self.p)

@@ -103,7 +103,8 @@ return 1
 static MARK_SENT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
--- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 message-ids, 6 stats, 7 lead-states, 8 next send
+-- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 message-ids, 6 stats, 7 lead-states, 8 next send,
+--       9 lead-progress
 -- ARGV: 1 attempt, 2 member, 3 message id, 4 now, 5 lead, 6 next member ('' = last step), 7 next due, 8 account
 local was = redis.call('HGET', KEYS[1], 'state')
 local dup = (was == 'SENT') and 1 or 0
@@ -111,7 +112,10 @@ redis.call('HSET', KEYS[1], 'state', 'SENT', 'message_id', ARGV[3], 'sent_at', A
 redis.call('HDEL', KEYS[1], 'phase', 'error')
 redis.call('ZREM', KEYS[2], ARGV[2]); redis.call('ZREM', KEYS[3], ARGV[2]); redis.call('ZREM', KEYS[4], ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[3], ARGV[2])
-if dup == 0 then redis.call('HINCRBY', KEYS[6], 'sent', 1) end
+if dup == 0 then
+  redis.call('HINCRBY', KEYS[6], 'sent', 1)
+  redis.call('HINCRBY', KEYS[9], ARGV[5], 1)
+end
 if redis.call('HGET', KEYS[7], ARGV[5]) == 'ACTIVE' then
   if ARGV[6] == '' then
     redis.call('HSET', KEYS[7], ARGV[5], 'COMPLETED')
@@ -484,6 +488,7 @@ impl Ledger {
             .key(self.keys.stats(c))
             .key(self.keys.lead_states(c))
             .key(self.keys.send(&next))
+            .key(self.keys.lead_progress(c))
             .arg(attempt)
             .arg(key.member())
             .arg(message_id)
@@ -729,6 +734,21 @@ impl Ledger {
             let _: i64 = self.conn().zrem(self.keys.resumes(), m).await?;
         }
         Ok(members)
+    }
+
+    /// Whether any lead of `campaign` waits in the resume schedule (out of office).
+    pub async fn has_resumes(&self, campaign: &CampaignId) -> Result<bool, redis::RedisError> {
+        let members: Vec<String> = self.conn().zrange(self.keys.resumes(), 0, -1).await?;
+        let prefix = format!("{campaign}:");
+        Ok(members.iter().any(|m| m.starts_with(&prefix)))
+    }
+
+    /// Steps sent so far, by lead id.
+    pub async fn lead_progress(
+        &self,
+        campaign: &CampaignId,
+    ) -> Result<std::collections::HashMap<String, u64>, redis::RedisError> {
+        self.conn().hgetall(self.keys.lead_progress(campaign)).await
     }
 
     /// Makes a resumed lead's waiting step due now.

@@ -1,6 +1,6 @@
 //! Campaign operations, shared by the HTTP API, the CLI and the Redis command stream.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use apalis_redis::RedisStorage;
 use chrono::Utc;
@@ -204,11 +204,18 @@ impl CampaignService {
         stats.uncertain = get("uncertain");
         stats.skipped = get("skipped");
         let active = stats.lead_states.get("ACTIVE").copied().unwrap_or(0);
-        stats.remaining_steps =
-            (active * c.steps.len() as u64).saturating_sub(self.sent_by_active(&row, &states).await.unwrap_or(0));
+        let progress = self.ledger.lead_progress(&c.id).await?;
+        let sent_to_active: u64 =
+            states.iter().filter(|(_, s)| **s == LeadState::Active).filter_map(|(lead, _)| progress.get(lead)).sum();
+        stats.remaining_steps = (active * c.steps.len() as u64).saturating_sub(sent_to_active);
         let mut state = row.state;
-        // A running campaign whose every lead has finished is complete.
-        if state == CampaignState::Running && !states.is_empty() && active == 0 {
+        // A running campaign is complete once no lead is active and none waits to resume
+        // after an out-of-office.
+        if state == CampaignState::Running
+            && !states.is_empty()
+            && active == 0
+            && !self.ledger.has_resumes(&c.id).await?
+        {
             self.store.complete(&c.id).await?;
             state = CampaignState::Completed;
         }
@@ -234,29 +241,6 @@ impl CampaignService {
             stats,
             created_at: c.created_at.to_string(),
         })
-    }
-
-    /// Steps already sent to leads that are still active (for the remaining count).
-    async fn sent_by_active(
-        &self,
-        row: &CampaignRow,
-        states: &HashMap<String, LeadState>,
-    ) -> Result<u64, CampaignError> {
-        let mut n = 0;
-        for (lead, s) in states {
-            if *s != LeadState::Active {
-                continue;
-            }
-            let Some(lid) = LeadId::parse(lead) else { continue };
-            for step in 0..row.campaign.steps.len() {
-                let key = coldsend_core::send_key::SendKey { campaign: row.campaign.id, lead: lid.clone(), step };
-                match self.ledger.send_record(&key).await?.get("state").map(String::as_str) {
-                    Some("SENT") => n += 1,
-                    _ => break,
-                }
-            }
-        }
-        Ok(n)
     }
 
     /// Adds leads given as JSON rows; invalid rows are reported and skipped.
@@ -304,18 +288,16 @@ impl CampaignService {
         let errors = self.store.lead_errors(&cid).await?;
         let accounts = self.ledger.lead_accounts(&cid).await?;
         let mut out = Vec::new();
-        for lead_id in states.keys() {
-            let Some(lid) = LeadId::parse(lead_id) else { continue };
-            let Some(lead) = self.store.lead(&cid, &lid).await? else { continue };
+        for (lead_id, lead) in self.store.leads(&cid).await? {
             out.push(LeadView {
-                id: lead_id.clone(),
+                state: states.get(&lead_id).copied(),
+                error: errors.get(&lead_id).cloned(),
+                sender_account_id: accounts.get(&lead_id).cloned(),
+                id: lead_id,
                 email: lead.email.to_string(),
                 first_name: lead.first_name,
                 last_name: lead.last_name,
                 company: lead.company,
-                state: states.get(lead_id).copied(),
-                error: errors.get(lead_id).cloned(),
-                sender_account_id: accounts.get(lead_id).cloned(),
             });
         }
         out.sort_by(|a, b| a.email.cmp(&b.email));
