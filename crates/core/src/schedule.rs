@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +82,10 @@ impl Schedule {
         }
     }
 
+    pub fn timezone(&self) -> Tz {
+        self.timezone
+    }
+
     pub fn is_open(&self, now: DateTime<Utc>) -> bool {
         let local = now.with_timezone(&self.timezone);
         let day = local.weekday().num_days_from_monday() as u8;
@@ -110,11 +114,6 @@ impl Schedule {
         }
         now + Duration::days(1)
     }
-}
-
-/// Weekday helper for tests and views.
-pub fn weekday_name(d: Weekday) -> &'static str {
-    DAY_NAMES[d.num_days_from_monday() as usize]
 }
 
 #[cfg(test)]

@@ -186,12 +186,23 @@ impl AccountStore {
 
     /// All accounts, oldest first.
     pub async fn list(&self) -> Result<Vec<AccountRow>, StoreError> {
-        let ids: Vec<String> = self.conn.clone().zrange(self.index_key(), 0, -1).await?;
+        let ids: Vec<AccountId> = {
+            let raw: Vec<String> = self.conn.clone().zrange(self.index_key(), 0, -1).await?;
+            raw.iter().filter_map(|r| r.parse().ok()).collect()
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One pipelined round trip for all accounts (the sweep lists them every few seconds).
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(self.account_key(id));
+        }
+        let all: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn.clone()).await?;
         let mut rows = Vec::with_capacity(ids.len());
-        for raw in ids {
-            let Ok(id) = raw.parse::<AccountId>() else { continue };
-            if let Some(row) = self.get(&id).await? {
-                rows.push(row);
+        for (id, fields) in ids.iter().zip(all) {
+            if !fields.is_empty() {
+                rows.push(row_from_fields(id, &fields)?);
             }
         }
         Ok(rows)

@@ -278,8 +278,7 @@ async fn step(state: &DispatchState, job: &Dispatch, cache: &mut Option<MailboxV
 
 fn campaign_cap(state: &DispatchState, c: &Campaign, now: DateTime<Utc>) -> Option<(String, u32)> {
     let limit = c.daily_limit?;
-    let tz: chrono_tz::Tz = coldsend_core::schedule::ScheduleSpec::from(c.schedule.clone()).timezone.parse().ok()?;
-    Some((state.ledger.keys().campaign_day(&c.id, now.with_timezone(&tz).date_naive()), limit))
+    Some((state.ledger.keys().campaign_day(&c.id, now.with_timezone(&c.schedule.timezone()).date_naive()), limit))
 }
 
 fn gap_ms(config: &SendingConfig) -> i64 {
@@ -316,6 +315,10 @@ async fn send_one(
         let rendered = (|| {
             let subject = template::render(campaign.subject_template(key.step), &ctx)?;
             let subject = if campaign.is_reply_subject(key.step) { format!("Re: {subject}") } else { subject };
+            // A lead's variables may hold line breaks: never let one into a header.
+            if subject.chars().any(char::is_control) {
+                return Err("the rendered subject holds a line break or control character".to_owned());
+            }
             let text = template::render(&step.text, &ctx)?;
             let html = step.html.as_deref().map(|h| template::render(h, &ctx)).transpose()?;
             Ok::<_, String>((subject, text, html))

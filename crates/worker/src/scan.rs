@@ -147,6 +147,8 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
         }
     };
     let now = Utc::now().timestamp_millis();
+    // Keep a year of "already acted on" records: enough for any resync window.
+    let _: i64 = state.conn.clone().zrembyscore(state.keys.processed(acct), "-inf", now - 365 * 86_400_000).await?;
     let _: () = state
         .conn
         .clone()

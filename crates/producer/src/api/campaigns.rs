@@ -158,13 +158,27 @@ pub async fn unsubscribe(
     Ok(Json(serde_json::json!({ "unsubscribed": email })))
 }
 
-/// A person opening the link in a browser: unsubscribe and say so (HTML).
+/// A person opening the link in a browser: a page with one button that POSTs the
+/// unsubscribe. A GET changes nothing, so link scanners that prefetch URLs in incoming
+/// mail cannot unsubscribe anyone.
 #[utoipa::path(get, path = "/api/public/v1/unsubscribe", tag = "unsubscribe",
     params(("token" = String, Query, description = "Signed token from the List-Unsubscribe link")),
-    responses((status = 200, description = "Unsubscribed (HTML page)"), (status = 400, body = ErrorBody)))]
-pub async fn unsubscribe_page(state: State<AppState>, q: Query<TokenQuery>) -> Result<impl IntoResponse, ApiError> {
-    unsubscribe(state, q).await?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], Html("<p>You are unsubscribed and will receive no further emails.</p>")))
+    responses((status = 200, description = "A confirmation page (HTML)"), (status = 400, body = ErrorBody)))]
+pub async fn unsubscribe_page(
+    State(state): State<AppState>,
+    Query(q): Query<TokenQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    state
+        .signer
+        .verify(&q.token)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", "this unsubscribe link is not valid"))?;
+    // The token is URL-safe base64 plus a dot: nothing to escape in the attribute.
+    let page = format!(
+        "<!doctype html><title>Unsubscribe</title><form method=\"post\" action=\"?token={}\">\
+         <p>Stop receiving these emails?</p><button type=\"submit\">Unsubscribe</button></form>",
+        q.token
+    );
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(page)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
