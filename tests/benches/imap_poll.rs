@@ -10,13 +10,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coldsend_core::campaign_store::CampaignStore;
-use coldsend_core::inbox::Inbox;
-use coldsend_core::keys::Keys;
-use coldsend_core::ledger::Ledger;
 use coldsend_core::sealed::SealingKey;
 use coldsend_core::settings::{ScanConfig, SendingConfig};
-use coldsend_core::store::AccountStore;
+use coldsend_core::storage::accounts::AccountStore;
+use coldsend_core::storage::campaigns::CampaignStore;
+use coldsend_core::storage::inbox::Inbox;
+use coldsend_core::storage::ledger::Ledger;
+use coldsend_core::storage::scan::ScanStore;
 use coldsend_tests::{Api, ENCRYPTION_KEY, FAST_SENDING, Mail, Stack, account_json, repo_root};
 use coldsend_worker::probe::ProbeContext;
 use coldsend_worker::scan::{ScanState, scan_pass};
@@ -98,8 +98,7 @@ async fn main() {
             coldsend_core::jobs::queue_storage(conn.clone(), "bench:dispatch".into()),
         );
         let state = Arc::new(ScanState {
-            conn: conn.clone(),
-            keys: Keys::new("cstest"),
+            store: ScanStore::new(conn.clone(), "cstest"),
             accounts: AccountStore::new(conn.clone(), "cstest"),
             campaigns: CampaignStore::new(conn.clone(), "cstest"),
             ledger: Ledger::new(conn.clone(), "cstest"),
@@ -122,15 +121,17 @@ async fn main() {
             .expect("get")
             .expect("row")
             .account;
+        let settings =
+            AccountStore::new(conn.clone(), "cstest").sending_settings(&account, "UTC").await.expect("settings");
         // The baseline pass (first scan) is not measured.
-        scan_pass(&state, &account, None, false).await.expect("baseline scan");
+        scan_pass(&state, &account, &settings, false).await.expect("baseline scan");
 
         let (mut cs, mut cs_fetch, mut rf, mut rf_fetch) = (vec![], vec![], vec![], vec![]);
         let mut last_uid = n as u32 + 1;
         for r in 0..rounds {
             new_message(&mail, 2 * r);
             let t = Instant::now();
-            let stats = scan_pass(&state, &account, None, false).await.expect("scan");
+            let stats = scan_pass(&state, &account, &settings, false).await.expect("scan");
             cs.push(t.elapsed().as_secs_f64() * 1000.0);
             cs_fetch.push(stats.fetch.as_secs_f64() * 1000.0);
             assert_eq!(stats.fetched, 1, "one new message per round");
@@ -155,7 +156,7 @@ async fn main() {
             rf_fetch.push(v["fetch_ms"].as_f64().unwrap_or(0.0));
             last_uid += 1;
             // coldsend must catch up on the reference's message too, unmeasured.
-            scan_pass(&state, &account, None, false).await.expect("catch-up scan");
+            scan_pass(&state, &account, &settings, false).await.expect("catch-up scan");
         }
         let (c, r) = (median(cs), median(rf));
         println!(

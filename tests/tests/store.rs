@@ -2,7 +2,7 @@
 //! that a duplicate or late job cannot apply out of order.
 
 use coldsend_core::sealed::SealingKey;
-use coldsend_core::store::{AccountStore, Recorded, StoreError};
+use coldsend_core::storage::accounts::{AccountStore, Recorded, StoreError};
 use coldsend_core::{AccountStatus, ProbeFailure, Protocol, SenderAccountRequest, ValidationCode, ValidationReport};
 use coldsend_tests::{ENCRYPTION_KEY, Redis};
 use secrecy::{ExposeSecret, SecretString};

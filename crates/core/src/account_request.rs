@@ -9,6 +9,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::error_code::{ErrorCode, without_value};
+
 use crate::account::{DailyLimit, DisplayName, EmailAddress, Endpoint, Host, InboxType, NewSenderAccount, Port};
 
 /// Largest body accepted by the API, in bytes.
@@ -93,17 +95,17 @@ const ALWAYS_REQUIRED: [&str; 8] = [
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct RequestError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
 }
 
 impl RequestError {
-    pub fn new(code: &'static str, message: impl Into<String>, field: Option<&str>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>, field: Option<&str>) -> Self {
         Self { code, message: message.into(), field: field.map(str::to_owned) }
     }
 
-    fn field(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+    fn field(code: ErrorCode, field: &str, message: impl Into<String>) -> Self {
         Self::new(code, message, Some(field))
     }
 }
@@ -113,25 +115,31 @@ impl SenderAccountRequest {
     pub fn parse_body(body: &[u8]) -> Result<NewSenderAccount, RequestError> {
         if body.len() > MAX_BODY_BYTES {
             return Err(RequestError::new(
-                "body_too_large",
+                ErrorCode::BodyTooLarge,
                 format!("request body is larger than {MAX_BODY_BYTES} bytes"),
                 None,
             ));
         }
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| RequestError::new("invalid_json", format!("request body is not valid JSON: {e}"), None))?;
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            RequestError::new(ErrorCode::InvalidJson, format!("request body is not valid JSON: {e}"), None)
+        })?;
         Self::parse_value(value)
     }
 
     /// Parses an already-decoded JSON value into a valid new account.
     pub fn parse_value(value: Value) -> Result<NewSenderAccount, RequestError> {
         let Value::Object(map) = value else {
-            return Err(RequestError::new("invalid_json", "request body must be a JSON object", None));
+            return Err(RequestError::new(ErrorCode::InvalidJson, "request body must be a JSON object", None));
         };
         check_field_names(&map)?;
         let request: SenderAccountRequest = serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
             let field = e.path().to_string();
-            RequestError::field("invalid_type", &field, format!("{field}: {}", e.inner()))
+            // Never quote the value: it may be a password sent with the wrong type.
+            RequestError::field(
+                ErrorCode::InvalidType,
+                &field,
+                format!("{field}: {}", without_value(&e.inner().to_string())),
+            )
         })?;
         request.into_account()
     }
@@ -140,7 +148,7 @@ impl SenderAccountRequest {
     pub fn into_account(self) -> Result<NewSenderAccount, RequestError> {
         let inbox_type: InboxType = self.inbox_type.parse().map_err(|()| {
             RequestError::field(
-                "invalid_inbox_type",
+                ErrorCode::InvalidInboxType,
                 "inbox_type",
                 format!(
                     "unknown inbox_type '{}'; expected GOOGLE_WORKSPACE, OUTLOOK_365 or CUSTOM_SMTP",
@@ -149,11 +157,11 @@ impl SenderAccountRequest {
             )
         })?;
         let email = EmailAddress::parse(&self.email_address)
-            .map_err(|m| RequestError::field("invalid_email", "email_address", m))?;
+            .map_err(|m| RequestError::field(ErrorCode::InvalidEmail, "email_address", m))?;
         let display_name = DisplayName::parse(&self.display_name)
-            .map_err(|m| RequestError::field("invalid_display_name", "display_name", m))?;
+            .map_err(|m| RequestError::field(ErrorCode::InvalidDisplayName, "display_name", m))?;
         let daily_limit = DailyLimit::parse(self.daily_limit, inbox_type)
-            .map_err(|m| RequestError::field("daily_limit_exceeded", "daily_limit", m))?;
+            .map_err(|m| RequestError::field(ErrorCode::DailyLimitExceeded, "daily_limit", m))?;
         let preset = inbox_type.preset();
         let smtp = endpoint(
             "smtp",
@@ -180,7 +188,7 @@ impl SenderAccountRequest {
 fn check_field_names(map: &Map<String, Value>) -> Result<(), RequestError> {
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(RequestError::field(
-            "unknown_field",
+            ErrorCode::UnknownField,
             unknown,
             format!("unknown field '{unknown}'; allowed fields: {}", FIELDS.join(", ")),
         ));
@@ -188,14 +196,18 @@ fn check_field_names(map: &Map<String, Value>) -> Result<(), RequestError> {
     // An explicit null counts as missing for required fields.
     let present = |f: &str| map.get(f).is_some_and(|v| !v.is_null());
     if let Some(missing) = ALWAYS_REQUIRED.into_iter().find(|f| !present(f)) {
-        return Err(RequestError::field("missing_field", missing, format!("missing required field '{missing}'")));
+        return Err(RequestError::field(
+            ErrorCode::MissingField,
+            missing,
+            format!("missing required field '{missing}'"),
+        ));
     }
     let custom = map.get("inbox_type").and_then(Value::as_str) == Some(InboxType::CustomSmtp.as_str());
     if custom {
         let needed = ["smtp_host", "smtp_port", "imap_host", "imap_port"];
         if let Some(missing) = needed.into_iter().find(|f| !present(f)) {
             return Err(RequestError::field(
-                "missing_field",
+                ErrorCode::MissingField,
                 missing,
                 format!("missing required field '{missing}' (CUSTOM_SMTP has no provider defaults)"),
             ));
@@ -215,26 +227,28 @@ fn endpoint(
     let host_field = format!("{proto}_host");
     let port_field = format!("{proto}_port");
     let host = match (host, preset) {
-        (Some(h), _) => Host::parse(&h).map_err(|m| RequestError::field("invalid_host", &host_field, m))?,
-        (None, Some((h, _, _))) => Host::parse(h).map_err(|m| RequestError::field("invalid_host", &host_field, m))?,
+        (Some(h), _) => Host::parse(&h).map_err(|m| RequestError::field(ErrorCode::InvalidHost, &host_field, m))?,
+        (None, Some((h, _, _))) => {
+            Host::parse(h).map_err(|m| RequestError::field(ErrorCode::InvalidHost, &host_field, m))?
+        }
         (None, None) => {
-            return Err(RequestError::field("missing_field", &host_field, format!("missing {host_field}")));
+            return Err(RequestError::field(ErrorCode::MissingField, &host_field, format!("missing {host_field}")));
         }
     };
     let port = match (port, preset) {
-        (Some(p), _) => Port::parse(p).map_err(|m| RequestError::field("invalid_port", &port_field, m))?,
+        (Some(p), _) => Port::parse(p).map_err(|m| RequestError::field(ErrorCode::InvalidPort, &port_field, m))?,
         (None, Some((_, p, _))) => {
-            Port::parse(i64::from(p)).map_err(|m| RequestError::field("invalid_port", &port_field, m))?
+            Port::parse(i64::from(p)).map_err(|m| RequestError::field(ErrorCode::InvalidPort, &port_field, m))?
         }
         (None, None) => {
-            return Err(RequestError::field("missing_field", &port_field, format!("missing {port_field}")));
+            return Err(RequestError::field(ErrorCode::MissingField, &port_field, format!("missing {port_field}")));
         }
     };
     let tls = tls.or(preset.map(|(_, _, t)| t)).unwrap_or(true);
     let user_field = format!("{proto}_username");
     if username.trim().is_empty() || username.len() > 320 || username.chars().any(char::is_control) {
         return Err(RequestError::field(
-            "invalid_username",
+            ErrorCode::InvalidUsername,
             &user_field,
             format!("{user_field} must be 1-320 characters without control characters"),
         ));
@@ -246,7 +260,7 @@ fn password(field: &str, raw: String) -> Result<SecretString, RequestError> {
     // CR, LF and NUL cannot travel inside SMTP AUTH or an IMAP LOGIN string.
     if raw.is_empty() || raw.len() > 1024 || raw.chars().any(|c| matches!(c, '\r' | '\n' | '\0')) {
         return Err(RequestError::field(
-            "invalid_password",
+            ErrorCode::InvalidPassword,
             field,
             format!("{field} must be 1-1024 characters without CR, LF or NUL"),
         ));
@@ -309,35 +323,35 @@ mod tests {
         let e = rejects(|m| {
             m.insert("daily_limit".into(), json!(2001));
         });
-        assert_eq!((e.code, e.field.as_deref()), ("daily_limit_exceeded", Some("daily_limit")));
+        assert_eq!((e.code.as_str(), e.field.as_deref()), ("daily_limit_exceeded", Some("daily_limit")));
         let e = rejects(|m| {
             m.insert("email_address".into(), json!("not-an-email"));
         });
-        assert_eq!((e.code, e.field.as_deref()), ("invalid_email", Some("email_address")));
+        assert_eq!((e.code.as_str(), e.field.as_deref()), ("invalid_email", Some("email_address")));
         let e = rejects(|m| {
             m.insert("inbox_type".into(), json!("YAHOO"));
         });
-        assert_eq!((e.code, e.field.as_deref()), ("invalid_inbox_type", Some("inbox_type")));
+        assert_eq!((e.code.as_str(), e.field.as_deref()), ("invalid_inbox_type", Some("inbox_type")));
         let e = rejects(|m| {
             m.insert("smtp_port".into(), json!(70000));
         });
-        assert_eq!((e.code, e.field.as_deref()), ("invalid_port", Some("smtp_port")));
+        assert_eq!((e.code.as_str(), e.field.as_deref()), ("invalid_port", Some("smtp_port")));
         let e = rejects(|m| {
             m.insert("display_name".into(), json!("A\r\nBcc: x@y.com"));
         });
-        assert_eq!((e.code, e.field.as_deref()), ("invalid_display_name", Some("display_name")));
+        assert_eq!((e.code.as_str(), e.field.as_deref()), ("invalid_display_name", Some("display_name")));
         let e = rejects(|m| {
             m.remove("smtp_password");
         });
-        assert_eq!((e.code, e.field.as_deref()), ("missing_field", Some("smtp_password")));
+        assert_eq!((e.code.as_str(), e.field.as_deref()), ("missing_field", Some("smtp_password")));
         let e = rejects(|m| {
             m.insert("smtp_pasword".into(), json!("x"));
         });
-        assert_eq!((e.code, e.field.as_deref()), ("unknown_field", Some("smtp_pasword")));
+        assert_eq!((e.code.as_str(), e.field.as_deref()), ("unknown_field", Some("smtp_pasword")));
         let e = rejects(|m| {
             m.insert("daily_limit".into(), json!("fifty"));
         });
-        assert_eq!((e.code, e.field.as_deref()), ("invalid_type", Some("daily_limit")));
+        assert_eq!((e.code.as_str(), e.field.as_deref()), ("invalid_type", Some("daily_limit")));
     }
 
     #[test]
@@ -346,14 +360,14 @@ mod tests {
             m.insert("inbox_type".into(), json!("CUSTOM_SMTP"));
             m.remove("imap_host");
         });
-        assert_eq!((e.code, e.field.as_deref()), ("missing_field", Some("imap_host")));
+        assert_eq!((e.code.as_str(), e.field.as_deref()), ("missing_field", Some("imap_host")));
     }
 
     #[test]
     fn oversized_and_non_object_bodies() {
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(SenderAccountRequest::parse_body(&big).map(|_| ()).unwrap_err().code, "body_too_large");
-        assert_eq!(SenderAccountRequest::parse_body(b"[1]").map(|_| ()).unwrap_err().code, "invalid_json");
-        assert_eq!(SenderAccountRequest::parse_body(b"{").map(|_| ()).unwrap_err().code, "invalid_json");
+        assert_eq!(SenderAccountRequest::parse_body(&big).map(|_| ()).unwrap_err().code.as_str(), "body_too_large");
+        assert_eq!(SenderAccountRequest::parse_body(b"[1]").map(|_| ()).unwrap_err().code.as_str(), "invalid_json");
+        assert_eq!(SenderAccountRequest::parse_body(b"{").map(|_| ()).unwrap_err().code.as_str(), "invalid_json");
     }
 }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::account::AccountId;
 use crate::account_request::RequestError;
+use crate::error_code::ErrorCode;
 use crate::schedule::{Schedule, ScheduleSpec};
 use crate::template;
 
@@ -63,7 +64,7 @@ impl CampaignState {
     }
 
     /// The state an action leads to, or why it is not allowed from here.
-    pub fn apply(self, action: CampaignAction) -> Result<Self, String> {
+    pub fn apply(self, action: CampaignAction) -> Result<Self, NotAllowed> {
         use CampaignAction as A;
         use CampaignState as S;
         match (self, action) {
@@ -71,9 +72,27 @@ impl CampaignState {
             (S::Running, A::Pause) => Ok(S::Paused),
             (S::Paused, A::Resume) => Ok(S::Running),
             (S::Draft | S::Running | S::Paused, A::Stop) => Ok(S::Stopped),
-            (from, action) => Err(format!("cannot {} a {} campaign", action.as_str(), from.as_str())),
+            (from, action) => Err(NotAllowed { from, action }),
         }
     }
+
+    /// The state `action` leads to when it is allowed from somewhere (a repeated command
+    /// finding the campaign already there changes nothing).
+    pub fn target_of(action: CampaignAction) -> Self {
+        match action {
+            CampaignAction::Start | CampaignAction::Resume => CampaignState::Running,
+            CampaignAction::Pause => CampaignState::Paused,
+            CampaignAction::Stop => CampaignState::Stopped,
+        }
+    }
+}
+
+/// An action the campaign's state does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {} a {} campaign", .action.as_str(), .from.as_str())]
+pub struct NotAllowed {
+    pub from: CampaignState,
+    pub action: CampaignAction,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,22 +217,26 @@ impl CampaignRequest {
         let bad = |code, field: &str, msg: String| RequestError::new(code, msg, Some(field));
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(bad("invalid_name", "name", "name must be 1-200 characters".into()));
+            return Err(bad(ErrorCode::InvalidName, "name", "name must be 1-200 characters".into()));
         }
         if self.sender_account_ids.is_empty() {
-            return Err(bad("missing_field", "sender_account_ids", "at least one sender account is needed".into()));
+            return Err(bad(
+                ErrorCode::MissingField,
+                "sender_account_ids",
+                "at least one sender account is needed".into(),
+            ));
         }
         let mut accounts = Vec::new();
         for raw in &self.sender_account_ids {
-            let id: AccountId = raw
-                .parse()
-                .map_err(|_| bad("invalid_account", "sender_account_ids", format!("'{raw}' is not an account id")))?;
+            let id: AccountId = raw.parse().map_err(|_| {
+                bad(ErrorCode::InvalidAccount, "sender_account_ids", format!("'{raw}' is not an account id"))
+            })?;
             if !accounts.contains(&id) {
                 accounts.push(id);
             }
         }
         if self.steps.is_empty() || self.steps.len() > 20 {
-            return Err(bad("invalid_steps", "steps", "a campaign has 1-20 steps".into()));
+            return Err(bad(ErrorCode::InvalidSteps, "steps", "a campaign has 1-20 steps".into()));
         }
         let mut steps = Vec::new();
         for (i, s) in self.steps.into_iter().enumerate() {
@@ -222,35 +245,40 @@ impl CampaignRequest {
                 (None, 0) => Duration::ZERO,
                 (None, _) => {
                     return Err(bad(
-                        "missing_field",
+                        ErrorCode::MissingField,
                         &format!("{field}.delay"),
                         "follow-ups need a delay such as \"3d\"".into(),
                     ));
                 }
                 (Some(d), _) => humantime::parse_duration(d)
-                    .map_err(|e| bad("invalid_delay", &format!("{field}.delay"), format!("'{d}': {e}")))?,
+                    .map_err(|e| bad(ErrorCode::InvalidDelay, &format!("{field}.delay"), format!("'{d}': {e}")))?,
             };
             if i == 0 && s.subject.as_deref().is_none_or(|x| x.trim().is_empty()) {
-                return Err(bad("missing_field", "steps[0].subject", "the first step needs a subject".into()));
+                return Err(bad(ErrorCode::MissingField, "steps[0].subject", "the first step needs a subject".into()));
             }
             for (part, text) in
                 [("subject", s.subject.as_deref()), ("text", Some(s.text.as_str())), ("html", s.html.as_deref())]
             {
                 if let Some(t) = text {
-                    template::check_syntax(t).map_err(|e| bad("invalid_template", &format!("{field}.{part}"), e))?;
+                    template::check_syntax(t)
+                        .map_err(|e| bad(ErrorCode::InvalidTemplate, &format!("{field}.{part}"), e))?;
                 }
             }
             if s.subject.as_deref().is_some_and(|x| x.contains(['\r', '\n'])) {
-                return Err(bad("invalid_template", &format!("{field}.subject"), "subject must be one line".into()));
+                return Err(bad(
+                    ErrorCode::InvalidTemplate,
+                    &format!("{field}.subject"),
+                    "subject must be one line".into(),
+                ));
             }
             steps.push(Step { subject: s.subject, text: s.text, html: s.html, delay });
         }
         let schedule = match self.schedule {
-            Some(spec) => Schedule::try_from(spec).map_err(|e| bad("invalid_schedule", "schedule", e))?,
+            Some(spec) => Schedule::try_from(spec).map_err(|e| bad(ErrorCode::InvalidSchedule, "schedule", e))?,
             None => Schedule::always(),
         };
         if self.daily_limit == Some(0) {
-            return Err(bad("invalid_daily_limit", "daily_limit", "daily_limit must be at least 1".into()));
+            return Err(bad(ErrorCode::InvalidDailyLimit, "daily_limit", "daily_limit must be at least 1".into()));
         }
         Ok(Campaign {
             id: CampaignId::new_random(),
@@ -309,7 +337,7 @@ mod tests {
         );
         assert_eq!(
             req(serde_json::json!([{"subject": "a {{ oops", "text": "x"}])).unwrap_err().code,
-            "invalid_template"
+            ErrorCode::InvalidTemplate
         );
     }
 }

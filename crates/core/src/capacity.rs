@@ -63,6 +63,14 @@ impl SendingSettings {
     pub fn tz(&self) -> Tz {
         self.timezone.parse().unwrap_or(Tz::UTC)
     }
+
+    /// Whether the mailbox's Sent folder proves a send absent: only where the provider
+    /// files every accepted message there itself (Google Workspace, Microsoft 365). Where
+    /// coldsend appends the copy (after the 250), a send that died waiting for the 250
+    /// never has one, delivered or not.
+    pub fn sent_folder_is_authoritative(&self, inbox_type: crate::account::InboxType) -> bool {
+        !self.append_to_sent && inbox_type != crate::account::InboxType::CustomSmtp
+    }
 }
 
 /// The effective cap for the account today.

@@ -88,7 +88,7 @@ pub enum WakeError {
 /// superseded (used when new work arrives); without, only a missing chain is started
 /// (used by the sweep, so replicas do not start one each).
 pub async fn wake_mailbox(
-    ledger: &crate::ledger::Ledger,
+    ledger: &crate::storage::ledger::Ledger,
     queue: &RedisStorage<Dispatch>,
     account: &AccountId,
     replace: bool,

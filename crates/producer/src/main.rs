@@ -11,12 +11,13 @@ use coldsend_core::campaign::CampaignAction;
 use coldsend_core::capacity::SendingSettings;
 use coldsend_core::sealed::SealingKey;
 use coldsend_core::settings::Settings;
-use coldsend_producer::accounts::{AccountService, AccountView};
+use coldsend_core::storage::inbox::{Inbox, InboxFilter, InboxKind};
 use coldsend_producer::api::{AppState, router};
 use coldsend_producer::api_key::{self, KeyVerifier};
-use coldsend_producer::campaigns::{AddLeadsReport, CampaignService, CampaignView};
-use coldsend_producer::connect::services;
-use coldsend_producer::health::{self, Health};
+use coldsend_service::accounts::{AccountService, AccountView};
+use coldsend_service::campaigns::{AddLeadsReport, CampaignService, CampaignView};
+use coldsend_service::connect::services;
+use coldsend_service::health::{self, Health};
 
 #[derive(Parser)]
 #[command(version, about = "coldsend: cold-email outreach job queue (CLI and HTTP API)")]
@@ -54,9 +55,9 @@ enum Command {
         account: Option<String>,
         #[arg(long)]
         campaign: Option<String>,
-        /// reply, auto_reply, bounce or complaint.
-        #[arg(long)]
-        kind: Option<String>,
+        /// reply, auto_reply, bounce, complaint or other.
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<InboxKind>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         /// Keep printing new events as they arrive.
@@ -189,26 +190,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Inbox { account, campaign, kind, limit, follow } => {
             let settings = load(cli.config)?;
             let s = services(&settings).await.context("connecting")?;
-            let filter = coldsend_core::inbox::InboxFilter { account, campaign, kind };
-            let (page, _) = s.inbox.page(&filter, None, limit.max(1)).await?;
-            let mut last = page.first().map(|e| e.id.clone()).unwrap_or_else(|| "$".into());
-            for e in page.iter().rev() {
-                println!("{}", serde_json::to_string(e)?);
-            }
-            if !follow {
-                return Ok(());
-            }
-            loop {
-                for e in s.inbox.follow(&last, 400).await? {
-                    last = e.id.clone();
-                    let keep = filter.account.as_ref().is_none_or(|a| *a == e.account_id)
-                        && filter.campaign.as_ref().is_none_or(|c| e.campaign_id.as_ref() == Some(c))
-                        && filter.kind.as_ref().is_none_or(|k| *k == e.kind);
-                    if keep {
-                        println!("{}", serde_json::to_string(&e)?);
-                    }
-                }
-            }
+            let filter = InboxFilter { account, campaign, kind };
+            inbox(&settings, &s.inbox, filter, limit, follow).await
         }
         Command::Classify { paths } => {
             classify(&paths);
@@ -233,6 +216,52 @@ async fn main() -> anyhow::Result<()> {
             let settings = load(cli.config)?;
             let s = services(&settings).await.context("connecting")?;
             leads(&s.campaigns, cmd).await
+        }
+    }
+}
+
+fn parse_kind(s: &str) -> Result<InboxKind, String> {
+    InboxKind::parse(s).ok_or_else(|| format!("expected one of: {}", InboxKind::ALL.map(InboxKind::as_str).join(", ")))
+}
+
+/// Prints the newest `limit` events, then (with `follow`) new ones as they arrive, on a
+/// connection of its own whose response timeout outlasts the blocking read.
+async fn inbox(
+    settings: &Settings,
+    page_inbox: &Inbox,
+    filter: InboxFilter,
+    limit: usize,
+    follow: bool,
+) -> anyhow::Result<()> {
+    let (page, _) = page_inbox.page(&filter, None, limit.max(1)).await?;
+    let mut last = page.first().map(|e| e.id.clone()).unwrap_or_else(|| "$".into());
+    for e in page.iter().rev() {
+        println!("{}", serde_json::to_string(e)?);
+    }
+    if !follow {
+        return Ok(());
+    }
+    const BLOCK: Duration = Duration::from_secs(5);
+    let client = redis::Client::open(settings.redis.url.as_str()).context("redis.url")?;
+    let following = Inbox::for_following(client, &settings.redis.key_prefix, BLOCK).await.context("connecting")?;
+    loop {
+        let events = match following.follow(&last, BLOCK.as_millis() as u64).await {
+            Ok(events) => events,
+            Err(e) => {
+                // A Redis restart is waited out, not fatal: the cursor is kept.
+                eprintln!("inbox: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for e in events {
+            last = e.id.clone();
+            let keep = filter.account.as_ref().is_none_or(|a| *a == e.account_id)
+                && filter.campaign.as_ref().is_none_or(|c| e.campaign_id.as_ref() == Some(c))
+                && filter.kind.is_none_or(|k| k == e.kind);
+            if keep {
+                println!("{}", serde_json::to_string(&e)?);
+            }
         }
     }
 }
@@ -496,7 +525,7 @@ async fn leads(service: &CampaignService, cmd: LeadsCommand) -> anyhow::Result<(
             let report: AddLeadsReport = match (csv, json_file) {
                 (Some(path), None) => {
                     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                    let (leads, invalid) = coldsend_producer::leads_csv::parse(&bytes).map_err(anyhow::Error::msg)?;
+                    let (leads, invalid) = coldsend_service::leads_csv::parse(&bytes).map_err(anyhow::Error::msg)?;
                     service.add_valid_leads(&campaign, leads, AddLeadsReport { invalid, ..Default::default() }).await?
                 }
                 (None, Some(path)) => {

@@ -20,13 +20,17 @@ use apalis_redis::RedisStorage;
 use chrono::{DateTime, Utc};
 use coldsend_core::account::{AccountId, SenderAccount};
 use coldsend_core::campaign::{Campaign, CampaignState};
-use coldsend_core::campaign_store::CampaignStore;
 use coldsend_core::capacity::{self, SendingSettings};
 use coldsend_core::jobs::Dispatch;
-use coldsend_core::ledger::{DueSend, Ledger, Reservation, ReserveArgs};
+use coldsend_core::lead::{Lead, LeadState};
 use coldsend_core::sealed::SealingKey;
+use coldsend_core::send_key::SendKey;
 use coldsend_core::settings::SendingConfig;
-use coldsend_core::store::AccountStore;
+use coldsend_core::storage::accounts::AccountStore;
+use coldsend_core::storage::campaigns::CampaignStore;
+use coldsend_core::storage::ledger::{
+    Claim, DueSend, Ledger, MarkedSent, Released, Reservation, ReserveArgs, SendState,
+};
 use coldsend_core::unsubscribe::UnsubscribeSigner;
 use coldsend_core::{AccountStatus, template};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -65,7 +69,7 @@ impl DispatchState {
         &self,
         account: &SenderAccount,
         limit: Duration,
-    ) -> Result<(coldsend_core::store::Credentials, ProbeContext), String> {
+    ) -> Result<(coldsend_core::storage::accounts::Credentials, ProbeContext), String> {
         let creds = self
             .accounts
             .credentials(&account.id, &self.key)
@@ -268,7 +272,8 @@ async fn step(state: &DispatchState, job: &Dispatch, cache: &mut Option<MailboxV
         let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
         return Ok(Next::WaitUntil(now + chrono::Duration::from_std(wait).unwrap_or_default()));
     }
-    let next = send_one(state, job, &view.account, &view.settings, campaign, &due, cap, cap_key, now).await?;
+    let from = Sender { account: &view.account, settings: &view.settings, campaign, cap, cap_key };
+    let next = send_one(state, job, from, &due, now).await?;
     if matches!(next, Next::Refresh) {
         *cache = None;
         return Ok(Next::Continue);
@@ -286,182 +291,227 @@ fn gap_ms(config: &SendingConfig) -> i64 {
     (config.min_gap_secs * 1000 + jitter) as i64
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one send needs to know about where it goes from.
+struct Sender<'a> {
+    account: &'a SenderAccount,
+    settings: &'a SendingSettings,
+    campaign: &'a Campaign,
+    /// The mailbox's effective cap today and the counter it is taken from.
+    cap: u32,
+    cap_key: String,
+}
+
+/// Sends the due email `due` if the ledger grants the claim: render, compose, claim,
+/// deliver, record.
 async fn send_one(
     state: &DispatchState,
     job: &Dispatch,
-    account: &SenderAccount,
-    settings: &SendingSettings,
-    campaign: &Campaign,
+    from: Sender<'_>,
     due: &DueSend,
-    cap: u32,
-    cap_key: String,
     now: DateTime<Utc>,
 ) -> Result<Next, BoxDynError> {
-    let acct = &account.id;
     let key = &due.key;
     let span = info_span!("send", campaign_id = %key.campaign, lead_id = %key.lead, step = key.step);
     async move {
+        let acct = &from.account.id;
         let Some(lead) = state.campaigns.lead(&key.campaign, &key.lead).await? else {
             state.ledger.cancel(key, acct, None, "lead no longer exists").await?;
             return Ok(Next::Continue);
         };
-        let Some(step) = campaign.steps.get(key.step) else {
-            state.ledger.cancel(key, acct, None, "the campaign has no such step").await?;
-            return Ok(Next::Continue);
-        };
         // Render before claiming: a lead that cannot be personalised is skipped, never sent.
-        let ctx = template::lead_context(&lead);
-        let rendered = (|| {
-            let subject = template::render(campaign.subject_template(key.step), &ctx)?;
-            let subject = if campaign.is_reply_subject(key.step) { format!("Re: {subject}") } else { subject };
-            // A lead's variables may hold line breaks: never let one into a header.
-            if subject.chars().any(char::is_control) {
-                return Err("the rendered subject holds a line break or control character".to_owned());
-            }
-            let text = template::render(&step.text, &ctx)?;
-            let html = step.html.as_deref().map(|h| template::render(h, &ctx)).transpose()?;
-            Ok::<_, String>((subject, text, html))
-        })();
-        let (subject, text, html) = match rendered {
-            Ok(r) => r,
+        let composed = match render(from.campaign, key, &lead).and_then(|r| compose(state, from.account, key, &lead, r))
+        {
+            Ok(c) => c,
             Err(e) => {
-                warn!(error = %e, "lead skipped: template cannot be rendered");
-                state.ledger.cancel(key, acct, Some("FAILED"), &format!("template: {e}")).await?;
+                warn!(error = %e, "lead skipped: the email cannot be made");
+                state.ledger.cancel(key, acct, Some(LeadState::Failed), &e).await?;
                 metrics::send_outcome(acct, "skipped");
                 return Ok(Next::Continue);
             }
         };
-        let domain = account.email.domain().to_owned();
-        let message_id = key.message_id(&domain);
-        let thread: Vec<String> = (0..key.step)
-            .map(|s| coldsend_core::send_key::SendKey { step: s, ..key.clone() }.message_id(&domain))
-            .collect();
-        let mut list_unsubscribe = format!("<mailto:{}?subject=unsubscribe>", account.email);
-        if !state.config.public_base_url.is_empty() {
-            let token = state.signer.token(&key.campaign, &key.lead);
-            list_unsubscribe = format!(
-                "<{}/api/public/v1/unsubscribe?token={token}>, {list_unsubscribe}",
-                state.config.public_base_url.trim_end_matches('/')
-            );
-        }
-        let full_name =
-            [lead.first_name.as_deref(), lead.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
-        let outgoing = Outgoing {
-            from_name: account.display_name.as_str().to_owned(),
-            from: account.email.to_string(),
-            to: lead.email.to_string(),
-            to_name: Some(full_name).filter(|n| !n.is_empty()),
-            subject,
-            text,
-            html,
-            message_id: message_id.clone(),
-            thread,
-            list_unsubscribe,
+        let claim = match claim(state, job, &from, key, &lead, now).await? {
+            Ok(claim) => claim,
+            Err(next) => return Ok(next),
         };
-        let composed = match mailer::compose(&outgoing) {
-            Ok(c) => c,
-            Err(e) => {
-                state.ledger.cancel(key, acct, Some("FAILED"), &e.to_string()).await?;
-                return Ok(Next::Continue);
-            }
-        };
-
-        // Claim the send: cap, gap, chain and at-most-once, atomically.
-        let attempt = uuid::Uuid::new_v4().simple().to_string();
-        let reservation = state
-            .ledger
-            .reserve(&ReserveArgs {
-                key,
-                account: acct,
-                email: lead.email.as_str(),
-                chain_token: &job.token,
-                attempt_id: &attempt,
-                now_ms: now.timestamp_millis(),
-                cap,
-                cap_key,
-                campaign_cap: campaign_cap(state, campaign, now),
-                gap_ms: gap_ms(&state.config),
-            })
-            .await?;
-        match reservation {
-            Reservation::Claimed { used } => {
-                metrics::cap(acct, used, cap);
-                debug!(used, cap, "claimed");
-            }
-            Reservation::StaleChain => return Ok(Next::End),
-            Reservation::CampaignNotRunning | Reservation::CampaignCapReached => return Ok(Next::Refresh),
-            Reservation::LeadInactive(s) if s == "PAUSED" => {
-                // Out of office or a colleague replied: the step waits for the resume.
-                state.ledger.defer(key, acct, (now + chrono::Duration::hours(1)).timestamp_millis()).await?;
-                return Ok(Next::Continue);
-            }
-            Reservation::LeadInactive(_) | Reservation::Suppressed => {
-                state.ledger.cancel(key, acct, None, "lead stopped").await?;
-                return Ok(Next::Continue);
-            }
-            Reservation::NotQueued(s) if s == "SENDING" => {
-                // Claimed by a worker that may have died: the sweep resolves it.
-                return Ok(Next::WaitUntil(
-                    now + chrono::Duration::seconds(state.config.stale_send_secs as i64 / 2 + 1),
-                ));
-            }
-            Reservation::NotQueued(_) => {
-                state.ledger.cancel(key, acct, None, "already final").await?;
-                return Ok(Next::Continue);
-            }
-            Reservation::CapReached => return Ok(Next::WaitUntil(capacity::next_local_midnight(settings, now))),
-            Reservation::Gap(ms) => {
-                return Ok(Next::WaitUntil(DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or(now)));
-            }
-        }
-
-        let delivery = deliver(state, account, &composed, key, &attempt).await;
-        let now_ms = Utc::now().timestamp_millis();
-        match delivery {
-            Delivery::Accepted(reply) => {
-                let next_due = campaign.steps.get(key.step + 1).map(|s| now_ms + s.delay.as_millis() as i64);
-                let dup = state.ledger.mark_sent(key, acct, &attempt, &message_id, now_ms, next_due).await?;
-                if dup {
-                    warn!("send recorded twice");
-                }
-                info!(%message_id, reply = %reply, "sent");
-                metrics::send_outcome(acct, "sent");
-                if settings.append_to_sent {
-                    sent_copy::append(state, account, &composed.bytes).await;
-                }
-            }
-            Delivery::Transient(e) => {
-                let attempts =
-                    state.ledger.send_record(key).await?.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0u32);
-                let backoff = backoff_ms(&state.config, attempts);
-                let outcome = state
-                    .ledger
-                    .release(key, acct, due.followup, &attempt, now_ms + backoff, state.config.max_attempts, &e)
-                    .await?;
-                warn!(error = %e, outcome = %outcome, retry_in_ms = backoff, "temporary failure");
-                metrics::send_outcome(acct, if outcome == "failed" { "failed" } else { "retry" });
-            }
-            Delivery::Permanent { message, recipient } => {
-                let bounced = recipient.then(|| lead.email.as_str());
-                state.ledger.fail(key, acct, &attempt, &message, bounced).await?;
-                warn!(error = %message, recipient, "permanent failure; not retried");
-                metrics::send_outcome(acct, if recipient { "bounced" } else { "failed" });
-            }
-            Delivery::Unknown(e) => {
-                state.ledger.uncertain(key, acct, &e).await?;
-                warn!(error = %e, "outcome unknown; marked UNCERTAIN, not resent");
-                metrics::send_outcome(acct, "uncertain");
-            }
-            Delivery::ClaimLost => {
-                warn!("claim lost before DATA; not sent");
-                return Ok(Next::Continue);
-            }
-        }
+        let delivery = deliver(state, from.account, &composed.mail, key, &claim.attempt).await;
+        record(state, &from, due, &claim, &lead, &composed, delivery).await?;
         Ok(Next::Continue)
     }
     .instrument(span)
     .await
+}
+
+/// Subject, text and HTML of one step for one lead.
+struct Rendered {
+    subject: String,
+    text: String,
+    html: Option<String>,
+}
+
+fn render(campaign: &Campaign, key: &SendKey, lead: &Lead) -> Result<Rendered, String> {
+    let step = campaign.steps.get(key.step).ok_or("the campaign has no such step")?;
+    let ctx = template::lead_context(lead);
+    let subject = template::render(campaign.subject_template(key.step), &ctx).map_err(|e| format!("template: {e}"))?;
+    let subject = if campaign.is_reply_subject(key.step) { format!("Re: {subject}") } else { subject };
+    // A lead's variables may hold line breaks: never let one into a header.
+    if subject.chars().any(char::is_control) {
+        return Err("template: the rendered subject holds a line break or control character".to_owned());
+    }
+    let text = template::render(&step.text, &ctx).map_err(|e| format!("template: {e}"))?;
+    let html =
+        step.html.as_deref().map(|h| template::render(h, &ctx)).transpose().map_err(|e| format!("template: {e}"))?;
+    Ok(Rendered { subject, text, html })
+}
+
+/// The composed message and its Message-ID.
+struct Composed {
+    mail: mailer::Composed,
+    message_id: String,
+}
+
+/// Threading headers (earlier steps' Message-IDs), List-Unsubscribe, the MIME message.
+fn compose(
+    state: &DispatchState,
+    account: &SenderAccount,
+    key: &SendKey,
+    lead: &Lead,
+    r: Rendered,
+) -> Result<Composed, String> {
+    let domain = account.email.domain().to_owned();
+    let message_id = key.message_id(&domain);
+    let thread: Vec<String> = (0..key.step).map(|s| SendKey { step: s, ..key.clone() }.message_id(&domain)).collect();
+    let mut list_unsubscribe = format!("<mailto:{}?subject=unsubscribe>", account.email);
+    if !state.config.public_base_url.is_empty() {
+        let token = state.signer.token(&key.campaign, &key.lead);
+        list_unsubscribe = format!(
+            "<{}/api/public/v1/unsubscribe?token={token}>, {list_unsubscribe}",
+            state.config.public_base_url.trim_end_matches('/')
+        );
+    }
+    let full_name =
+        [lead.first_name.as_deref(), lead.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    let outgoing = Outgoing {
+        from_name: account.display_name.as_str().to_owned(),
+        from: account.email.to_string(),
+        to: lead.email.to_string(),
+        to_name: Some(full_name).filter(|n| !n.is_empty()),
+        subject: r.subject,
+        text: r.text,
+        html: r.html,
+        message_id: message_id.clone(),
+        thread,
+        list_unsubscribe,
+    };
+    let mail = mailer::compose(&outgoing).map_err(|e| e.to_string())?;
+    Ok(Composed { mail, message_id })
+}
+
+/// Asks the ledger for the send: cap, gap, chain and at-most-once, atomically. `Err` is
+/// what the loop does instead when the claim is refused.
+async fn claim(
+    state: &DispatchState,
+    job: &Dispatch,
+    from: &Sender<'_>,
+    key: &SendKey,
+    lead: &Lead,
+    now: DateTime<Utc>,
+) -> Result<Result<Claim, Next>, BoxDynError> {
+    let acct = &from.account.id;
+    let reservation = state
+        .ledger
+        .reserve(&ReserveArgs {
+            key,
+            account: acct,
+            email: lead.email.as_str(),
+            chain_token: &job.token,
+            now_ms: now.timestamp_millis(),
+            cap: from.cap,
+            cap_key: from.cap_key.clone(),
+            campaign_cap: campaign_cap(state, from.campaign, now),
+            gap_ms: gap_ms(&state.config),
+        })
+        .await?;
+    let next = match reservation {
+        Reservation::Claimed(claim) => {
+            metrics::cap(acct, claim.used, from.cap);
+            debug!(used = claim.used, cap = from.cap, "claimed");
+            return Ok(Ok(claim));
+        }
+        Reservation::StaleChain => Next::End,
+        Reservation::CampaignNotRunning | Reservation::CampaignCapReached => Next::Refresh,
+        Reservation::LeadInactive(Some(LeadState::Paused)) => {
+            // Out of office or a colleague replied: the step waits for the resume.
+            state.ledger.defer(key, acct, (now + chrono::Duration::hours(1)).timestamp_millis()).await?;
+            Next::Continue
+        }
+        Reservation::LeadInactive(_) | Reservation::Suppressed => {
+            state.ledger.cancel(key, acct, None, "lead stopped").await?;
+            Next::Continue
+        }
+        // Claimed by a worker that may have died: the sweep resolves it.
+        Reservation::NotQueued(Some(SendState::Sending)) => {
+            Next::WaitUntil(now + chrono::Duration::seconds(state.config.stale_send_secs as i64 / 2 + 1))
+        }
+        Reservation::NotQueued(_) => {
+            state.ledger.cancel(key, acct, None, "already final").await?;
+            Next::Continue
+        }
+        Reservation::CapReached => Next::WaitUntil(capacity::next_local_midnight(from.settings, now)),
+        Reservation::Gap(ms) => Next::WaitUntil(DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or(now)),
+    };
+    Ok(Err(next))
+}
+
+/// Records what the server said, under the claim.
+async fn record(
+    state: &DispatchState,
+    from: &Sender<'_>,
+    due: &DueSend,
+    claim: &Claim,
+    lead: &Lead,
+    composed: &Composed,
+    delivery: Delivery,
+) -> Result<(), BoxDynError> {
+    let (key, acct) = (&due.key, &from.account.id);
+    let now_ms = Utc::now().timestamp_millis();
+    match delivery {
+        Delivery::Accepted(reply) => {
+            let next_due = from.campaign.steps.get(key.step + 1).map(|s| now_ms + s.delay.as_millis() as i64);
+            let outcome =
+                state.ledger.mark_sent(key, acct, Some(&claim.attempt), &composed.message_id, now_ms, next_due).await?;
+            if outcome != MarkedSent::Recorded {
+                warn!(outcome = ?outcome, "accepted, but the send record was not this attempt's to write");
+            }
+            info!(message_id = %composed.message_id, reply = %reply, "sent");
+            metrics::send_outcome(acct, "sent");
+            if from.settings.append_to_sent {
+                sent_copy::append(state, from.account, &composed.mail.bytes).await;
+            }
+        }
+        Delivery::Transient(e) => {
+            let attempts = state.ledger.send_record(key).await?.map_or(0, |r| r.attempts);
+            let backoff = backoff_ms(&state.config, attempts);
+            let outcome = state
+                .ledger
+                .release(key, acct, due.followup, claim, now_ms + backoff, state.config.max_attempts, &e)
+                .await?;
+            warn!(error = %e, outcome = ?outcome, retry_in_ms = backoff, "temporary failure");
+            metrics::send_outcome(acct, if outcome == Released::Failed { "failed" } else { "retry" });
+        }
+        Delivery::Permanent { message, recipient } => {
+            let bounced = recipient.then(|| lead.email.as_str());
+            state.ledger.fail(key, acct, claim, &message, bounced).await?;
+            warn!(error = %message, recipient, "permanent failure; not retried");
+            metrics::send_outcome(acct, if recipient { "bounced" } else { "failed" });
+        }
+        Delivery::Unknown(e) => {
+            state.ledger.uncertain(key, acct, claim, &e).await?;
+            warn!(error = %e, "outcome unknown; marked UNCERTAIN, not resent");
+            metrics::send_outcome(acct, "uncertain");
+        }
+        Delivery::ClaimLost => warn!("claim lost before DATA; not sent"),
+    }
+    Ok(())
 }
 
 fn backoff_ms(config: &SendingConfig, attempts: u32) -> i64 {
@@ -477,7 +527,7 @@ async fn deliver(
     state: &DispatchState,
     account: &SenderAccount,
     composed: &mailer::Composed,
-    key: &coldsend_core::send_key::SendKey,
+    key: &SendKey,
     attempt: &str,
 ) -> Delivery {
     let step_timeout = Duration::from_secs(state.config.smtp_timeout_secs);

@@ -6,6 +6,7 @@
 //! - [`validate_job`]: the `ValidateAccount` job handler;
 //! - [`runtime`]: wiring of queues, workers and shutdown.
 
+pub mod command_stream;
 pub mod dispatch;
 pub mod mailer;
 pub mod metrics;

@@ -16,17 +16,22 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
-use coldsend_core::campaign_store::CampaignStore;
 use coldsend_core::jobs::{Dispatch, Queues, Scan, ValidateAccount, queue_storage};
-use coldsend_core::ledger::Ledger;
 use coldsend_core::settings::{Settings, redact_url};
-use coldsend_core::store::AccountStore;
+use coldsend_core::storage::accounts::AccountStore;
+use coldsend_core::storage::campaigns::CampaignStore;
+use coldsend_core::storage::commands::CommandStream;
+use coldsend_core::storage::inbox::Inbox;
+use coldsend_core::storage::ledger::Ledger;
+use coldsend_core::storage::scan::ScanStore;
 use coldsend_core::unsubscribe::UnsubscribeSigner;
-use coldsend_producer::health::{self, Health};
+use coldsend_service::commands::CommandHandler;
+use coldsend_service::health::{self, Health};
 use lettre::transport::smtp::extension::ClientId;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::command_stream;
 use crate::dispatch::{DispatchState, dispatch};
 use crate::probe::ProbeContext;
 use crate::scan::{ScanState, scan};
@@ -128,7 +133,10 @@ async fn supervise(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Resu
     }
 }
 
-/// One generation of workers: connections, queues, monitor. Returns when the monitor ends.
+/// One generation of workers: connections, queues, one apalis monitor per queue, the
+/// sweeper and the command consumer. Returns when any queue's consumer ends (a Redis
+/// connection dropped, or shutdown); the others are stopped with it, so the supervisor
+/// restarts the whole set and no queue is ever silently left without a consumer.
 async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let settings = &shared.settings;
     let client = redis::Client::open(settings.redis.url.as_str()).context("redis.url")?;
@@ -138,14 +146,101 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
     // XREADGROUP blocks its connection: the command consumer reads on one of its own.
     // Its replies may take as long as the BLOCK: give it a response timeout beyond that.
     let blocking_config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(coldsend_producer::commands::READ_BLOCK + Duration::from_secs(5)));
+        .set_response_timeout(Some(command_stream::READ_BLOCK + Duration::from_secs(5)));
     let blocking = redis::aio::ConnectionManager::new_with_config(client, blocking_config)
         .await
         .context("second Redis connection")?;
+    let name = replica_name(settings);
+    info!(worker = %name, "workers starting");
+    let queues = Queues::new(&settings.redis.key_prefix);
+    let states = build_states(shared, &conn, &queues);
+
+    // The generation stops when the process stops or when any of its queues stops.
+    let (gen_tx, gen_rx) = watch::channel(false);
+    let forward = {
+        let (mut stop, gen_tx) = (stop.clone(), gen_tx.clone());
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            let _ = gen_tx.send(true);
+        })
+    };
+    let sweeper = tokio::spawn(crate::sweeper::run(states.dispatch.clone(), states.scan.clone(), gen_rx.clone()));
+    let services = coldsend_service::connect::services_on(conn.clone(), settings, shared.key.clone());
+    let consumer = command_stream::CommandConsumer::new(
+        CommandStream::new(blocking, &settings.redis.key_prefix, &name),
+        CommandHandler::new(services),
+        shared.key.clone(),
+    );
+    let commands = tokio::spawn(consumer.run(gen_rx.clone()));
+
+    let grace = Duration::from_secs(settings.worker.shutdown_grace_secs);
+    let w = &settings.worker;
+    let validate = queue_monitor!(
+        "validate",
+        name,
+        queue_storage::<ValidateAccount>(conn.clone(), queues.validate_account()),
+        states.validate.clone(),
+        w.validate_concurrency,
+        validate_account
+    );
+    let dispatch = queue_monitor!(
+        "dispatch",
+        name,
+        states.dispatch.queue.clone(),
+        states.dispatch.clone(),
+        w.dispatch_concurrency,
+        dispatch
+    );
+    let scan =
+        queue_monitor!("scan", name, states.scan.queue.clone(), states.scan.clone(), w.dispatch_concurrency, scan);
+    let monitors: Vec<_> = [validate, dispatch, scan]
+        .into_iter()
+        .map(|(queue, monitor)| {
+            let mut signal = gen_rx.clone();
+            let run = monitor.shutdown_timeout(grace).run_with_signal(async move {
+                let _ = signal.wait_for(|s| *s).await;
+                Ok(())
+            });
+            tokio::spawn(async move { (queue, run.await) })
+        })
+        .collect();
+    shared.health.set_running(true);
+
+    let (first, _, rest) = futures::future::select_all(monitors).await;
+    // One queue without a consumer means the replica is not ready, whatever the others do.
+    shared.health.set_running(false);
+    let result = match first {
+        Ok((queue, outcome)) if !*stop.borrow() => {
+            warn!(queue, outcome = ?outcome.err().map(|e| e.to_string()), "a queue's consumer stopped; restarting all of them");
+            Err(anyhow::anyhow!("the {queue} queue's consumer stopped"))
+        }
+        Ok((_, outcome)) => outcome.context("workers"),
+        Err(join) => Err(anyhow::anyhow!("a queue's consumer panicked: {join}")),
+    };
+    let _ = gen_tx.send(true);
+    for other in rest {
+        let _ = other.await;
+    }
+    states.scan.close_sessions().await;
+    // Background loops stop with their generation.
+    let _ = commands.await;
+    let _ = sweeper.await;
+    forward.abort();
+    result
+}
+
+/// The handlers' shared state of one generation.
+struct States {
+    validate: Arc<ValidateState>,
+    dispatch: Arc<DispatchState>,
+    scan: Arc<ScanState>,
+}
+
+fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &Queues) -> States {
+    let settings = &shared.settings;
     let prefix = &settings.redis.key_prefix;
-    let queues = Queues::new(prefix);
     let dispatch_storage = queue_storage::<Dispatch>(conn.clone(), queues.dispatch());
-    let dispatch_state = Arc::new(DispatchState {
+    let dispatch = Arc::new(DispatchState {
         accounts: AccountStore::new(conn.clone(), prefix),
         campaigns: CampaignStore::new(conn.clone(), prefix),
         ledger: Ledger::new(conn.clone(), prefix),
@@ -157,76 +252,42 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
         queue: dispatch_storage.clone(),
         sessions: Default::default(),
     });
-    let state = Arc::new(ValidateState {
+    let validate = Arc::new(ValidateState {
         store: AccountStore::new(conn.clone(), prefix),
         key: shared.key.clone(),
         probe: shared.probe.clone(),
     });
-    let name = replica_name(settings);
-    info!(worker = %name, "workers starting");
-    let validate_storage = queue_storage::<ValidateAccount>(conn.clone(), queues.validate_account());
-    let concurrency = settings.worker.validate_concurrency;
-    let dispatch_concurrency = settings.worker.dispatch_concurrency;
-
-    let scan_storage = queue_storage::<Scan>(conn.clone(), queues.scan());
-    let scan_state = Arc::new(ScanState {
-        conn: conn.clone(),
-        keys: coldsend_core::keys::Keys::new(prefix),
+    let scan = Arc::new(ScanState {
+        store: ScanStore::new(conn.clone(), prefix),
         accounts: AccountStore::new(conn.clone(), prefix),
         campaigns: CampaignStore::new(conn.clone(), prefix),
         ledger: Ledger::new(conn.clone(), prefix),
-        inbox: coldsend_core::inbox::Inbox::new(conn.clone(), prefix),
+        inbox: Inbox::new(conn.clone(), prefix),
         key: shared.key.clone(),
         probe: shared.probe.clone(),
         config: settings.scan.clone(),
         sending: settings.sending.clone(),
-        queue: scan_storage.clone(),
-        dispatch_queue: dispatch_storage.clone(),
+        queue: queue_storage::<Scan>(conn.clone(), queues.scan()),
+        dispatch_queue: dispatch_storage,
         sessions: Default::default(),
     });
-    let sessions_to_close = scan_state.clone();
-    let sweeper = tokio::spawn(crate::sweeper::run(dispatch_state.clone(), scan_state.clone(), stop.clone()));
-    let services = coldsend_producer::connect::services_on(conn.clone(), settings, shared.key.clone());
-    let consumer = coldsend_producer::commands::CommandConsumer::new(blocking, prefix, services, &name);
-    let commands = tokio::spawn(consumer.run(stop.clone()));
+    States { validate, dispatch, scan }
+}
 
-    let dispatch_name = format!("{name}-dispatch");
-    let scan_name = format!("{name}-scan");
-    shared.health.set_running(true);
-    let mut signal = stop.clone();
-    let result = Monitor::new()
-        .register(move |_restarts| {
-            WorkerBuilder::new(format!("{name}-validate"))
-                .backend(validate_storage.clone())
+/// `(queue, Monitor)`: a monitor running one queue's worker (a macro because apalis's
+/// handler bounds are not worth spelling out).
+macro_rules! queue_monitor {
+    ($queue:literal, $replica:expr, $storage:expr, $state:expr, $concurrency:expr, $handler:expr) => {{
+        let name = format!("{}-{}", $replica, $queue);
+        let (storage, state, concurrency) = ($storage, $state, $concurrency);
+        let monitor = Monitor::new().register(move |_restarts| {
+            WorkerBuilder::new(name.clone())
+                .backend(storage.clone())
                 .data(state.clone())
                 .concurrency(concurrency)
-                .build(validate_account)
-        })
-        .register(move |_restarts| {
-            WorkerBuilder::new(dispatch_name.clone())
-                .backend(dispatch_storage.clone())
-                .data(dispatch_state.clone())
-                .concurrency(dispatch_concurrency)
-                .build(dispatch)
-        })
-        .register(move |_restarts| {
-            WorkerBuilder::new(scan_name.clone())
-                .backend(scan_storage.clone())
-                .data(scan_state.clone())
-                .concurrency(dispatch_concurrency)
-                .build(scan)
-        })
-        .shutdown_timeout(Duration::from_secs(settings.worker.shutdown_grace_secs))
-        .run_with_signal(async move {
-            let _ = signal.wait_for(|s| *s).await;
-            Ok(())
-        })
-        .await
-        .context("workers");
-    shared.health.set_running(false);
-    sessions_to_close.close_sessions().await;
-    // Background loops stop with the process, or are replaced with the next generation.
-    sweeper.abort();
-    commands.abort();
-    result
+                .build($handler)
+        });
+        ($queue, monitor)
+    }};
 }
+use queue_monitor;

@@ -14,29 +14,27 @@ use apalis::prelude::{BoxDynError, Data, TaskBuilder, TaskSink, WorkerContext};
 use apalis_redis::RedisStorage;
 use chrono::Utc;
 use coldsend_core::account::SenderAccount;
-use coldsend_core::campaign_store::CampaignStore;
+use coldsend_core::capacity::SendingSettings;
 use coldsend_core::classify::{Classified, Kind, classify};
-use coldsend_core::inbox::{Inbox, InboxEvent};
 use coldsend_core::jobs::{Dispatch, Scan, wake_mailbox};
-use coldsend_core::keys::Keys;
 use coldsend_core::lead::{LeadId, LeadState};
-use coldsend_core::ledger::Ledger;
 use coldsend_core::sealed::SealingKey;
 use coldsend_core::send_key::SendKey;
 use coldsend_core::settings::{ScanConfig, SendingConfig};
-use coldsend_core::store::AccountStore;
+use coldsend_core::storage::accounts::AccountStore;
+use coldsend_core::storage::campaigns::CampaignStore;
+use coldsend_core::storage::inbox::{Inbox, InboxEvent, InboxKind};
+use coldsend_core::storage::ledger::{Ledger, MarkedSent};
+use coldsend_core::storage::scan::{FolderCursor, Processed, ScanStore};
 use coldsend_core::{AccountStatus, account::EmailAddress};
 use futures::TryStreamExt;
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::probe::{ImapSession, ProbeContext, open_imap_session};
 use crate::sent_copy::find_sent_folder;
 
 pub struct ScanState {
-    pub conn: ConnectionManager,
-    pub keys: Keys,
+    pub store: ScanStore,
     pub accounts: AccountStore,
     pub campaigns: CampaignStore,
     pub ledger: Ledger,
@@ -102,7 +100,7 @@ pub async fn wake_scan(
 ) -> Result<bool, BoxDynError> {
     let token = uuid::Uuid::new_v4().simple().to_string();
     let lease = state.config.interval_secs.max(60) * 3 * 1000;
-    if !state.ledger.start_chain_at(&state.keys.scan_chain(account), &token, lease, !replace).await? {
+    if !state.ledger.start_chain_at(&state.store.keys().scan_chain(account), &token, lease, !replace).await? {
         return Ok(false);
     }
     state.queue.clone().push(Scan { account_id: *account, token }).await?;
@@ -120,7 +118,7 @@ pub async fn scan(job: Scan, state: Data<Arc<ScanState>>, worker: WorkerContext)
 
 async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
     let acct = &job.account_id;
-    let chain = state.keys.scan_chain(acct);
+    let chain = state.store.keys().scan_chain(acct);
     let timeout = Duration::from_secs(state.config.command_timeout_secs);
     // Holds the mailbox for the scan; a stale token means another chain owns it.
     if !state.ledger.keep_chain_at(&chain, &job.token, (timeout * 40).as_millis() as u64).await? {
@@ -139,7 +137,7 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
         settings.scan_interval_secs.unwrap_or(state.config.interval_secs).max(state.config.min_interval_secs).max(1);
     // Keep the session for the next scan only when it comes soon enough to find it alive.
     let keep = state.config.keep_sessions > 0 && interval < state.config.session_idle_secs;
-    let fetched = match scan_mailbox(state, &row.account, settings.imap_sent_folder.as_deref(), keep).await {
+    let fetched = match scan_mailbox(state, &row.account, &settings, keep).await {
         Ok(n) => n,
         Err(e) => {
             warn!(error = %e, "scan failed; next scan as scheduled");
@@ -148,12 +146,7 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
     };
     let now = Utc::now().timestamp_millis();
     // Keep a year of "already acted on" records: enough for any resync window.
-    let _: i64 = state.conn.clone().zrembyscore(state.keys.processed(acct), "-inf", now - 365 * 86_400_000).await?;
-    let _: () = state
-        .conn
-        .clone()
-        .hset_multiple(state.keys.scan_last(acct), &[("at", now.to_string()), ("fetched", fetched.to_string())])
-        .await?;
+    state.store.finish_pass(acct, now - 365 * 86_400_000, now, fetched).await?;
     // The successor is scheduled only after this scan ends: a slow scan never piles up ticks.
     let wait = Duration::from_secs(interval);
     if state.ledger.keep_chain_at(&chain, &job.token, (wait + timeout * 40).as_millis() as u64).await? {
@@ -174,10 +167,10 @@ pub struct PassStats {
 async fn scan_mailbox(
     state: &ScanState,
     account: &SenderAccount,
-    sent_folder: Option<&str>,
+    settings: &SendingSettings,
     keep: bool,
 ) -> Result<usize, String> {
-    scan_pass(state, account, sent_folder, keep).await.map(|s| s.fetched)
+    scan_pass(state, account, settings, keep).await.map(|s| s.fetched)
 }
 
 /// One scan pass, as the scheduled job runs it (public for the poll benchmark). With
@@ -185,12 +178,12 @@ async fn scan_mailbox(
 pub async fn scan_pass(
     state: &ScanState,
     account: &SenderAccount,
-    sent_folder: Option<&str>,
+    settings: &SendingSettings,
     keep: bool,
 ) -> Result<PassStats, String> {
     let t = Duration::from_secs(state.config.command_timeout_secs);
     if let Some(mut session) = state.reuse(&account.id, t).await {
-        let result = scan_folders(state, account, &mut session, sent_folder, t).await;
+        let result = scan_folders(state, account, &mut session, settings, t).await;
         if result.is_ok() && keep {
             state.keep(account.id, session).await;
         } else {
@@ -209,7 +202,7 @@ pub async fn scan_pass(
         .await
         .map_err(|_| "IMAP login timed out".to_owned())?
         .map_err(|f| f.message)?;
-    let result = scan_folders(state, account, &mut session, sent_folder, t).await;
+    let result = scan_folders(state, account, &mut session, settings, t).await;
     if result.is_ok() && keep {
         state.keep(account.id, session).await;
     } else {
@@ -222,7 +215,7 @@ async fn scan_folders(
     state: &ScanState,
     account: &SenderAccount,
     session: &mut ImapSession,
-    sent_folder: Option<&str>,
+    settings: &SendingSettings,
     t: Duration,
 ) -> Result<PassStats, String> {
     let names: Vec<String> = tokio::time::timeout(t, async {
@@ -232,7 +225,7 @@ async fn scan_folders(
     .await
     .map_err(|_| "LIST timed out".to_owned())?
     .map_err(|e| e.to_string())?;
-    let sent = tokio::time::timeout(t, find_sent_folder(session, sent_folder))
+    let sent = tokio::time::timeout(t, find_sent_folder(session, settings.imap_sent_folder.as_deref()))
         .await
         .map_err(|_| "LIST timed out".to_owned())?
         .map_err(|e| e.to_string())?;
@@ -251,10 +244,10 @@ async fn scan_folders(
         total.fetched += s.fetched;
         total.fetch += s.fetch;
     }
-    if let Ok(n) = resolve_uncertain(state, account).await
-        && n > 0
-    {
-        info!(requeued = n, "UNCERTAIN sends not found in Sent: sent again");
+    match resolve_uncertain(state, account, settings).await {
+        Ok(r) if r.requeued > 0 => info!(requeued = r.requeued, "UNCERTAIN sends not found in Sent: sent again"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "UNCERTAIN sends not resolved; next pass retries"),
     }
     Ok(total)
 }
@@ -274,16 +267,9 @@ async fn scan_folder(
     let (Some(validity), Some(uid_next)) = (status.uid_validity, status.uid_next) else {
         return Err(format!("STATUS {folder}: no UIDVALIDITY/UIDNEXT"));
     };
-    let state_key = state.keys.scan_state(&account.id, folder);
-    let stored: (Option<u32>, Option<u32>) = redis::cmd("HMGET")
-        .arg(&state_key)
-        .arg("uidvalidity")
-        .arg("last_uid")
-        .query_async(&mut state.conn.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    let reset = stored.0 != Some(validity);
-    let last_uid = if reset { 0 } else { stored.1.unwrap_or(0) };
+    let stored = state.store.cursor(&account.id, folder).await.map_err(|e| e.to_string())?;
+    let reset = stored.map(|c| c.uid_validity) != Some(validity);
+    let last_uid = if reset { 0 } else { stored.map_or(0, |c| c.last_uid) };
     if !reset && uid_next.saturating_sub(1) <= last_uid {
         debug!(folder, "unchanged");
         return Ok(PassStats::default());
@@ -311,104 +297,113 @@ async fn scan_folder(
         max_uid = max_uid.max(uid);
         let c = classify(&raw);
         let id = c.message_id.clone().unwrap_or_else(|| format!("uid:{validity}:{uid}"));
-        let marker = format!("{}:{id}", if is_sent { "sent" } else { "in" });
-        let first_time: i64 = state
-            .conn
-            .clone()
-            .zadd(state.keys.processed(&account.id), &marker, Utc::now().timestamp_millis())
+        let marker = if is_sent { Processed::Sent(&id) } else { Processed::Incoming(&id) };
+        let first_time = state
+            .store
+            .mark_processed(&account.id, &marker, Utc::now().timestamp_millis())
             .await
             .map_err(|e| e.to_string())?;
-        if first_time == 0 {
+        if !first_time {
             continue;
         }
         let outcome = if is_sent { confirm(state, &c).await } else { act(state, account, &c).await };
         if let Err(e) = outcome {
             // Forget it so the next scan tries again.
-            let _: Result<i64, _> = state.conn.clone().zrem(state.keys.processed(&account.id), &marker).await;
+            let _ = state.store.forget_processed(&account.id, &marker).await;
             return Err(e);
         }
-        metrics::counter!("coldsend_messages_classified_total", "kind" => kind_name(c.kind)).increment(1);
+        metrics::counter!("coldsend_messages_classified_total", "kind" => inbox_kind(c.kind).as_str()).increment(1);
     }
-    let _: () = state
-        .conn
-        .clone()
-        .hset_multiple(&state_key, &[("uidvalidity", validity), ("last_uid", max_uid)])
+    state
+        .store
+        .set_cursor(&account.id, folder, FolderCursor { uid_validity: validity, last_uid: max_uid })
         .await
         .map_err(|e| e.to_string())?;
     debug!(folder, fetched = count, "folder scanned");
     Ok(PassStats { fetched: count, fetch })
 }
 
-fn kind_name(k: Kind) -> &'static str {
+fn inbox_kind(k: Kind) -> InboxKind {
     match k {
-        Kind::Bounce => "bounce",
-        Kind::AutoReply => "auto_reply",
-        Kind::Reply => "reply",
-        Kind::Complaint => "complaint",
-        Kind::Other => "other",
+        Kind::Bounce => InboxKind::Bounce,
+        Kind::AutoReply => InboxKind::AutoReply,
+        Kind::Reply => InboxKind::Reply,
+        Kind::Complaint => InboxKind::Complaint,
+        Kind::Other => InboxKind::Other,
     }
 }
 
 /// A message in Sent: its send is confirmed (and an UNCERTAIN one is SENT after all).
 async fn confirm(state: &ScanState, c: &Classified) -> Result<(), String> {
     let Some(id) = &c.message_id else { return Ok(()) };
-    let member: Option<String> =
-        state.conn.clone().hget(state.keys.message_ids(), id).await.map_err(|e| e.to_string())?;
-    let Some(key) = member.as_deref().and_then(SendKey::parse_member) else { return Ok(()) };
+    let Some(key) = state.store.send_for_message_id(id).await.map_err(|e| e.to_string())? else { return Ok(()) };
     let next_due = match state.campaigns.get(&key.campaign).await.map_err(|e| e.to_string())? {
         Some(row) => {
             row.campaign.steps.get(key.step + 1).map(|s| Utc::now().timestamp_millis() + s.delay.as_millis() as i64)
         }
         None => None,
     };
-    if state.ledger.confirm_sent(&key, id, next_due).await.map_err(|e| e.to_string())? {
+    let outcome = state.ledger.confirm_sent(&key, id, next_due).await.map_err(|e| e.to_string())?;
+    if matches!(outcome, MarkedSent::Recorded | MarkedSent::Confirmed) {
         info!(send = %key, "confirmed in Sent");
     }
     Ok(())
 }
 
-/// UNCERTAIN sends: seen in Sent (now or in an earlier scan) → SENT; older than the
-/// grace period and still not seen → sent again (the only resend after DATA).
-async fn resolve_uncertain(state: &ScanState, account: &SenderAccount) -> Result<usize, String> {
+/// UNCERTAIN sends, once a pass has read Sent: seen there (now or in an earlier scan) →
+/// SENT. Older than the grace period and still not seen → sent again only where the Sent
+/// folder is authoritative; elsewhere settled without a resend (a missing email is better
+/// than a duplicate) and the lead's sequence goes on.
+async fn resolve_uncertain(
+    state: &ScanState,
+    account: &SenderAccount,
+    settings: &SendingSettings,
+) -> Result<Resolved, String> {
+    let err = |e: redis::RedisError| e.to_string();
     let cutoff = Utc::now().timestamp_millis() - (state.config.uncertain_grace_secs * 1000) as i64;
-    let mut requeued = 0;
-    for key in state.ledger.uncertain_before(&account.id, i64::MAX).await.map_err(|e| e.to_string())? {
+    let authoritative = settings.sent_folder_is_authoritative(account.inbox_type);
+    let mut resolved = Resolved::default();
+    for key in state.ledger.uncertain_before(&account.id, i64::MAX).await.map_err(err)? {
         let message_id = key.message_id(account.email.domain());
-        let seen: Option<f64> = state
-            .conn
-            .clone()
-            .zscore(state.keys.processed(&account.id), format!("sent:{message_id}"))
-            .await
-            .map_err(|e| e.to_string())?;
-        if seen.is_some() {
-            let next_due = match state.campaigns.get(&key.campaign).await.map_err(|e| e.to_string())? {
-                Some(row) => row
-                    .campaign
-                    .steps
-                    .get(key.step + 1)
-                    .map(|s| Utc::now().timestamp_millis() + s.delay.as_millis() as i64),
-                None => None,
-            };
-            state.ledger.confirm_sent(&key, &message_id, next_due).await.map_err(|e| e.to_string())?;
+        let next_due = next_step_due(state, &key).await?;
+        if state.store.was_processed(&account.id, &Processed::Sent(&message_id)).await.map_err(err)? {
+            state.ledger.confirm_sent(&key, &message_id, next_due).await.map_err(err)?;
             info!(send = %key, "UNCERTAIN send found in Sent: SENT");
+            resolved.confirmed += 1;
             continue;
         }
-        let since: Option<f64> = state
-            .conn
-            .clone()
-            .zscore(state.keys.uncertain(&account.id), key.member())
-            .await
-            .map_err(|e| e.to_string())?;
-        if since.is_some_and(|t| (t as i64) < cutoff)
-            && state.ledger.requeue_uncertain(&key, &account.id).await.map_err(|e| e.to_string())?
-        {
-            requeued += 1;
+        if !state.store.uncertain_since(&account.id, &key).await.map_err(err)?.is_some_and(|t| t < cutoff) {
+            continue;
+        }
+        if authoritative {
+            if state.ledger.requeue_uncertain(&key, &account.id).await.map_err(err)? {
+                resolved.requeued += 1;
+            }
+        } else if state.ledger.settle_uncertain(&key, &account.id, next_due).await.map_err(err)? {
+            warn!(send = %key, "UNCERTAIN send not provable from Sent: not resent");
+            resolved.settled += 1;
         }
     }
-    if requeued > 0 {
+    if resolved.requeued + resolved.settled > 0 {
         wake_mailbox(&state.ledger, &state.dispatch_queue, &account.id, true).await.map_err(|e| e.to_string())?;
     }
-    Ok(requeued)
+    Ok(resolved)
+}
+
+/// What resolving a mailbox's UNCERTAIN sends did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Resolved {
+    confirmed: usize,
+    requeued: usize,
+    settled: usize,
+}
+
+/// When the step after `key` becomes due if `key` counts as sent now.
+async fn next_step_due(state: &ScanState, key: &SendKey) -> Result<Option<i64>, String> {
+    let row = state.campaigns.get(&key.campaign).await.map_err(|e| e.to_string())?;
+    Ok(row.and_then(|r| {
+        r.campaign.steps.get(key.step + 1).map(|s| Utc::now().timestamp_millis() + s.delay.as_millis() as i64)
+    }))
 }
 
 /// The (campaign, lead) pairs a message is about: the send its headers name, else a lead
@@ -419,10 +414,8 @@ async fn matching_leads(
     ids: &[String],
     address: Option<&str>,
 ) -> Result<Vec<SendKey>, String> {
-    let mut conn = state.conn.clone();
     for id in ids {
-        let member: Option<String> = conn.hget(state.keys.message_ids(), id).await.map_err(|e| e.to_string())?;
-        if let Some(key) = member.as_deref().and_then(SendKey::parse_member) {
+        if let Some(key) = state.store.send_for_message_id(id).await.map_err(|e| e.to_string())? {
             return Ok(vec![key]);
         }
     }
@@ -430,9 +423,8 @@ async fn matching_leads(
     let lead = LeadId::for_email(&email);
     let mut out = Vec::new();
     for cid in state.campaigns.account_campaigns(&account.id).await.map_err(|e| e.to_string())? {
-        let assigned: Option<String> =
-            conn.hget(state.keys.lead_accounts(&cid), lead.as_str()).await.map_err(|e| e.to_string())?;
-        if assigned.as_deref() == Some(account.id.to_string().as_str()) {
+        let assigned = state.ledger.lead_account(&cid, &lead).await.map_err(|e| e.to_string())?;
+        if assigned == Some(account.id) {
             out.push(SendKey { campaign: cid, lead: lead.clone(), step: 0 });
         }
     }
@@ -483,10 +475,9 @@ async fn act(state: &ScanState, account: &SenderAccount, c: &Classified) -> Resu
                     .await
                     .map_err(|e| err(&e))?
                 {
-                    let _: () = state
-                        .conn
-                        .clone()
-                        .zadd(state.keys.resumes(), format!("{}:{}", key.campaign, key.lead), resume.timestamp_millis())
+                    state
+                        .store
+                        .schedule_resume(&key.campaign, &key.lead, resume.timestamp_millis())
                         .await
                         .map_err(|e| err(&e))?;
                 }
@@ -496,12 +487,7 @@ async fn act(state: &ScanState, account: &SenderAccount, c: &Classified) -> Resu
                 let Some(b) = &c.bounce else { continue };
                 let email = lead.email.as_str();
                 let hard = b.hard || {
-                    let n: u32 = state
-                        .conn
-                        .clone()
-                        .hincr(state.keys.soft_bounces(), email.to_ascii_lowercase(), 1)
-                        .await
-                        .map_err(|e| err(&e))?;
+                    let n = state.store.add_soft_bounce(email).await.map_err(|e| err(&e))?;
                     n >= state.config.soft_bounce_limit
                 };
                 if hard {
@@ -536,7 +522,7 @@ async fn act(state: &ScanState, account: &SenderAccount, c: &Classified) -> Resu
             account_id: account.id.to_string(),
             campaign_id: first.map(|k| k.campaign.to_string()),
             lead_id: first.map(|k| k.lead.to_string()),
-            kind: kind_name(c.kind).to_owned(),
+            kind: inbox_kind(c.kind),
             from: c.from.clone().unwrap_or_default(),
             subject: c.subject.clone().unwrap_or_default(),
             snippet: c.snippet.clone(),
@@ -553,10 +539,8 @@ async fn pause_domain(
     campaign: &coldsend_core::campaign::CampaignId,
     domain: &str,
 ) -> Result<(), String> {
-    let leads: std::collections::HashMap<String, String> =
-        state.conn.clone().hgetall(state.keys.leads(campaign)).await.map_err(|e| e.to_string())?;
-    for (id, json) in leads {
-        let Ok(lead) = serde_json::from_str::<coldsend_core::lead::Lead>(&json) else { continue };
+    let leads = state.campaigns.leads(campaign).await.map_err(|e| e.to_string())?;
+    for (id, lead) in leads {
         if lead.email.domain().eq_ignore_ascii_case(domain)
             && let Some(lid) = LeadId::parse(&id)
         {

@@ -11,6 +11,7 @@ use chrono::Utc;
 use coldsend_core::AccountStatus;
 use coldsend_core::campaign::CampaignState;
 use coldsend_core::jobs::wake_mailbox;
+use coldsend_core::lead::LeadState;
 use tracing::{info, warn};
 
 use crate::dispatch::DispatchState;
@@ -46,23 +47,10 @@ async fn resume_and_scan(
     state: &DispatchState,
     scans: &crate::scan::ScanState,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    for member in state.ledger.due_resumes(Utc::now().timestamp_millis()).await? {
-        let Some((c, l)) = member.split_once(':') else { continue };
-        let (Ok(cid), Some(lid)) = (c.parse(), coldsend_core::lead::LeadId::parse(l)) else { continue };
-        let resumed = state
-            .campaigns
-            .set_lead_state(
-                &cid,
-                &lid,
-                Some(coldsend_core::lead::LeadState::Paused),
-                coldsend_core::lead::LeadState::Active,
-                None,
-            )
-            .await?;
-        let account: Option<String> =
-            redis::AsyncCommands::hget(&mut scans.conn.clone(), state.ledger.keys().lead_accounts(&cid), lid.as_str())
-                .await?;
-        if let (true, Some(acct)) = (resumed, account.and_then(|a| a.parse().ok()))
+    for (cid, lid) in state.ledger.due_resumes(Utc::now().timestamp_millis()).await? {
+        let resumed =
+            state.campaigns.set_lead_state(&cid, &lid, Some(LeadState::Paused), LeadState::Active, None).await?;
+        if let (true, Some(acct)) = (resumed, state.ledger.lead_account(&cid, &lid).await?)
             && let Some(row) = state.campaigns.get(&cid).await?
         {
             state.ledger.make_due_now(&cid, &lid, &acct, row.campaign.steps.len()).await?;
@@ -84,7 +72,7 @@ pub async fn sweep_once(state: &DispatchState) -> Result<(), Box<dyn std::error:
     let cutoff = Utc::now().timestamp_millis() - (state.config.stale_send_secs * 1000) as i64;
     for key in state.ledger.stale_inflight(cutoff).await? {
         let outcome = state.ledger.sweep(&key).await?;
-        info!(send = %key, outcome = %outcome, "stale send resolved");
+        info!(send = %key, outcome = ?outcome, "stale send resolved");
     }
     for row in state.accounts.list().await? {
         if row.status != AccountStatus::Active {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use coldsend_core::jobs::ValidateAccount;
 use coldsend_core::sealed::SealingKey;
-use coldsend_core::store::{AccountStore, Recorded};
+use coldsend_core::storage::accounts::{AccountStore, Recorded};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::probe::{self, ProbeContext};

@@ -6,6 +6,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::{ApiError, AppState};
+use coldsend_core::error_code::ErrorCode;
 
 pub const HEADER: &str = "x-api-key";
 
@@ -17,6 +18,8 @@ pub async fn require_api_key(
     let presented = request.headers().get(HEADER).and_then(|v| v.to_str().ok());
     match presented {
         Some(key) if state.keys.verify(key) => Ok(next.run(request).await),
-        _ => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid X-API-Key header")),
+        _ => {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "missing or invalid X-API-Key header"))
+        }
     }
 }

@@ -8,12 +8,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use coldsend_core::campaign::{CampaignAction, CampaignRequest};
 use coldsend_core::capacity::SendingSettings;
+use coldsend_core::error_code::ErrorCode;
 use coldsend_core::lead::LeadInput;
+use coldsend_core::storage::inbox::{Cursor, InboxKind};
 use serde::Deserialize;
 
 use super::error::read_body;
 use super::{ApiError, AppState, ErrorBody};
-use crate::campaigns::{AddLeadsReport, CampaignView, LeadView, UsageView};
+use coldsend_service::campaigns::{AddLeadsReport, CampaignView, LeadView, UsageView};
 
 /// Create a campaign (state DRAFT).
 #[utoipa::path(post, path = "/api/public/v1/campaigns", tag = "campaigns", request_body = CampaignRequest,
@@ -63,15 +65,21 @@ pub async fn add_leads(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AddLeadsReport>, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(&read_body(b)?).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("request body is not valid JSON: {e}"))
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, format!("request body is not valid JSON: {e}"))
     })?;
     let rows = match value {
         serde_json::Value::Array(rows) => rows,
         serde_json::Value::Object(mut m) => match m.remove("leads") {
             Some(serde_json::Value::Array(rows)) if m.is_empty() => rows,
-            _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "expected {\"leads\": [...]}")),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidJson,
+                    "expected {\"leads\": [...]}",
+                ));
+            }
         },
-        _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "expected {\"leads\": [...]}")),
+        _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, "expected {\"leads\": [...]}")),
     };
     Ok(Json(state.campaigns.add_leads(&id, rows).await?))
 }
@@ -96,7 +104,7 @@ pub async fn act(
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Json<CampaignView>, ApiError> {
     let action: CampaignAction =
-        action.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))?;
+        action.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, e))?;
     Ok(Json(state.campaigns.act(&id, action).await?))
 }
 
@@ -133,13 +141,27 @@ pub async fn put_sending(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SendingSettings>, ApiError> {
     let settings: SendingSettings = serde_json::from_slice(&read_body(b)?)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings", e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidSettings, e.to_string()))?;
     Ok(Json(state.campaigns.set_sending(&id, settings).await?))
 }
 
 #[derive(Deserialize)]
 pub struct TokenQuery {
-    token: String,
+    token: Option<String>,
+}
+
+/// The (campaign, lead) a token names, or the JSON error for a missing or forged one.
+fn verified(
+    state: &AppState,
+    q: &TokenQuery,
+) -> Result<(coldsend_core::campaign::CampaignId, coldsend_core::lead::LeadId), ApiError> {
+    let token = q
+        .token
+        .as_deref()
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidToken, "the link has no token"))?;
+    state.signer.verify(token).ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidToken, "this unsubscribe link is not valid")
+    })
 }
 
 /// RFC 8058 one-click unsubscribe (the `List-Unsubscribe` https link). No key: the token is signed.
@@ -150,10 +172,7 @@ pub async fn unsubscribe(
     State(state): State<AppState>,
     Query(q): Query<TokenQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (campaign, lead) = state
-        .signer
-        .verify(&q.token)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", "this unsubscribe link is not valid"))?;
+    let (campaign, lead) = verified(&state, &q)?;
     let email = state.campaigns.unsubscribe(&campaign, &lead).await?;
     Ok(Json(serde_json::json!({ "unsubscribed": email })))
 }
@@ -168,15 +187,12 @@ pub async fn unsubscribe_page(
     State(state): State<AppState>,
     Query(q): Query<TokenQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .signer
-        .verify(&q.token)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", "this unsubscribe link is not valid"))?;
+    verified(&state, &q)?;
     // The token is URL-safe base64 plus a dot: nothing to escape in the attribute.
     let page = format!(
         "<!doctype html><title>Unsubscribe</title><form method=\"post\" action=\"?token={}\">\
          <p>Stop receiving these emails?</p><button type=\"submit\">Unsubscribe</button></form>",
-        q.token
+        q.token.as_deref().unwrap_or_default()
     );
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(page)))
 }
@@ -187,32 +203,37 @@ pub struct InboxQuery {
     account: Option<String>,
     /// Only this campaign.
     campaign: Option<String>,
-    /// reply, auto_reply, bounce or complaint.
-    kind: Option<String>,
+    /// Only this kind of event.
+    kind: Option<InboxKind>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct InboxPage {
-    events: Vec<coldsend_core::inbox::InboxEvent>,
+    events: Vec<coldsend_core::storage::inbox::InboxEvent>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
     next_cursor: Option<String>,
 }
 
 /// The master inbox: replies, auto-replies, bounces and complaints from every mailbox, newest first.
 #[utoipa::path(get, path = "/api/public/v1/inbox", tag = "inbox", params(InboxQuery),
-    responses((status = 200, body = InboxPage), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, body = InboxPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn inbox(State(state): State<AppState>, Query(q): Query<InboxQuery>) -> Result<Json<InboxPage>, ApiError> {
-    let filter = coldsend_core::inbox::InboxFilter { account: q.account, campaign: q.campaign, kind: q.kind };
+    let filter = coldsend_core::storage::inbox::InboxFilter { account: q.account, campaign: q.campaign, kind: q.kind };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let (events, next_cursor) = state
-        .inbox
-        .page(&filter, q.cursor.as_deref(), limit)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string()))?;
+    let cursor = q.cursor.as_deref().map(str::parse::<Cursor>).transpose().map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        detail: super::ErrorDetail { code: ErrorCode::InvalidCursor, message: e, field: Some("cursor".into()) },
+    })?;
+    let (events, next_cursor) =
+        state.inbox.page(&filter, cursor, limit).await.map_err(|e| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::StorageUnavailable, e.to_string())
+        })?;
     Ok(Json(InboxPage { events, next_cursor }))
 }

@@ -17,9 +17,9 @@ use tower_http::trace::TraceLayer;
 
 use coldsend_core::unsubscribe::UnsubscribeSigner;
 
-use crate::accounts::AccountService;
 use crate::api_key::KeyVerifier;
-use crate::campaigns::CampaignService;
+use coldsend_service::accounts::AccountService;
+use coldsend_service::campaigns::CampaignService;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::ApiDoc;
@@ -27,7 +27,7 @@ pub use openapi::ApiDoc;
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    pub inbox: coldsend_core::inbox::Inbox,
+    pub inbox: coldsend_core::storage::inbox::Inbox,
     pub accounts: AccountService,
     pub campaigns: CampaignService,
     pub signer: Arc<UnsubscribeSigner>,
@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/public/v1", v1)
         .fallback(error::not_found)
+        .layer(middleware::map_response(error::json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -1,4 +1,4 @@
-//! `/sender-accounts` handlers: thin adapters over [`AccountService`](crate::accounts::AccountService).
+//! `/sender-accounts` handlers: thin adapters over [`AccountService`](coldsend_service::accounts::AccountService).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -10,7 +10,7 @@ use coldsend_core::SenderAccountRequest;
 
 use super::error::read_body;
 use super::{ApiError, AppState, ErrorBody};
-use crate::accounts::AccountView;
+use coldsend_service::accounts::AccountView;
 
 /// Register a sender account; it is validated in the background.
 #[utoipa::path(post, path = "/api/public/v1/sender-accounts", tag = "sender-accounts",

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use coldsend_core::account::{Endpoint, SenderAccount};
-use coldsend_core::store::Credentials;
+use coldsend_core::storage::accounts::Credentials;
 use coldsend_core::{ProbeFailure, Protocol, ValidationCode, ValidationReport};
 use lettre::transport::smtp::extension::ClientId;
 

@@ -1,5 +1,5 @@
-//! Every Redis key of the campaign and send paths, in one place (the account keys live
-//! in [`crate::store`]). ARCHITECTURE.md lists them with their types.
+//! Every Redis key coldsend owns, in one place (apalis-redis names its own queue keys
+//! under `p:queue:*`). ARCHITECTURE.md lists them with their types.
 //!
 //! Per-mailbox keys carry the account id in braces (`{acct}`): a Redis Cluster hash
 //! tag, so a mailbox's cap counter, gap marker and chain token share a slot.
@@ -106,11 +106,16 @@ impl Keys {
     pub fn chain(&self, a: &AccountId) -> String {
         format!("{}:chain:{{{a}}}", self.p)
     }
-    /// hash field `sending` on the account hash holds its sending settings.
+    /// hash: `record` (account JSON, no secrets), `email` (lower-case), `smtp_password` /
+    /// `imap_password` (sealed), `status`, `generation`, `report`, `sending`.
     pub fn account(&self, a: &AccountId) -> String {
         format!("{}:account:{a}", self.p)
     }
-    /// zset: accounts ids (shared with the account store).
+    /// hash: lower-case address → account id (one account per address).
+    pub fn account_emails(&self) -> String {
+        format!("{}:account-emails", self.p)
+    }
+    /// zset: account ids by creation time.
     pub fn accounts(&self) -> String {
         format!("{}:accounts", self.p)
     }

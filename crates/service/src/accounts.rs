@@ -5,7 +5,7 @@ use apalis_redis::RedisStorage;
 use coldsend_core::account::AccountId;
 use coldsend_core::jobs::ValidateAccount;
 use coldsend_core::sealed::SealingKey;
-use coldsend_core::store::{AccountRow, AccountStore, StoreError};
+use coldsend_core::storage::accounts::{AccountRow, AccountStore, StoreError};
 use coldsend_core::{AccountStatus, InboxType, ProbeFailure, RequestError, SenderAccountRequest};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -18,10 +18,22 @@ pub enum AccountError {
     Duplicate { email: String, id: String },
     #[error("no sender account with id '{0}'")]
     NotFound(String),
+    /// Redis could not be reached, or stored data cannot be read (see [`StoreError::is_transient`]).
     #[error("storage unavailable: {0}")]
     Store(StoreError),
     #[error("account {id} is stored but its validation could not be queued ({reason}); retry with validate")]
     Enqueue { id: String, reason: String },
+}
+
+impl AccountError {
+    /// Whether trying again later can help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AccountError::Store(e) => e.is_transient(),
+            AccountError::Enqueue { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 impl From<StoreError> for AccountError {

@@ -1,16 +1,8 @@
-//! The Redis contract for sender accounts: keys, their fields, and the scripts that
-//! change them atomically.
-//!
-//! Keys (all under one configurable prefix `p`, so deployments and tests can share a
-//! Redis):
-//! - `p:account:{id}` hash: `record` (account JSON, no secrets), `email`,
-//!   `smtp_password` / `imap_password` (sealed, see [`crate::sealed`]), `status`,
-//!   `generation` (bumped by each validation request), `report` (last validation JSON);
-//! - `p:account-emails` hash: email address → id (one account per address);
-//! - `p:accounts` sorted set: id scored by creation time (listing order).
+//! Sender accounts in Redis: the account hash (record, sealed passwords, status,
+//! validation generation and report, sending settings), the address index (one account
+//! per address, compared case-insensitively) and the listing (keys: [`super::keys`]).
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -21,6 +13,9 @@ use crate::capacity::SendingSettings;
 use crate::sealed::{SealError, SealingKey};
 use crate::validation::ValidationReport;
 
+use super::keys::Keys;
+use super::{lua_script, unexpected};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("redis: {0}")]
@@ -29,8 +24,17 @@ pub enum StoreError {
     Duplicate { email: String, id: String },
     #[error("stored account {0} is corrupt: {1}")]
     Corrupt(String, String),
-    #[error("credentials of account {0}: {1}")]
+    #[error(
+        "the stored credentials of account {0} cannot be opened ({1}); is secrets.encryption_key the key they were sealed with?"
+    )]
     Credentials(String, SealError),
+}
+
+impl StoreError {
+    /// Whether trying again later can help (Redis unreachable) or not (bad data).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Redis(_))
+    }
 }
 
 /// A stored account with its validation state.
@@ -58,86 +62,38 @@ pub enum Recorded {
     Stale,
 }
 
-static CREATE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-local existing = redis.call('HGET', KEYS[2], ARGV[2])
-if existing then return {0, existing} end
-redis.call('HSET', KEYS[1], 'record', ARGV[3], 'email', ARGV[2], 'smtp_password', ARGV[4],
-  'imap_password', ARGV[5], 'status', 'PENDING_VALIDATION', 'generation', 1)
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
-return {1, ARGV[1]}
-"#,
-    )
-});
+lua_script!(CREATE, "account_create");
 
-static REVALIDATE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-redis.call('HSET', KEYS[1], 'status', 'PENDING_VALIDATION')
-return redis.call('HINCRBY', KEYS[1], 'generation', 1)
-"#,
-    )
-});
+lua_script!(REVALIDATE, "account_revalidate");
 
-static RECORD: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
-if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[1] then return 'stale' end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'report', ARGV[3])
-return 'stored'
-"#,
-    )
-});
+lua_script!(RECORD, "account_record_validation");
 
-static SET_IF_EXISTS: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
-"#,
-    )
-});
+lua_script!(SET_IF_EXISTS, "account_set_field");
 
-static DELETE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-local email = redis.call('HGET', KEYS[1], 'email')
-if not email then return 0 end
-if redis.call('HGET', KEYS[2], email) == ARGV[1] then redis.call('HDEL', KEYS[2], email) end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-return 1
-"#,
-    )
-});
+lua_script!(DELETE, "account_delete");
 
 /// Sender accounts in Redis.
 #[derive(Clone)]
 pub struct AccountStore {
     conn: ConnectionManager,
-    prefix: String,
+    keys: Keys,
 }
 
 impl AccountStore {
     pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
-        Self { conn, prefix: prefix.to_owned() }
+        Self { conn, keys: Keys::new(prefix) }
     }
 
     fn account_key(&self, id: &AccountId) -> String {
-        format!("{}:account:{id}", self.prefix)
+        self.keys.account(id)
     }
 
     fn emails_key(&self) -> String {
-        format!("{}:account-emails", self.prefix)
+        self.keys.account_emails()
     }
 
     fn index_key(&self) -> String {
-        format!("{}:accounts", self.prefix)
+        self.keys.accounts()
     }
 
     /// Stores a new account as PENDING_VALIDATION (generation 1), sealing its passwords.
@@ -163,7 +119,8 @@ impl AccountStore {
             .key(self.emails_key())
             .key(self.index_key())
             .arg(id.to_string())
-            .arg(account.email.as_str())
+            // The index is case-insensitive: Carol@Example.Test and carol@example.test are one mailbox.
+            .arg(account.email.as_str().to_ascii_lowercase())
             .arg(record)
             .arg(smtp)
             .arg(imap)
@@ -233,7 +190,8 @@ impl AccountStore {
         Ok(match outcome.as_str() {
             "stored" => Recorded::Stored,
             "stale" => Recorded::Stale,
-            _ => Recorded::Gone,
+            "gone" => Recorded::Gone,
+            other => return Err(unexpected("account_record_validation", other).into()),
         })
     }
 

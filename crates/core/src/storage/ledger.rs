@@ -6,39 +6,133 @@
 //! - **cap**: `reserve` increments the mailbox's counter for its local date only while
 //!   it is below the effective cap, in the same script that claims the send;
 //! - **gap**: `reserve` refuses before `next-send`, and moves it forward when it claims;
-//! - **at most once**: only a QUEUED record can be claimed; SENT, FAILED and UNCERTAIN
-//!   are final, and a record left SENDING by a crash is requeued only if the message
-//!   provably never reached DATA (`phase = pre`), else it becomes UNCERTAIN.
+//! - **at most once**: only a QUEUED record can be claimed; only the attempt holding the
+//!   claim can record its outcome; SENT, FAILED and UNCERTAIN are final for that attempt,
+//!   and a record left SENDING by a crash is requeued only if the message provably never
+//!   reached DATA (`phase = pre`), else it becomes UNCERTAIN.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
+use super::keys::Keys;
+use super::{lua_script, unexpected};
 use crate::account::AccountId;
 use crate::campaign::CampaignId;
-use crate::keys::Keys;
-use crate::lead::LeadId;
+use crate::lead::{LeadId, LeadState};
 use crate::send_key::SendKey;
 
 /// How long a cap counter outlives its day (time zones span more than a day).
 const CAP_TTL_SECS: u64 = 3 * 86_400;
 
+/// The canonical list of a send record's states (field `state` of `p:send:<c>:<lead>:<step>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SendState {
+    /// Waiting in a due queue; the only state `reserve` claims.
+    Queued,
+    /// Claimed by one attempt; `phase` says whether the body may have been written.
+    Sending,
+    /// Accepted by the server (250 after the body), or found in the Sent folder.
+    Sent,
+    /// Refused for good, or out of attempts.
+    Failed,
+    /// The connection broke after DATA: maybe delivered. Never resent blindly.
+    Uncertain,
+    /// Will never be sent (lead stopped, template error).
+    Cancelled,
+}
+
+impl SendState {
+    pub const ALL: [SendState; 6] = [
+        SendState::Queued,
+        SendState::Sending,
+        SendState::Sent,
+        SendState::Failed,
+        SendState::Uncertain,
+        SendState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendState::Queued => "QUEUED",
+            SendState::Sending => "SENDING",
+            SendState::Sent => "SENT",
+            SendState::Failed => "FAILED",
+            SendState::Uncertain => "UNCERTAIN",
+            SendState::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// A claim `reserve` granted: what its outcome must name to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// This attempt's id; only it can record the outcome.
+    pub attempt: String,
+    /// The mailbox's sends today, this one included.
+    pub used: u32,
+    /// The counter the slot was taken from (given back if nothing was sent).
+    pub cap_key: String,
+    /// The campaign's daily counter, when the campaign has a daily limit.
+    pub campaign_day_key: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
-    /// Claimed: send it now. `used` is the mailbox's count today including this one.
-    Claimed {
-        used: u32,
-    },
+    /// Claimed: send it now.
+    Claimed(Claim),
     StaleChain,
     CampaignNotRunning,
-    LeadInactive(String),
+    /// The lead is not ACTIVE (its state, if it has one).
+    LeadInactive(Option<LeadState>),
     Suppressed,
-    NotQueued(String),
+    /// The record is not QUEUED (its state, if it has one).
+    NotQueued(Option<SendState>),
     CapReached,
     CampaignCapReached,
     /// Too early: the mailbox may send again at this time (ms since the epoch).
     Gap(i64),
+}
+
+/// What `release` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// Back in its queue for a later attempt.
+    Retry,
+    /// Out of attempts: FAILED.
+    Failed,
+    /// This attempt no longer held the claim: nothing changed.
+    Stale,
+}
+
+/// What `mark_sent` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkedSent {
+    Recorded,
+    /// Already SENT; a Sent-folder confirmation marked it confirmed.
+    Confirmed,
+    /// Already SENT by this attempt's earlier call: nothing changed.
+    Duplicate,
+    /// This attempt no longer holds the claim (or nothing to confirm): nothing changed.
+    Stale,
+}
+
+/// What the sweep did with a send left SENDING.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swept {
+    /// Never reached DATA: queued again, slot given back.
+    Requeued,
+    /// Died during DATA: UNCERTAIN.
+    Uncertain,
+    /// No longer SENDING (finished meanwhile).
+    Gone,
+    /// The record changed between the read and the script; the next sweep retries.
+    Changed,
 }
 
 /// Everything `reserve` checks and writes.
@@ -47,7 +141,6 @@ pub struct ReserveArgs<'a> {
     pub account: &'a AccountId,
     pub email: &'a str,
     pub chain_token: &'a str,
-    pub attempt_id: &'a str,
     pub now_ms: i64,
     pub cap: u32,
     pub cap_key: String,
@@ -56,244 +149,62 @@ pub struct ReserveArgs<'a> {
     pub gap_ms: i64,
 }
 
-static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
--- KEYS: 1 chain, 2 campaign, 3 lead-states, 4 suppression, 5 send, 6 cap, 7 campaign-day, 8 next-send, 9 inflight
--- ARGV: 1 token, 2 now, 3 cap, 4 campaign cap (0 none), 5 gap, 6 lead, 7 email, 8 attempt, 9 member, 10 account, 11 ttl
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'stale_chain', ''} end
-if redis.call('HGET', KEYS[2], 'state') ~= 'RUNNING' then return {'campaign_not_running', ''} end
-local ls = redis.call('HGET', KEYS[3], ARGV[6])
-if ls ~= 'ACTIVE' then return {'lead_inactive', ls or ''} end
-if redis.call('HEXISTS', KEYS[4], ARGV[7]) == 1 then
-  redis.call('HSET', KEYS[3], ARGV[6], 'SUPPRESSED')
-  return {'suppressed', ''}
-end
-local st = redis.call('HGET', KEYS[5], 'state')
-if st ~= 'QUEUED' then return {'not_queued', st or ''} end
-local used = tonumber(redis.call('GET', KEYS[6]) or '0')
-if used >= tonumber(ARGV[3]) then return {'cap', tostring(used)} end
-local ccap = tonumber(ARGV[4])
-if ccap > 0 and tonumber(redis.call('GET', KEYS[7]) or '0') >= ccap then return {'campaign_cap', ''} end
-local now = tonumber(ARGV[2])
-local nxt = tonumber(redis.call('GET', KEYS[8]) or '0')
-if now < nxt then return {'gap', tostring(nxt)} end
-redis.call('INCR', KEYS[6]); redis.call('EXPIRE', KEYS[6], ARGV[11])
-local camp_key = ''
-if ccap > 0 then redis.call('INCR', KEYS[7]); redis.call('EXPIRE', KEYS[7], ARGV[11]); camp_key = KEYS[7] end
-redis.call('SET', KEYS[8], tostring(now + tonumber(ARGV[5])), 'PX', 172800000)
-redis.call('HSET', KEYS[5], 'state', 'SENDING', 'phase', 'pre', 'attempt', ARGV[8], 'account', ARGV[10],
-  'at', ARGV[2], 'cap_key', KEYS[6], 'campaign_day_key', camp_key)
-redis.call('ZADD', KEYS[9], now, ARGV[9])
-return {'ok', tostring(used + 1)}
-"#,
-    )
-});
+lua_script!(RESERVE, "send_reserve");
+lua_script!(MARK_DATA, "send_mark_data");
+lua_script!(MARK_SENT, "send_mark_sent");
+lua_script!(RELEASE, "send_release");
+lua_script!(FAIL, "send_fail");
+lua_script!(UNCERTAIN, "send_uncertain");
+lua_script!(CANCEL, "send_cancel");
+lua_script!(ENQUEUE_FIRST, "send_enqueue_first");
+lua_script!(REQUEUE_UNCERTAIN, "send_requeue_uncertain");
+lua_script!(SETTLE_UNCERTAIN, "send_settle_uncertain");
+lua_script!(SWEEP, "send_sweep");
+lua_script!(START_CHAIN, "chain_start");
+lua_script!(KEEP_CHAIN, "chain_keep");
 
-static MARK_DATA: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'SENDING' then return 0 end
-redis.call('HSET', KEYS[1], 'phase', 'data')
-return 1
-"#,
-    )
-});
+/// A send record as stored (every field of `p:send:<campaign>:<lead>:<step>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRecord {
+    pub state: SendState,
+    /// The mailbox it goes out from.
+    pub account: Option<AccountId>,
+    /// Failed attempts so far (transient failures).
+    pub attempts: u32,
+    /// The attempt holding (or last holding) the claim.
+    pub attempt: Option<String>,
+    /// `pre` or `data` while SENDING: whether the body may have been written.
+    pub phase: Option<String>,
+    pub message_id: Option<String>,
+    pub error: Option<String>,
+    /// Claim time (ms).
+    pub claimed_at: Option<i64>,
+    pub sent_at: Option<i64>,
+    /// Seen in the mailbox's Sent folder.
+    pub confirmed: bool,
+    /// An UNCERTAIN send settled without a resend.
+    pub settled: bool,
+}
 
-static MARK_SENT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
--- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 message-ids, 6 stats, 7 lead-states, 8 next send,
---       9 lead-progress
--- ARGV: 1 attempt, 2 member, 3 message id, 4 now, 5 lead, 6 next member ('' = last step), 7 next due, 8 account
-local was = redis.call('HGET', KEYS[1], 'state')
-local dup = (was == 'SENT') and 1 or 0
-redis.call('HSET', KEYS[1], 'state', 'SENT', 'message_id', ARGV[3], 'sent_at', ARGV[4])
-redis.call('HDEL', KEYS[1], 'phase', 'error')
-redis.call('ZREM', KEYS[2], ARGV[2]); redis.call('ZREM', KEYS[3], ARGV[2]); redis.call('ZREM', KEYS[4], ARGV[2])
-redis.call('HSET', KEYS[5], ARGV[3], ARGV[2])
-if dup == 0 then
-  redis.call('HINCRBY', KEYS[6], 'sent', 1)
-  redis.call('HINCRBY', KEYS[9], ARGV[5], 1)
-end
-if redis.call('HGET', KEYS[7], ARGV[5]) == 'ACTIVE' then
-  if ARGV[6] == '' then
-    redis.call('HSET', KEYS[7], ARGV[5], 'COMPLETED')
-  else
-    if redis.call('HSETNX', KEYS[8], 'state', 'QUEUED') == 1 then
-      redis.call('HSET', KEYS[8], 'attempts', 0, 'account', ARGV[8])
-    end
-    redis.call('ZADD', KEYS[2], 'NX', ARGV[7], ARGV[6])
-  end
-end
-return dup
-"#,
-    )
-});
-
-// Gives the slot back; the message provably did not go out.
-static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
--- KEYS: 1 send, 2 due (the queue it came from), 3 inflight, 4 lead-states, 5 stats, 6 lead-errors
--- ARGV: 1 attempt, 2 member, 3 retry at, 4 max attempts, 5 error, 6 lead
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'SENDING' then return 'stale' end
-local cap_key = redis.call('HGET', KEYS[1], 'cap_key')
-if cap_key and cap_key ~= '' and tonumber(redis.call('GET', cap_key) or '0') > 0 then redis.call('DECR', cap_key) end
-local camp_key = redis.call('HGET', KEYS[1], 'campaign_day_key')
-if camp_key and camp_key ~= '' and tonumber(redis.call('GET', camp_key) or '0') > 0 then redis.call('DECR', camp_key) end
-redis.call('ZREM', KEYS[3], ARGV[2])
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HDEL', KEYS[1], 'phase')
-if attempts >= tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'state', 'FAILED', 'error', ARGV[5])
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  if redis.call('HGET', KEYS[4], ARGV[6]) == 'ACTIVE' then
-    redis.call('HSET', KEYS[4], ARGV[6], 'FAILED'); redis.call('HSET', KEYS[6], ARGV[6], ARGV[5])
-  end
-  redis.call('HINCRBY', KEYS[5], 'failed', 1)
-  return 'failed'
-end
-redis.call('HSET', KEYS[1], 'state', 'QUEUED', 'error', ARGV[5])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-return 'retry'
-"#,
-    )
-});
-
-// Permanent failure: never retried. The slot is given back (nothing was accepted).
-static FAIL: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
--- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 lead-states, 6 lead-errors, 7 stats, 8 suppression
--- ARGV: 1 attempt, 2 member, 3 error, 4 lead, 5 lead state, 6 email ('' = do not suppress), 7 stat name
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'SENDING' then return 0 end
-local cap_key = redis.call('HGET', KEYS[1], 'cap_key')
-if cap_key and cap_key ~= '' and tonumber(redis.call('GET', cap_key) or '0') > 0 then redis.call('DECR', cap_key) end
-local camp_key = redis.call('HGET', KEYS[1], 'campaign_day_key')
-if camp_key and camp_key ~= '' and tonumber(redis.call('GET', camp_key) or '0') > 0 then redis.call('DECR', camp_key) end
-redis.call('HSET', KEYS[1], 'state', 'FAILED', 'error', ARGV[3])
-redis.call('HDEL', KEYS[1], 'phase')
-redis.call('ZREM', KEYS[2], ARGV[2]); redis.call('ZREM', KEYS[3], ARGV[2]); redis.call('ZREM', KEYS[4], ARGV[2])
-redis.call('HSET', KEYS[5], ARGV[4], ARGV[5]); redis.call('HSET', KEYS[6], ARGV[4], ARGV[3])
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[8], ARGV[6], 'hard_bounce') end
-redis.call('HINCRBY', KEYS[7], ARGV[7], 1)
-return 1
-"#,
-    )
-});
-
-// Outcome unknown (died or timed out after DATA): never resent blindly; the cap slot stays used.
-static UNCERTAIN: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
--- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 stats, 6 uncertain. ARGV: 1 member, 2 error, 3 now
-if redis.call('HGET', KEYS[1], 'state') ~= 'SENDING' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'UNCERTAIN', 'error', ARGV[2])
-redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1]); redis.call('ZREM', KEYS[3], ARGV[1]); redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('HINCRBY', KEYS[5], 'uncertain', 1)
-return 1
-"#,
-    )
-});
-
-// A send that will never happen (lead stopped, template error): out of the queues.
-static CANCEL: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
--- KEYS: 1 send, 2 due-followup, 3 due-first, 4 lead-states, 5 lead-errors, 6 stats
--- ARGV: 1 member, 2 lead, 3 new lead state ('' = keep), 4 error
-local st = redis.call('HGET', KEYS[1], 'state')
-if st == 'QUEUED' then redis.call('HSET', KEYS[1], 'state', 'CANCELLED') end
-redis.call('ZREM', KEYS[2], ARGV[1]); redis.call('ZREM', KEYS[3], ARGV[1])
-if ARGV[3] ~= '' and redis.call('HGET', KEYS[4], ARGV[2]) == 'ACTIVE' then
-  redis.call('HSET', KEYS[4], ARGV[2], ARGV[3]); redis.call('HSET', KEYS[5], ARGV[2], ARGV[4])
-  redis.call('HINCRBY', KEYS[6], 'skipped', 1)
-end
-return 1
-"#,
-    )
-});
-
-static ENQUEUE_FIRST: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
--- KEYS: 1 lead-states, 2 lead-accounts. ARGV: 1 key prefix, 2 campaign, 3 due, then pairs (lead, account)
-local n = 0
-for i = 4, #ARGV, 2 do
-  local lead, acct = ARGV[i], ARGV[i+1]
-  if redis.call('HGET', KEYS[1], lead) == 'ACTIVE' and redis.call('HSETNX', KEYS[2], lead, acct) == 1 then
-    local member = ARGV[2] .. ':' .. lead .. ':0'
-    local send = ARGV[1] .. ':send:' .. member
-    if redis.call('HSETNX', send, 'state', 'QUEUED') == 1 then redis.call('HSET', send, 'attempts', 0, 'account', acct) end
-    redis.call('ZADD', ARGV[1] .. ':due-first:{' .. acct .. '}:' .. ARGV[2], 'NX', ARGV[3], member)
-    n = n + 1
-  end
-end
-return n
-"#,
-    )
-});
-
-static REQUEUE_UNCERTAIN: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
--- KEYS: 1 send, 2 due, 3 uncertain, 4 stats. ARGV: 1 member, 2 now
-redis.call('ZREM', KEYS[3], ARGV[1])
-if redis.call('HGET', KEYS[1], 'state') ~= 'UNCERTAIN' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'QUEUED', 'error', 'not found in Sent after the grace period; sending again')
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('HINCRBY', KEYS[4], 'uncertain', -1)
-return 1
-"#,
-    )
-});
-
-static START_CHAIN: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
--- ARGV: 1 token, 2 lease ms, 3 only if absent (1/0)
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"#,
-    )
-});
-
-static KEEP_CHAIN: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 1
-"#,
-    )
-});
-
-static SWEEP_ONE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
--- KEYS: 1 send, 2 inflight, 3 stats. ARGV: 1 member, 2 key prefix, 3 now
-if redis.call('HGET', KEYS[1], 'state') ~= 'SENDING' then redis.call('ZREM', KEYS[2], ARGV[1]); return 'gone' end
-redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('HGET', KEYS[1], 'phase') == 'pre' then
-  local cap_key = redis.call('HGET', KEYS[1], 'cap_key')
-  if cap_key and cap_key ~= '' and tonumber(redis.call('GET', cap_key) or '0') > 0 then redis.call('DECR', cap_key) end
-  local camp_key = redis.call('HGET', KEYS[1], 'campaign_day_key')
-  if camp_key and camp_key ~= '' and tonumber(redis.call('GET', camp_key) or '0') > 0 then redis.call('DECR', camp_key) end
-  redis.call('HSET', KEYS[1], 'state', 'QUEUED', 'error', 'worker stopped before DATA; requeued')
-  redis.call('HDEL', KEYS[1], 'phase')
-  return 'requeued'
-end
-redis.call('HSET', KEYS[1], 'state', 'UNCERTAIN', 'error', 'worker stopped during DATA; outcome unknown')
-redis.call('HINCRBY', KEYS[3], 'uncertain', 1)
-local acct = redis.call('HGET', KEYS[1], 'account')
-if acct then redis.call('ZADD', ARGV[2] .. ':uncertain:{' .. acct .. '}', ARGV[3], ARGV[1]) end
-return 'uncertain'
-"#,
-    )
-});
+impl SendRecord {
+    fn from_fields(f: &HashMap<String, String>) -> Option<Self> {
+        let state = SendState::parse(f.get("state")?)?;
+        let text = |k: &str| f.get(k).filter(|v| !v.is_empty()).cloned();
+        Some(Self {
+            state,
+            account: f.get("account").and_then(|a| a.parse().ok()),
+            attempts: f.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
+            attempt: text("attempt"),
+            phase: text("phase"),
+            message_id: text("message_id"),
+            error: text("error"),
+            claimed_at: f.get("at").and_then(|a| a.parse().ok()),
+            sent_at: f.get("sent_at").and_then(|a| a.parse().ok()),
+            confirmed: f.contains_key("confirmed"),
+            settled: f.contains_key("settled"),
+        })
+    }
+}
 
 /// A due send picked for a mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,13 +243,11 @@ impl Ledger {
         let mut total = 0;
         for chunk in assignments.chunks(500) {
             let mut inv = ENQUEUE_FIRST.prepare_invoke();
-            inv.key(self.keys.lead_states(campaign))
-                .key(self.keys.lead_accounts(campaign))
-                .arg(self.keys.prefix())
-                .arg(campaign.to_string())
-                .arg(due_ms);
+            inv.key(self.keys.lead_states(campaign)).key(self.keys.lead_accounts(campaign)).arg(due_ms);
             for (lead, account) in chunk {
-                inv.arg(lead.as_str()).arg(account.to_string());
+                let key = SendKey { campaign: *campaign, lead: lead.clone(), step: 0 };
+                inv.key(self.keys.send(&key)).key(self.keys.due_first(account, campaign));
+                inv.arg(lead.as_str()).arg(account.to_string()).arg(key.member());
             }
             let n: usize = inv.invoke_async(&mut self.conn()).await?;
             total += n;
@@ -347,11 +256,18 @@ impl Ledger {
     }
 
     /// Leads already given to an account, by account.
-    pub async fn lead_accounts(
+    pub async fn lead_accounts(&self, campaign: &CampaignId) -> Result<HashMap<String, String>, redis::RedisError> {
+        self.conn().hgetall(self.keys.lead_accounts(campaign)).await
+    }
+
+    /// The mailbox a lead's steps go out from, once assigned.
+    pub async fn lead_account(
         &self,
         campaign: &CampaignId,
-    ) -> Result<std::collections::HashMap<String, String>, redis::RedisError> {
-        self.conn().hgetall(self.keys.lead_accounts(campaign)).await
+        lead: &LeadId,
+    ) -> Result<Option<AccountId>, redis::RedisError> {
+        let raw: Option<String> = self.conn().hget(self.keys.lead_accounts(campaign), lead.as_str()).await?;
+        Ok(raw.and_then(|a| a.parse().ok()))
     }
 
     /// Sends of the mailbox on `cap_key`'s day.
@@ -415,12 +331,19 @@ impl Ledger {
         Ok(heads.iter().filter_map(|h| h.first()).map(|(_, s)| *s as i64).min())
     }
 
+    /// The campaign-day key a script gets when the campaign has no daily limit (never written).
+    fn no_campaign_day(&self, c: &CampaignId) -> String {
+        self.keys.campaign_day(c, chrono::NaiveDate::MIN)
+    }
+
+    /// Claims the send if chain, campaign, lead, suppression, state, caps and gap allow.
     pub async fn reserve(&self, a: &ReserveArgs<'_>) -> Result<Reservation, redis::RedisError> {
         let c = &a.key.campaign;
         let (camp_key, camp_cap) = match &a.campaign_cap {
             Some((k, n)) => (k.clone(), *n),
-            None => (self.keys.campaign_day(c, chrono::NaiveDate::MIN), 0),
+            None => (self.no_campaign_day(c), 0),
         };
+        let attempt = uuid::Uuid::new_v4().simple().to_string();
         let (outcome, detail): (String, String) = RESERVE
             .key(self.keys.chain(a.account))
             .key(self.keys.campaign(c))
@@ -428,7 +351,7 @@ impl Ledger {
             .key(self.keys.suppression())
             .key(self.keys.send(a.key))
             .key(&a.cap_key)
-            .key(camp_key)
+            .key(&camp_key)
             .key(self.keys.next_send(a.account))
             .key(self.keys.inflight())
             .arg(a.chain_token)
@@ -438,22 +361,28 @@ impl Ledger {
             .arg(a.gap_ms)
             .arg(a.key.lead.as_str())
             .arg(a.email.to_ascii_lowercase())
-            .arg(a.attempt_id)
+            .arg(&attempt)
             .arg(a.key.member())
             .arg(a.account.to_string())
             .arg(CAP_TTL_SECS)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(match outcome.as_str() {
-            "ok" => Reservation::Claimed { used: detail.parse().unwrap_or(0) },
+            "ok" => Reservation::Claimed(Claim {
+                attempt,
+                used: detail.parse().map_err(|_| unexpected("send_reserve", &detail))?,
+                cap_key: a.cap_key.clone(),
+                campaign_day_key: a.campaign_cap.as_ref().map(|(k, _)| k.clone()),
+            }),
             "stale_chain" => Reservation::StaleChain,
             "campaign_not_running" => Reservation::CampaignNotRunning,
-            "lead_inactive" => Reservation::LeadInactive(detail),
+            "lead_inactive" => Reservation::LeadInactive(LeadState::parse(&detail)),
             "suppressed" => Reservation::Suppressed,
+            "not_queued" => Reservation::NotQueued(SendState::parse(&detail)),
             "cap" => Reservation::CapReached,
             "campaign_cap" => Reservation::CampaignCapReached,
-            "gap" => Reservation::Gap(detail.parse().unwrap_or(0)),
-            _ => Reservation::NotQueued(detail),
+            "gap" => Reservation::Gap(detail.parse().map_err(|_| unexpected("send_reserve", &detail))?),
+            other => return Err(unexpected("send_reserve", other)),
         })
     }
 
@@ -465,21 +394,20 @@ impl Ledger {
         Ok(n == 1)
     }
 
-    /// Records a 250 and queues the lead's next step (if any, and the lead is active).
-    /// Returns true if the record was already SENT (a duplicate was detected).
-    #[allow(clippy::too_many_arguments)]
+    /// Records a 250 for the attempt holding the claim and queues the lead's next step (if
+    /// any, and the lead is active). `attempt = None` is a confirmation from the Sent folder.
     pub async fn mark_sent(
         &self,
         key: &SendKey,
         account: &AccountId,
-        attempt: &str,
+        attempt: Option<&str>,
         message_id: &str,
         now_ms: i64,
         next_due_ms: Option<i64>,
-    ) -> Result<bool, redis::RedisError> {
+    ) -> Result<MarkedSent, redis::RedisError> {
         let c = &key.campaign;
         let next = key.next_step();
-        let dup: i64 = MARK_SENT
+        let outcome: String = MARK_SENT
             .key(self.keys.send(key))
             .key(self.keys.due_followups(account, c))
             .key(self.keys.due_first(account, c))
@@ -489,7 +417,8 @@ impl Ledger {
             .key(self.keys.lead_states(c))
             .key(self.keys.send(&next))
             .key(self.keys.lead_progress(c))
-            .arg(attempt)
+            .key(self.keys.uncertain(account))
+            .arg(attempt.unwrap_or(""))
             .arg(key.member())
             .arg(message_id)
             .arg(now_ms)
@@ -499,52 +428,68 @@ impl Ledger {
             .arg(account.to_string())
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(dup == 1)
+        Ok(match outcome.as_str() {
+            "recorded" => MarkedSent::Recorded,
+            "confirmed" => MarkedSent::Confirmed,
+            "duplicate" => MarkedSent::Duplicate,
+            "stale" => MarkedSent::Stale,
+            other => return Err(unexpected("send_mark_sent", other)),
+        })
     }
 
     /// A transient failure that provably sent nothing: slot back, retry at `retry_at_ms`
-    /// (or FAILED after `max_attempts`). Returns "retry", "failed" or "stale".
+    /// (or FAILED after `max_attempts`).
     #[allow(clippy::too_many_arguments)]
     pub async fn release(
         &self,
         key: &SendKey,
         account: &AccountId,
         followup: bool,
-        attempt: &str,
+        claim: &Claim,
         retry_at_ms: i64,
         max_attempts: u32,
         error: &str,
-    ) -> Result<String, redis::RedisError> {
+    ) -> Result<Released, redis::RedisError> {
         let c = &key.campaign;
         let due = if followup { self.keys.due_followups(account, c) } else { self.keys.due_first(account, c) };
-        RELEASE
+        let outcome: String = RELEASE
             .key(self.keys.send(key))
             .key(due)
             .key(self.keys.inflight())
             .key(self.keys.lead_states(c))
             .key(self.keys.stats(c))
             .key(self.keys.lead_errors(c))
-            .arg(attempt)
+            .key(&claim.cap_key)
+            .key(claim.campaign_day_key.clone().unwrap_or_else(|| self.no_campaign_day(c)))
+            .arg(&claim.attempt)
             .arg(key.member())
             .arg(retry_at_ms)
             .arg(max_attempts)
             .arg(error)
             .arg(key.lead.as_str())
             .invoke_async(&mut self.conn())
-            .await
+            .await?;
+        Ok(match outcome.as_str() {
+            "retry" => Released::Retry,
+            "failed" => Released::Failed,
+            "stale" => Released::Stale,
+            other => return Err(unexpected("send_release", other)),
+        })
     }
 
     /// A permanent failure (5xx): FAILED, or BOUNCED and suppressed for recipient errors.
+    /// `false` if this attempt no longer held the claim.
     pub async fn fail(
         &self,
         key: &SendKey,
         account: &AccountId,
-        attempt: &str,
+        claim: &Claim,
         error: &str,
         bounced_email: Option<&str>,
     ) -> Result<bool, redis::RedisError> {
         let c = &key.campaign;
-        let (lead_state, stat) = if bounced_email.is_some() { ("BOUNCED", "bounced") } else { ("FAILED", "failed") };
+        let (lead_state, stat) =
+            if bounced_email.is_some() { (LeadState::Bounced, "bounced") } else { (LeadState::Failed, "failed") };
         let n: i64 = FAIL
             .key(self.keys.send(key))
             .key(self.keys.due_followups(account, c))
@@ -554,11 +499,13 @@ impl Ledger {
             .key(self.keys.lead_errors(c))
             .key(self.keys.stats(c))
             .key(self.keys.suppression())
-            .arg(attempt)
+            .key(&claim.cap_key)
+            .key(claim.campaign_day_key.clone().unwrap_or_else(|| self.no_campaign_day(c)))
+            .arg(&claim.attempt)
             .arg(key.member())
             .arg(error)
             .arg(key.lead.as_str())
-            .arg(lead_state)
+            .arg(lead_state.as_str())
             .arg(bounced_email.map(str::to_ascii_lowercase).unwrap_or_default())
             .arg(stat)
             .invoke_async(&mut self.conn())
@@ -567,9 +514,16 @@ impl Ledger {
     }
 
     /// The outcome is unknown: UNCERTAIN, out of the queues, never resent blindly.
-    pub async fn uncertain(&self, key: &SendKey, account: &AccountId, error: &str) -> Result<(), redis::RedisError> {
+    /// `false` if this attempt no longer held the claim.
+    pub async fn uncertain(
+        &self,
+        key: &SendKey,
+        account: &AccountId,
+        claim: &Claim,
+        error: &str,
+    ) -> Result<bool, redis::RedisError> {
         let c = &key.campaign;
-        let _: i64 = UNCERTAIN
+        let n: i64 = UNCERTAIN
             .key(self.keys.send(key))
             .key(self.keys.due_followups(account, c))
             .key(self.keys.due_first(account, c))
@@ -579,9 +533,10 @@ impl Ledger {
             .arg(key.member())
             .arg(error)
             .arg(chrono::Utc::now().timestamp_millis())
+            .arg(&claim.attempt)
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Takes a send out of the queues; with `lead_state`, also ends the lead (if active).
@@ -589,7 +544,7 @@ impl Ledger {
         &self,
         key: &SendKey,
         account: &AccountId,
-        lead_state: Option<&str>,
+        lead_state: Option<LeadState>,
         error: &str,
     ) -> Result<(), redis::RedisError> {
         let c = &key.campaign;
@@ -602,7 +557,7 @@ impl Ledger {
             .key(self.keys.stats(c))
             .arg(key.member())
             .arg(key.lead.as_str())
-            .arg(lead_state.unwrap_or(""))
+            .arg(lead_state.map(LeadState::as_str).unwrap_or(""))
             .arg(error)
             .invoke_async(&mut self.conn())
             .await?;
@@ -649,31 +604,17 @@ impl Ledger {
         Ok(n == 1)
     }
 
-    /// An UNCERTAIN send found in the Sent folder (or a SENT one seen there): SENT and
-    /// confirmed; the lead's next step is queued as after any send.
+    /// A send seen in the Sent folder: an UNCERTAIN one becomes SENT (and the lead's next
+    /// step is queued as after any send), a SENT one is marked confirmed.
     pub async fn confirm_sent(
         &self,
         key: &SendKey,
         message_id: &str,
         next_due_ms: Option<i64>,
-    ) -> Result<bool, redis::RedisError> {
-        let rec = self.send_record(key).await?;
-        let Some(account) = rec.get("account").and_then(|a| a.parse::<AccountId>().ok()) else { return Ok(false) };
-        match rec.get("state").map(String::as_str) {
-            Some("UNCERTAIN") => {
-                let _: () = redis::cmd("ZREM")
-                    .arg(self.keys.uncertain(&account))
-                    .arg(key.member())
-                    .query_async(&mut self.conn())
-                    .await?;
-                self.mark_sent(key, &account, "", message_id, chrono::Utc::now().timestamp_millis(), next_due_ms)
-                    .await?;
-            }
-            Some("SENT") => {}
-            _ => return Ok(false),
-        }
-        let _: () = self.conn().hset(self.keys.send(key), "confirmed", 1).await?;
-        Ok(true)
+    ) -> Result<MarkedSent, redis::RedisError> {
+        let account: Option<String> = self.conn().hget(self.keys.send(key), "account").await?;
+        let Some(account) = account.and_then(|a| a.parse::<AccountId>().ok()) else { return Ok(MarkedSent::Stale) };
+        self.mark_sent(key, &account, None, message_id, chrono::Utc::now().timestamp_millis(), next_due_ms).await
     }
 
     /// UNCERTAIN sends of a mailbox older than `older_than_ms` (not found in Sent since).
@@ -687,23 +628,66 @@ impl Ledger {
         Ok(members.iter().filter_map(|m| SendKey::parse_member(m)).collect())
     }
 
-    /// Sends an UNCERTAIN send again: the only resend after DATA, once Sent showed it never went out.
+    /// Sends an UNCERTAIN send again, its cap slot given back: only for mailboxes whose Sent
+    /// folder is authoritative, once Sent showed it never went out.
     pub async fn requeue_uncertain(&self, key: &SendKey, account: &AccountId) -> Result<bool, redis::RedisError> {
-        let due = if key.step == 0 {
-            self.keys.due_first(account, &key.campaign)
-        } else {
-            self.keys.due_followups(account, &key.campaign)
-        };
+        let c = &key.campaign;
+        let due = if key.step == 0 { self.keys.due_first(account, c) } else { self.keys.due_followups(account, c) };
+        let (cap_key, day_key) = self.counter_keys(key).await?;
         let n: i64 = REQUEUE_UNCERTAIN
             .key(self.keys.send(key))
             .key(due)
             .key(self.keys.uncertain(account))
-            .key(self.keys.stats(&key.campaign))
+            .key(self.keys.stats(c))
+            .key(cap_key.unwrap_or_else(|| self.no_campaign_day(c)))
+            .key(day_key.unwrap_or_else(|| self.no_campaign_day(c)))
             .arg(key.member())
             .arg(chrono::Utc::now().timestamp_millis())
             .invoke_async(&mut self.conn())
             .await?;
         Ok(n == 1)
+    }
+
+    /// Settles an UNCERTAIN send without resending it (the mailbox's Sent folder cannot
+    /// prove it absent): it stays UNCERTAIN and the lead's sequence goes on.
+    pub async fn settle_uncertain(
+        &self,
+        key: &SendKey,
+        account: &AccountId,
+        next_due_ms: Option<i64>,
+    ) -> Result<bool, redis::RedisError> {
+        let c = &key.campaign;
+        let next = key.next_step();
+        let n: i64 = SETTLE_UNCERTAIN
+            .key(self.keys.send(key))
+            .key(self.keys.uncertain(account))
+            .key(self.keys.lead_states(c))
+            .key(self.keys.send(&next))
+            .key(self.keys.due_followups(account, c))
+            .key(self.keys.lead_errors(c))
+            .arg(key.member())
+            .arg(key.lead.as_str())
+            .arg(if next_due_ms.is_some() { next.member() } else { String::new() })
+            .arg(next_due_ms.unwrap_or(0))
+            .arg(account.to_string())
+            .arg(format!(
+                "step {} may or may not have been delivered (the connection broke after DATA); not resent",
+                key.step + 1
+            ))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// The counter keys a send's slot was taken from (`cap_key`, `campaign_day_key`).
+    async fn counter_keys(&self, key: &SendKey) -> Result<(Option<String>, Option<String>), redis::RedisError> {
+        let (cap, day): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.send(key))
+            .arg("cap_key")
+            .arg("campaign_day_key")
+            .query_async(&mut self.conn())
+            .await?;
+        Ok((cap.filter(|k| !k.is_empty()), day.filter(|k| !k.is_empty())))
     }
 
     /// Moves a queued send's due time (a paused lead's step waits, it is not dropped).
@@ -727,13 +711,19 @@ impl Ledger {
         Ok(())
     }
 
-    /// Paused leads whose resume time has come: `(campaign, lead)` members, removed from the schedule.
-    pub async fn due_resumes(&self, now_ms: i64) -> Result<Vec<String>, redis::RedisError> {
+    /// Paused leads whose resume time has come, removed from the schedule.
+    pub async fn due_resumes(&self, now_ms: i64) -> Result<Vec<(CampaignId, LeadId)>, redis::RedisError> {
         let members: Vec<String> = self.conn().zrangebyscore(self.keys.resumes(), "-inf", now_ms).await?;
         for m in &members {
             let _: i64 = self.conn().zrem(self.keys.resumes(), m).await?;
         }
-        Ok(members)
+        Ok(members
+            .iter()
+            .filter_map(|m| {
+                let (c, l) = m.split_once(':')?;
+                Some((c.parse().ok()?, LeadId::parse(l)?))
+            })
+            .collect())
     }
 
     /// Whether any lead of `campaign` waits in the resume schedule (out of office).
@@ -744,10 +734,7 @@ impl Ledger {
     }
 
     /// Steps sent so far, by lead id.
-    pub async fn lead_progress(
-        &self,
-        campaign: &CampaignId,
-    ) -> Result<std::collections::HashMap<String, u64>, redis::RedisError> {
+    pub async fn lead_progress(&self, campaign: &CampaignId) -> Result<HashMap<String, u64>, redis::RedisError> {
         self.conn().hgetall(self.keys.lead_progress(campaign)).await
     }
 
@@ -763,7 +750,7 @@ impl Ledger {
         for step in 0..steps {
             let key = SendKey { campaign: *campaign, lead: lead.clone(), step };
             let state: Option<String> = self.conn().hget(self.keys.send(&key), "state").await?;
-            if state.as_deref() == Some("QUEUED") {
+            if state.as_deref().and_then(SendState::parse) == Some(SendState::Queued) {
                 self.defer(&key, account, now).await?;
             }
         }
@@ -777,24 +764,49 @@ impl Ledger {
     }
 
     /// Resolves a send a dead worker left SENDING: requeued if it never reached DATA,
-    /// else UNCERTAIN. Returns "requeued", "uncertain" or "gone".
-    pub async fn sweep(&self, key: &SendKey) -> Result<String, redis::RedisError> {
-        SWEEP_ONE
+    /// else UNCERTAIN.
+    pub async fn sweep(&self, key: &SendKey) -> Result<Swept, redis::RedisError> {
+        let c = &key.campaign;
+        let (account, cap, day): (Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.send(key))
+            .arg("account")
+            .arg("cap_key")
+            .arg("campaign_day_key")
+            .query_async(&mut self.conn())
+            .await?;
+        let (cap, day) = (cap.unwrap_or_default(), day.unwrap_or_default());
+        let Some(acct) = account.as_deref().and_then(|a| a.parse::<AccountId>().ok()) else {
+            // No claim was ever recorded on it: nothing to resolve but the inflight entry.
+            let _: i64 = self.conn().zrem(self.keys.inflight(), key.member()).await?;
+            return Ok(Swept::Gone);
+        };
+        let placeholder = || self.no_campaign_day(c);
+        let outcome: String = SWEEP
             .key(self.keys.send(key))
             .key(self.keys.inflight())
-            .key(self.keys.stats(&key.campaign))
+            .key(self.keys.stats(c))
+            .key(if cap.is_empty() { placeholder() } else { cap.clone() })
+            .key(if day.is_empty() { placeholder() } else { day.clone() })
+            .key(self.keys.uncertain(&acct))
             .arg(key.member())
-            .arg(self.keys.prefix())
             .arg(chrono::Utc::now().timestamp_millis())
+            .arg(acct.to_string())
+            .arg(&cap)
+            .arg(&day)
             .invoke_async(&mut self.conn())
-            .await
+            .await?;
+        Ok(match outcome.as_str() {
+            "requeued" => Swept::Requeued,
+            "uncertain" => Swept::Uncertain,
+            "gone" => Swept::Gone,
+            "changed" => Swept::Changed,
+            other => return Err(unexpected("send_sweep", other)),
+        })
     }
 
-    /// A send record's fields (state, account, message_id, error, …).
-    pub async fn send_record(
-        &self,
-        key: &SendKey,
-    ) -> Result<std::collections::HashMap<String, String>, redis::RedisError> {
-        self.conn().hgetall(self.keys.send(key)).await
+    /// A send record, typed (`None` if it does not exist).
+    pub async fn send_record(&self, key: &SendKey) -> Result<Option<SendRecord>, redis::RedisError> {
+        let fields: HashMap<String, String> = self.conn().hgetall(self.keys.send(key)).await?;
+        Ok(SendRecord::from_fields(&fields))
     }
 }

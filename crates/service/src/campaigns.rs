@@ -5,15 +5,16 @@ use std::collections::BTreeMap;
 use apalis_redis::RedisStorage;
 use chrono::Utc;
 use coldsend_core::account::AccountId;
-use coldsend_core::campaign::{CampaignAction, CampaignId, CampaignRequest, CampaignState};
-use coldsend_core::campaign_store::{CampaignRow, CampaignStore, CampaignStoreError};
+use coldsend_core::campaign::{CampaignAction, CampaignId, CampaignRequest, CampaignState, NotAllowed};
 use coldsend_core::capacity;
+use coldsend_core::error_code::ErrorCode;
 use coldsend_core::jobs::{Dispatch, WakeError, wake_mailbox};
 use coldsend_core::lead::{Lead, LeadId, LeadInput, LeadState};
-use coldsend_core::ledger::Ledger;
 use coldsend_core::schedule::ScheduleSpec;
 use coldsend_core::settings::SendingConfig;
-use coldsend_core::store::{AccountStore, StoreError};
+use coldsend_core::storage::accounts::{AccountStore, StoreError};
+use coldsend_core::storage::campaigns::{CampaignRow, CampaignStore, CampaignStoreError};
+use coldsend_core::storage::ledger::Ledger;
 use coldsend_core::{AccountStatus, RequestError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -24,36 +25,52 @@ pub enum CampaignError {
     Invalid(#[from] RequestError),
     #[error("no campaign with id '{0}'")]
     NotFound(String),
+    /// The campaign's state does not allow the action.
+    #[error(transparent)]
+    NotAllowed(#[from] NotAllowed),
     #[error("{0}")]
     Conflict(String),
+    /// Redis could not be reached or answered an error: trying again later can help.
     #[error("storage unavailable: {0}")]
-    Store(String),
+    Unavailable(String),
+    /// Stored data cannot be read: trying again cannot help.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl CampaignError {
+    /// Whether trying again later can help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CampaignError::Unavailable(_))
+    }
 }
 
 impl From<CampaignStoreError> for CampaignError {
     fn from(e: CampaignStoreError) -> Self {
         match e {
-            CampaignStoreError::Transition(m) => Self::Conflict(m),
-            other => Self::Store(other.to_string()),
+            CampaignStoreError::NotAllowed(n) => Self::NotAllowed(n),
+            CampaignStoreError::NotFound(id) => Self::NotFound(id.to_string()),
+            CampaignStoreError::Corrupt(..) => Self::Corrupt(e.to_string()),
+            CampaignStoreError::Redis(_) | CampaignStoreError::Concurrent => Self::Unavailable(e.to_string()),
         }
     }
 }
 
 impl From<StoreError> for CampaignError {
     fn from(e: StoreError) -> Self {
-        Self::Store(e.to_string())
+        if e.is_transient() { Self::Unavailable(e.to_string()) } else { Self::Corrupt(e.to_string()) }
     }
 }
 
 impl From<redis::RedisError> for CampaignError {
     fn from(e: redis::RedisError) -> Self {
-        Self::Store(e.to_string())
+        Self::Unavailable(e.to_string())
     }
 }
 
 impl From<WakeError> for CampaignError {
     fn from(e: WakeError) -> Self {
-        Self::Store(e.to_string())
+        Self::Unavailable(e.to_string())
     }
 }
 
@@ -153,17 +170,18 @@ fn parse_campaign_id(id: &str) -> Result<CampaignId, CampaignError> {
 
 impl CampaignService {
     pub async fn create(&self, body: &[u8]) -> Result<CampaignView, CampaignError> {
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| RequestError::new("invalid_json", format!("request body is not valid JSON: {e}"), None))?;
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+            RequestError::new(ErrorCode::InvalidJson, format!("request body is not valid JSON: {e}"), None)
+        })?;
         let request: CampaignRequest = serde_path_to_error::deserialize(value).map_err(|e| {
             let field = e.path().to_string();
-            RequestError::new("invalid_field", format!("{field}: {}", e.inner()), Some(&field))
+            RequestError::new(ErrorCode::InvalidField, format!("{field}: {}", e.inner()), Some(&field))
         })?;
         let campaign = request.into_campaign()?;
         for a in &campaign.accounts {
             if self.accounts.get(a).await?.is_none() {
                 return Err(RequestError::new(
-                    "unknown_account",
+                    ErrorCode::UnknownAccount,
                     format!("no sender account with id '{a}'"),
                     Some("sender_account_ids"),
                 )
@@ -412,7 +430,7 @@ impl CampaignService {
         let id: AccountId = account_id.parse().map_err(|_| CampaignError::NotFound(account_id.to_owned()))?;
         if settings.timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err(RequestError::new(
-                "invalid_timezone",
+                ErrorCode::InvalidTimezone,
                 format!("unknown time zone '{}'", settings.timezone),
                 Some("timezone"),
             )

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::Keys;
+use crate::storage::keys::Keys;
 
 /// A stream entry as Redis returns it: (id, fields).
 type Entry = (String, HashMap<String, String>);
@@ -21,13 +21,73 @@ pub struct InboxEvent {
     pub account_id: String,
     pub campaign_id: Option<String>,
     pub lead_id: Option<String>,
-    /// reply, auto_reply, bounce, complaint.
-    pub kind: String,
+    pub kind: InboxKind,
     pub from: String,
     pub subject: String,
     pub snippet: String,
     /// RFC 3339.
     pub received_at: String,
+}
+
+/// What an incoming message was found to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InboxKind {
+    Reply,
+    AutoReply,
+    Bounce,
+    Complaint,
+    Other,
+}
+
+impl InboxKind {
+    pub const ALL: [InboxKind; 5] =
+        [InboxKind::Reply, InboxKind::AutoReply, InboxKind::Bounce, InboxKind::Complaint, InboxKind::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxKind::Reply => "reply",
+            InboxKind::AutoReply => "auto_reply",
+            InboxKind::Bounce => "bounce",
+            InboxKind::Complaint => "complaint",
+            InboxKind::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A position in the master inbox: a stream id (`<ms>-<seq>`) that pages go back from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    ms: u64,
+    seq: u64,
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("'{s}' is not a cursor: pass the next_cursor of a previous page");
+        let (ms, seq) = match s.split_once('-') {
+            Some((ms, seq)) => (ms.parse().map_err(|_| bad())?, seq.parse().map_err(|_| bad())?),
+            None => (s.parse().map_err(|_| bad())?, u64::MAX),
+        };
+        // Nothing comes before 0-0: it can only be a made-up cursor.
+        if ms == 0 && seq == 0 {
+            return Err(bad());
+        }
+        Ok(Cursor { ms, seq })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.seq == u64::MAX { write!(f, "{}", self.ms) } else { write!(f, "{}-{}", self.ms, self.seq) }
+    }
 }
 
 #[derive(Clone)]
@@ -41,12 +101,23 @@ pub struct Inbox {
 pub struct InboxFilter {
     pub account: Option<String>,
     pub campaign: Option<String>,
-    pub kind: Option<String>,
+    pub kind: Option<InboxKind>,
 }
 
 impl Inbox {
     pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
         Self { conn, keys: Keys::new(prefix) }
+    }
+
+    /// An Inbox on its own connection, for [`Inbox::follow`] with blocks up to `max_block`.
+    pub async fn for_following(
+        client: redis::Client,
+        prefix: &str,
+        max_block: std::time::Duration,
+    ) -> Result<Self, redis::RedisError> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(max_block + std::time::Duration::from_secs(5)));
+        Ok(Self::new(ConnectionManager::new_with_config(client, config).await?, prefix))
     }
 
     pub async fn record(&self, e: &InboxEvent) -> Result<String, redis::RedisError> {
@@ -63,7 +134,7 @@ impl Inbox {
             .arg("lead_id")
             .arg(e.lead_id.as_deref().unwrap_or(""))
             .arg("kind")
-            .arg(&e.kind)
+            .arg(e.kind.as_str())
             .arg("from")
             .arg(&e.from)
             .arg("subject")
@@ -80,11 +151,16 @@ impl Inbox {
     pub async fn page(
         &self,
         filter: &InboxFilter,
-        before: Option<&str>,
+        before: Option<Cursor>,
         limit: usize,
     ) -> Result<(Vec<InboxEvent>, Option<String>), redis::RedisError> {
         let mut out = Vec::new();
-        let mut end = before.map(|b| format!("({b}")).unwrap_or_else(|| "+".into());
+        let mut end = match before {
+            // A bare millisecond cursor means "before that moment".
+            Some(c) if c.seq == u64::MAX => format!("{}", c.ms.saturating_sub(1)),
+            Some(c) => format!("({c}"),
+            None => "+".into(),
+        };
         loop {
             let batch: Vec<Entry> = redis::cmd("XREVRANGE")
                 .arg(self.keys.events())
@@ -115,8 +191,9 @@ impl Inbox {
         }
     }
 
-    /// Entries after `after` (stream id, "$" for only new ones), waiting up to `block_ms`
-    /// (keep it under the connection's response timeout: 500 ms by default).
+    /// Entries after `after` (stream id, "$" for only new ones), waiting up to `block_ms`.
+    /// The Inbox must be on a connection of its own whose response timeout exceeds the
+    /// block ([`Inbox::for_following`]).
     pub async fn follow(&self, after: &str, block_ms: u64) -> Result<Vec<InboxEvent>, redis::RedisError> {
         let reply: Option<Vec<(String, Vec<Entry>)>> = redis::cmd("XREAD")
             .arg("BLOCK")
@@ -137,7 +214,7 @@ fn event(id: String, mut f: HashMap<String, String>) -> InboxEvent {
         account_id: take("account_id"),
         campaign_id: opt(take("campaign_id")),
         lead_id: opt(take("lead_id")),
-        kind: take("kind"),
+        kind: InboxKind::parse(&take("kind")).unwrap_or(InboxKind::Other),
         from: take("from"),
         subject: take("subject"),
         snippet: take("snippet"),

@@ -2,11 +2,11 @@
 
 use coldsend_core::jobs::{Queues, queue_storage};
 use coldsend_core::settings::Settings;
-use coldsend_core::store::AccountStore;
+use coldsend_core::storage::accounts::AccountStore;
 
-use coldsend_core::campaign_store::CampaignStore;
-use coldsend_core::ledger::Ledger;
 use coldsend_core::sealed::SealingKey;
+use coldsend_core::storage::campaigns::CampaignStore;
+use coldsend_core::storage::ledger::Ledger;
 use coldsend_core::unsubscribe::UnsubscribeSigner;
 
 use crate::accounts::AccountService;
@@ -25,7 +25,7 @@ pub enum ConnectError {
 /// The producer's services on one Redis connection.
 #[derive(Clone)]
 pub struct Services {
-    pub inbox: coldsend_core::inbox::Inbox,
+    pub inbox: coldsend_core::storage::inbox::Inbox,
     pub accounts: AccountService,
     pub campaigns: CampaignService,
     pub signer: std::sync::Arc<UnsubscribeSigner>,
@@ -54,5 +54,5 @@ pub fn services_on(conn: redis::aio::ConnectionManager, settings: &Settings, key
         dispatch_queue: queue_storage(conn, queues.dispatch()),
         config: settings.sending.clone(),
     };
-    Services { inbox: coldsend_core::inbox::Inbox::new(conn_for_inbox, prefix), accounts, campaigns, signer }
+    Services { inbox: coldsend_core::storage::inbox::Inbox::new(conn_for_inbox, prefix), accounts, campaigns, signer }
 }

@@ -1,14 +1,14 @@
-//! Campaigns, their leads and the global suppression list in Redis (keys: [`crate::keys`]).
+//! Campaigns, their leads and the global suppression list in Redis (keys: [`crate::storage::keys`]).
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
+use super::lua_script;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
+use super::keys::Keys;
 use crate::account::AccountId;
-use crate::campaign::{Campaign, CampaignAction, CampaignId, CampaignState};
-use crate::keys::Keys;
+use crate::campaign::{Campaign, CampaignAction, CampaignId, CampaignState, NotAllowed};
 use crate::lead::{Lead, LeadId, LeadState};
 
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +17,19 @@ pub enum CampaignStoreError {
     Redis(#[from] redis::RedisError),
     #[error("stored campaign {0} is corrupt: {1}")]
     Corrupt(String, String),
-    #[error("{0}")]
-    Transition(String),
+    #[error("no campaign with id '{0}'")]
+    NotFound(CampaignId),
+    #[error(transparent)]
+    NotAllowed(#[from] NotAllowed),
+    #[error("the campaign changed state concurrently; try again")]
+    Concurrent,
+}
+
+impl CampaignStoreError {
+    /// Whether trying again later can help (Redis unreachable, a concurrent change) or not.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CampaignStoreError::Redis(_) | CampaignStoreError::Concurrent)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -36,52 +47,11 @@ pub struct AddedLeads {
     pub suppressed: usize,
 }
 
-static TRANSITION: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-local cur = redis.call('HGET', KEYS[1], 'state')
-if not cur then return {'missing'} end
-if cur ~= ARGV[1] then return {'conflict', cur} end
-redis.call('HSET', KEYS[1], 'state', ARGV[2])
-return {'ok', ARGV[2]}
-"#,
-    )
-});
+lua_script!(TRANSITION, "campaign_transition");
 
-// KEYS: leads, lead-states, suppression. ARGV: triples (lead id, lead json, lower-case email).
-static ADD_LEADS: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-local added, dup, sup = 0, 0, 0
-for i = 1, #ARGV, 3 do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1]) == 1 then
-    added = added + 1
-    if redis.call('HEXISTS', KEYS[3], ARGV[i+2]) == 1 then
-      redis.call('HSET', KEYS[2], ARGV[i], 'SUPPRESSED'); sup = sup + 1
-    else
-      redis.call('HSET', KEYS[2], ARGV[i], 'ACTIVE')
-    end
-  else
-    dup = dup + 1
-  end
-end
-return {added, dup, sup}
-"#,
-    )
-});
+lua_script!(ADD_LEADS, "campaign_add_leads");
 
-static SET_LEAD_STATE_IF: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if not cur then return 0 end
-if ARGV[3] ~= '' and cur ~= ARGV[3] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[4]) end
-return 1
-"#,
-    )
-});
+lua_script!(SET_LEAD_STATE_IF, "campaign_set_lead_state");
 
 #[derive(Clone)]
 pub struct CampaignStore {
@@ -153,9 +123,9 @@ impl CampaignStore {
     ) -> Result<CampaignState, CampaignStoreError> {
         for _ in 0..3 {
             let Some(row) = self.get(id).await? else {
-                return Err(CampaignStoreError::Transition(format!("no campaign with id '{id}'")));
+                return Err(CampaignStoreError::NotFound(*id));
             };
-            let next = row.state.apply(action).map_err(CampaignStoreError::Transition)?;
+            let next = row.state.apply(action)?;
             let (outcome, _): (String, Option<String>) = TRANSITION
                 .key(self.keys.campaign(id))
                 .arg(row.state.as_str())
@@ -166,7 +136,7 @@ impl CampaignStore {
                 return Ok(next);
             }
         }
-        Err(CampaignStoreError::Transition("the campaign changed state concurrently; try again".into()))
+        Err(CampaignStoreError::Concurrent)
     }
 
     /// Marks a RUNNING campaign COMPLETED (no-op otherwise).

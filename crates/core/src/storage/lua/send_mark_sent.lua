@@ -1,0 +1,44 @@
+-- Records an accepted send and queues the lead's next step (if the lead is still ACTIVE).
+-- Only the attempt holding the claim records (SENDING, or UNCERTAIN after a sweep); an empty
+-- attempt is a confirmation from the Sent folder, which settles an UNCERTAIN send or marks a
+-- SENT one confirmed.
+-- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 message-ids, 6 stats, 7 lead-states,
+--       8 next step's send, 9 lead-progress, 10 uncertain (the mailbox's)
+-- ARGV: 1 attempt id ('' = Sent-folder confirmation), 2 member, 3 Message-ID, 4 now (ms), 5 lead id,
+--       6 next step's member ('' = last step), 7 next step due (ms), 8 account id
+-- Returns 'recorded' | 'confirmed' (already SENT, now confirmed) | 'duplicate' | 'stale'.
+local st = redis.call('HGET', KEYS[1], 'state')
+local confirming = ARGV[1] == ''
+if st == 'SENT' then
+  if confirming then redis.call('HSET', KEYS[1], 'confirmed', 1); return 'confirmed' end
+  return 'duplicate'
+end
+if confirming then
+  if st ~= 'UNCERTAIN' then return 'stale' end
+else
+  if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or (st ~= 'SENDING' and st ~= 'UNCERTAIN') then
+    return 'stale'
+  end
+end
+if st == 'UNCERTAIN' then
+  redis.call('ZREM', KEYS[10], ARGV[2])
+  redis.call('HINCRBY', KEYS[6], 'uncertain', -1)
+end
+redis.call('HSET', KEYS[1], 'state', 'SENT', 'message_id', ARGV[3], 'sent_at', ARGV[4])
+if confirming then redis.call('HSET', KEYS[1], 'confirmed', 1) end
+redis.call('HDEL', KEYS[1], 'phase', 'error', 'settled')
+redis.call('ZREM', KEYS[2], ARGV[2]); redis.call('ZREM', KEYS[3], ARGV[2]); redis.call('ZREM', KEYS[4], ARGV[2])
+redis.call('HSET', KEYS[5], ARGV[3], ARGV[2])
+redis.call('HINCRBY', KEYS[6], 'sent', 1)
+redis.call('HINCRBY', KEYS[9], ARGV[5], 1)
+if redis.call('HGET', KEYS[7], ARGV[5]) == 'ACTIVE' then
+  if ARGV[6] == '' then
+    redis.call('HSET', KEYS[7], ARGV[5], 'COMPLETED')
+  else
+    if redis.call('HSETNX', KEYS[8], 'state', 'QUEUED') == 1 then
+      redis.call('HSET', KEYS[8], 'attempts', 0, 'account', ARGV[8])
+    end
+    redis.call('ZADD', KEYS[2], 'NX', ARGV[7], ARGV[6])
+  end
+end
+return 'recorded'

@@ -1,0 +1,37 @@
+-- Claims one due send: chain, campaign, lead, suppression, at-most-once, cap, campaign cap
+-- and gap are checked and taken in one atomic step.
+-- KEYS: 1 chain, 2 campaign, 3 lead-states, 4 suppression, 5 send, 6 cap (mailbox, local day),
+--       7 campaign-day (a placeholder when the campaign has no daily limit), 8 next-send, 9 inflight
+-- ARGV: 1 chain token, 2 now (ms), 3 cap, 4 campaign cap (0 = none), 5 gap (ms), 6 lead id,
+--       7 address (lower-case), 8 attempt id, 9 send member, 10 account id, 11 counter TTL (s)
+-- Returns {outcome, detail}: {'ok', used} | {'stale_chain'} | {'campaign_not_running'} |
+--   {'lead_inactive', state} | {'suppressed'} | {'not_queued', state} | {'cap', used} |
+--   {'campaign_cap'} | {'gap', next allowed (ms)}
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'stale_chain', ''} end
+if redis.call('HGET', KEYS[2], 'state') ~= 'RUNNING' then return {'campaign_not_running', ''} end
+local ls = redis.call('HGET', KEYS[3], ARGV[6])
+if ls ~= 'ACTIVE' then return {'lead_inactive', ls or ''} end
+if redis.call('HEXISTS', KEYS[4], ARGV[7]) == 1 then
+  redis.call('HSET', KEYS[3], ARGV[6], 'SUPPRESSED')
+  return {'suppressed', ''}
+end
+local st = redis.call('HGET', KEYS[5], 'state')
+if st ~= 'QUEUED' then return {'not_queued', st or ''} end
+local used = tonumber(redis.call('GET', KEYS[6]) or '0')
+if used >= tonumber(ARGV[3]) then return {'cap', tostring(used)} end
+local ccap = tonumber(ARGV[4])
+if ccap > 0 and tonumber(redis.call('GET', KEYS[7]) or '0') >= ccap then return {'campaign_cap', ''} end
+local now = tonumber(ARGV[2])
+local nxt = tonumber(redis.call('GET', KEYS[8]) or '0')
+if now < nxt then return {'gap', tostring(nxt)} end
+if redis.call('INCR', KEYS[6]) == 1 then redis.call('EXPIRE', KEYS[6], ARGV[11]) end
+local camp_key = ''
+if ccap > 0 then
+  if redis.call('INCR', KEYS[7]) == 1 then redis.call('EXPIRE', KEYS[7], ARGV[11]) end
+  camp_key = KEYS[7]
+end
+redis.call('SET', KEYS[8], tostring(now + tonumber(ARGV[5])), 'PX', 172800000)
+redis.call('HSET', KEYS[5], 'state', 'SENDING', 'phase', 'pre', 'attempt', ARGV[8], 'account', ARGV[10],
+  'at', ARGV[2], 'cap_key', KEYS[6], 'campaign_day_key', camp_key)
+redis.call('ZADD', KEYS[9], now, ARGV[9])
+return {'ok', tostring(used + 1)}

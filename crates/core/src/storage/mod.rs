@@ -1,0 +1,46 @@
+//! The Redis contract: every key name, every Lua script and every Redis command coldsend
+//! sends lives in this module tree, and nowhere else.
+//!
+//! - [`keys`]: every key name (one function per key);
+//! - [`accounts`]: sender accounts and their sealed credentials;
+//! - [`campaigns`]: campaigns, leads, the suppression list;
+//! - [`ledger`]: send records, due queues, cap counters, gap markers, chains — where the
+//!   cap, the gap and at-most-once are enforced;
+//! - [`scan`]: IMAP scan cursors, "already acted on" records, last-scan facts;
+//! - [`inbox`]: the master-inbox stream;
+//! - [`commands`]: the command streams (the Redis-level contract for other languages);
+//! - [`queues`]: read-only looks at apalis-redis's queue keys (depths for metrics).
+//!
+//! Lua scripts are files under `lua/`, each opening with a KEYS/ARGV header, loaded with
+//! `include_str!` and called through exactly one typed Rust function. Every key a script
+//! touches is passed in KEYS — none is built inside Lua or read out of a hash field and
+//! then used as a key — so the scripts are legal on Redis Cluster once their keys share a
+//! slot (see ARCHITECTURE.md, "Redis keys").
+
+pub mod accounts;
+pub mod campaigns;
+pub mod commands;
+pub mod inbox;
+pub mod keys;
+pub mod ledger;
+pub mod queues;
+pub mod scan;
+
+/// Declares a `static` [`redis::Script`] loaded from `lua/<file>.lua`.
+macro_rules! lua_script {
+    ($name:ident, $file:literal) => {
+        static $name: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(include_str!(concat!("lua/", $file, ".lua"))));
+    };
+}
+pub(crate) use lua_script;
+
+/// An answer from a script that the Rust side does not know: the script and its wrapper
+/// disagree, which only a deployment mixing versions can cause.
+pub(crate) fn unexpected(script: &str, answer: &str) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected script answer",
+        format!("{script} answered '{answer}'"),
+    ))
+}

@@ -1,0 +1,16 @@
+//! What both binaries run, so that neither needs the other: producer (`coldsend`) and
+//! worker (`coldsend-worker`) meet only through Redis.
+//!
+//! - [`accounts`]: register, list, show, re-validate and remove sender accounts;
+//! - [`campaigns`]: campaigns, leads, usage and unsubscribe; [`leads_csv`]: CSV import;
+//! - [`commands`]: what one Redis-level command means (parsing, redaction, carrying it
+//!   out); the worker owns the loop that reads the stream;
+//! - [`connect`]: settings → Redis connection → [`connect::Services`];
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics` on their own port, for both processes.
+
+pub mod accounts;
+pub mod campaigns;
+pub mod commands;
+pub mod connect;
+pub mod health;
+pub mod leads_csv;
