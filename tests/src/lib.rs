@@ -51,21 +51,72 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Keep data across `kill` + `restart` (an append-only file, fsync'd on every write).
+    persistent: bool,
 }
 
 impl Redis {
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A Redis whose data survives a crash (`kill`) and `restart`, as a production one would.
+    pub fn start_persistent() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let mut redis = Self { child: None, port, dir };
+        let mut redis = Self { child: None, port, dir, persistent };
         redis.spawn();
         redis
+    }
+
+    /// Every value of every key, whatever its type (queues, streams and job data included),
+    /// must not contain `needle`.
+    pub fn assert_nowhere(&self, needle: &str) {
+        let mut conn = self.connection();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).expect("keys");
+        for key in keys {
+            let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).expect("type");
+            let dump: Vec<Vec<u8>> = match kind.as_str() {
+                "string" => vec![redis::cmd("GET").arg(&key).query(&mut conn).expect("get")],
+                "hash" => redis::cmd("HGETALL").arg(&key).query(&mut conn).expect("hgetall"),
+                "list" => redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(&mut conn).expect("lrange"),
+                "set" => redis::cmd("SMEMBERS").arg(&key).query(&mut conn).expect("smembers"),
+                "zset" => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query(&mut conn).expect("zrange"),
+                "stream" => {
+                    let v: redis::Value =
+                        redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query(&mut conn).expect("xrange");
+                    vec![format!("{v:?}").into_bytes()]
+                }
+                "none" => continue,
+                other => panic!("unexpected key type {other} for {key}"),
+            };
+            for value in dump {
+                let text = String::from_utf8_lossy(&value);
+                assert!(!text.contains(needle), "'{needle}' found in Redis key {key}: {text}");
+            }
+        }
+    }
+
+    /// Drops every client connection (what a proxy restart or a network blip does).
+    pub fn kill_clients(&self) {
+        let mut conn = self.connection();
+        let _: redis::Value =
+            redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(&mut conn).expect("client kill");
     }
 
     fn spawn(&mut self) {
         let log = File::create(self.dir.path().join("redis.log")).expect("redis log");
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
@@ -460,7 +511,11 @@ impl Stack {
 
     /// The API and `workers` worker processes, with extra environment settings.
     pub fn start_with(mail: Option<&Mail>, extra: &[(&str, &str)], workers: usize) -> Self {
-        let redis = Redis::start();
+        Self::start_on(Redis::start(), mail, extra, workers)
+    }
+
+    /// The same on a given Redis (e.g. [`Redis::start_persistent`] for crash drills).
+    pub fn start_on(redis: Redis, mail: Option<&Mail>, extra: &[(&str, &str)], workers: usize) -> Self {
         let api_port = free_port();
         let mut env = coldsend_env(&redis, mail, api_port);
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));

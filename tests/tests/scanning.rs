@@ -229,6 +229,12 @@ async fn sent_items_without_special_use_confirms_sends_and_resolves_uncertain_bo
         let member = k.trim_start_matches("cstest:send:");
         let _: () = redis::cmd("ZADD").arg(&uncertain_key).arg(0).arg(member).query(&mut conn).expect("zadd");
     }
+    // From here the Sent folder stands for a server that files every accepted message itself
+    // (coldsend's own copies stop): only then may a send missing from it be sent again.
+    let authoritative =
+        json!({"timezone": "UTC", "warmup": false, "append_to_sent": false, "sent_folder_authoritative": true});
+    let (status, _) = api.call(Method::PUT, &format!("/sender-accounts/{nora}/sending"), Some(&authoritative)).await;
+    assert_eq!(status, 200);
     // lead02's copy never reached Sent: take it out (and what the scanner remembers of it).
     let msg2 = header(&mail.messages("lead02")[0], "Message-ID").expect("id").trim_matches(['<', '>']).to_owned();
     mail.doveadm(&["expunge", "-u", "nora@example.test", "mailbox", "Sent Items", "header", "Message-ID", &msg2], None);

@@ -57,6 +57,11 @@ pub struct SendingSettings {
     /// The Sent folder's name, when it can be found neither by SPECIAL-USE nor by a common name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imap_sent_folder: Option<String>,
+    /// Whether the server itself files every accepted message in Sent, so that a send
+    /// missing from Sent provably never went out. Absent: true for Google Workspace and
+    /// Microsoft 365, false for custom servers. Never true while `append_to_sent` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_folder_authoritative: Option<bool>,
 }
 
 impl SendingSettings {
@@ -69,7 +74,8 @@ impl SendingSettings {
     /// coldsend appends the copy (after the 250), a send that died waiting for the 250
     /// never has one, delivered or not.
     pub fn sent_folder_is_authoritative(&self, inbox_type: crate::account::InboxType) -> bool {
-        !self.append_to_sent && inbox_type != crate::account::InboxType::CustomSmtp
+        !self.append_to_sent
+            && self.sent_folder_authoritative.unwrap_or(inbox_type != crate::account::InboxType::CustomSmtp)
     }
 }
 
@@ -128,6 +134,7 @@ mod tests {
             append_to_sent: false,
             scan_interval_secs: None,
             imap_sent_folder: None,
+            sent_folder_authoritative: None,
         };
         let now = Utc.with_ymd_and_hms(2026, 11, 22, 21, 30, 0).single().expect("t"); // 23:30 in Riga
         assert_eq!(local_date(&s, now).to_string(), "2026-11-22");

@@ -109,6 +109,8 @@ pub struct CampaignView {
     pub stop_on_reply: bool,
     pub stop_on_domain_reply: bool,
     pub stats: CampaignStats,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -257,7 +259,7 @@ impl CampaignService {
             stop_on_reply: c.stop_on_reply,
             stop_on_domain_reply: c.stop_on_domain_reply,
             stats,
-            created_at: c.created_at.to_string(),
+            created_at: c.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         })
     }
 
@@ -433,6 +435,15 @@ impl CampaignService {
                 ErrorCode::InvalidTimezone,
                 format!("unknown time zone '{}'", settings.timezone),
                 Some("timezone"),
+            )
+            .into());
+        }
+        if settings.append_to_sent && settings.sent_folder_authoritative == Some(true) {
+            return Err(RequestError::new(
+                ErrorCode::InvalidSettings,
+                "sent_folder_authoritative cannot be true while append_to_sent is on: coldsend's copy is made \
+                 only after the server accepted a send, so a send that died waiting for that answer never has one",
+                Some("sent_folder_authoritative"),
             )
             .into());
         }

@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use coldsend_core::storage::queues as apalis_queues;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 
@@ -133,17 +134,13 @@ async fn probe(url: &str, conn: &mut Option<redis::aio::MultiplexedConnection>, 
             *conn = Some(client.get_multiplexed_async_connection().await?);
         }
         let Some(c) = conn.as_mut() else { return Ok::<bool, redis::RedisError>(false) };
-        redis::cmd("PING").query_async::<String>(c).await?;
-        for q in queues {
-            let cfg = apalis_redis::Config::default().queue(q.as_str());
-            let (ready, scheduled): (u64, u64) = redis::pipe()
-                .llen(cfg.active_jobs_list())
-                .zcard(cfg.scheduled_jobs_set())
-                .query_async(c)
-                .await
-                .unwrap_or((0, 0));
-            metrics::gauge!("coldsend_queue_depth", "queue" => q.clone(), "state" => "ready").set(ready as f64);
-            metrics::gauge!("coldsend_queue_depth", "queue" => q.clone(), "state" => "scheduled").set(scheduled as f64);
+        apalis_queues::ping(c).await?;
+        if !queues.is_empty() {
+            for (q, (ready, scheduled)) in queues.iter().zip(apalis_queues::depths(c, queues).await?) {
+                metrics::gauge!("coldsend_queue_depth", "queue" => q.clone(), "state" => "ready").set(ready as f64);
+                metrics::gauge!("coldsend_queue_depth", "queue" => q.clone(), "state" => "scheduled")
+                    .set(scheduled as f64);
+            }
         }
         Ok(true)
     };

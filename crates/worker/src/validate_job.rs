@@ -6,10 +6,11 @@
 
 use std::sync::Arc;
 
-use apalis::prelude::{AbortError, BoxDynError, Data};
+use apalis::prelude::{BoxDynError, Data};
 use coldsend_core::jobs::ValidateAccount;
 use coldsend_core::sealed::SealingKey;
-use coldsend_core::storage::accounts::{AccountStore, Recorded};
+use coldsend_core::storage::accounts::{AccountStore, Recorded, StoreError};
+use coldsend_core::{ProbeFailure, Protocol, ValidationCode, ValidationReport};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::probe::{self, ProbeContext};
@@ -38,14 +39,14 @@ async fn run(job: ValidateAccount, state: &ValidateState) -> Result<(), BoxDynEr
         info!(current = row.generation, "a newer validation was requested; skipping this one");
         return Ok(());
     }
-    let creds = match state.store.credentials(&job.account_id, &state.key).await {
-        Ok(Some(c)) => c,
+    let report = match state.store.credentials(&job.account_id, &state.key).await {
+        Ok(Some(creds)) => probe::validate(&state.probe, &row.account, &creds).await,
         Ok(None) => return Ok(()),
-        // A wrong encryption key is an operator error that retrying cannot fix.
-        Err(e) => return Err(AbortError::new(e).into()),
+        // A wrong encryption key is an operator error that retrying cannot fix: the account
+        // says so instead of waiting in PENDING_VALIDATION forever.
+        Err(e @ StoreError::Credentials(..)) => unopenable(&e),
+        Err(e) => return Err(e.into()),
     };
-    let report = probe::validate(&state.probe, &row.account, &creds).await;
-    drop(creds);
     match state.store.record_validation(&job.account_id, job.generation, &report).await? {
         Recorded::Stored if report.passed() => info!(status = "ACTIVE", "account validated"),
         Recorded::Stored => {
@@ -57,4 +58,23 @@ async fn run(job: ValidateAccount, state: &ValidateState) -> Result<(), BoxDynEr
         Recorded::Gone => info!("account was deleted meanwhile; result discarded"),
     }
     Ok(())
+}
+
+/// The report for an account whose sealed passwords this worker's key cannot open.
+fn unopenable(e: &StoreError) -> ValidationReport {
+    warn!(error = %e, "stored credentials cannot be opened");
+    let failure = |protocol| ProbeFailure {
+        protocol,
+        code: ValidationCode::AuthFailed,
+        message: format!(
+            "the stored password cannot be decrypted with this worker's encryption key \
+             (secrets.encryption_key_file / COLDSEND_ENCRYPTION_KEY differs from the key it was stored with); \
+             configure the original key, or register the account again: {e}"
+        ),
+    };
+    ValidationReport {
+        smtp: Some(failure(Protocol::Smtp)),
+        imap: Some(failure(Protocol::Imap)),
+        checked_at: time::OffsetDateTime::now_utc(),
+    }
 }

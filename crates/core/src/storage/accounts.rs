@@ -224,6 +224,7 @@ impl AccountStore {
             append_to_sent: account.inbox_type == crate::account::InboxType::CustomSmtp,
             scan_interval_secs: None,
             imap_sent_folder: None,
+            sent_folder_authoritative: None,
         })
     }
 

@@ -1,0 +1,150 @@
+//! `coldsend accounts …`: register, list, show, validate, remove; usage and sending settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use coldsend_core::AccountStatus;
+use coldsend_core::capacity::SendingSettings;
+use coldsend_service::accounts::{AccountService, AccountView};
+use coldsend_service::campaigns::CampaignService;
+
+use super::json;
+
+#[derive(Subcommand)]
+pub(crate) enum AccountsCommand {
+    /// Register an account from a JSON file (the API's request body; `-` reads stdin).
+    Add {
+        #[arg(long, short)]
+        file: PathBuf,
+        /// Wait until validation finishes and exit non-zero if it failed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List accounts.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one account as JSON.
+    Show { id: String },
+    /// Validate an account's connections again.
+    Validate {
+        id: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Remove an account and its credentials.
+    Rm { id: String },
+    /// Sent today, effective cap and next allowed send.
+    Usage { id: String },
+    /// Show or change sending settings: the time zone of the account's day, warm-up, Sent copy.
+    Sending {
+        id: String,
+        #[arg(long)]
+        timezone: Option<String>,
+        #[arg(long)]
+        warmup: Option<bool>,
+        #[arg(long)]
+        append_to_sent: Option<bool>,
+        /// Seconds between IMAP scans of this mailbox (0: back to the configured default).
+        #[arg(long)]
+        scan_interval: Option<u64>,
+    },
+}
+
+pub(crate) async fn accounts(
+    service: &AccountService,
+    campaigns: &CampaignService,
+    cmd: AccountsCommand,
+) -> anyhow::Result<()> {
+    match cmd {
+        AccountsCommand::Add { file, wait } => {
+            let body = if file.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
+                buf
+            } else {
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?
+            };
+            let view = service.register(&body).await?;
+            finish(service, view, wait).await
+        }
+        AccountsCommand::List { json } => {
+            let all = service.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!("{:<36}  {:<18}  {:<16}  {:>6}  EMAIL", "ID", "STATUS", "INBOX TYPE", "LIMIT");
+                for a in all {
+                    println!(
+                        "{:<36}  {:<18}  {:<16}  {:>6}  {}",
+                        a.id,
+                        a.status.as_str(),
+                        serde_json::to_value(a.inbox_type)?.as_str().unwrap_or_default(),
+                        a.daily_limit,
+                        a.email_address
+                    );
+                }
+            }
+            Ok(())
+        }
+        AccountsCommand::Show { id } => print(&service.get(&id).await?),
+        AccountsCommand::Validate { id, wait } => {
+            let view = service.revalidate(&id).await?;
+            finish(service, view, wait).await
+        }
+        AccountsCommand::Rm { id } => {
+            service.delete(&id).await?;
+            eprintln!("removed {id}");
+            Ok(())
+        }
+        AccountsCommand::Usage { id } => json(&campaigns.usage(&id).await?),
+        AccountsCommand::Sending { id, timezone, warmup, append_to_sent, scan_interval } => {
+            let current = campaigns.sending(&id).await?;
+            if timezone.is_none() && warmup.is_none() && append_to_sent.is_none() && scan_interval.is_none() {
+                return json(&current);
+            }
+            let new = SendingSettings {
+                timezone: timezone.unwrap_or(current.timezone),
+                warmup: warmup.unwrap_or(current.warmup),
+                append_to_sent: append_to_sent.unwrap_or(current.append_to_sent),
+                imap_sent_folder: current.imap_sent_folder,
+                sent_folder_authoritative: current.sent_folder_authoritative,
+                scan_interval_secs: match scan_interval {
+                    Some(0) => None,
+                    Some(n) => Some(n),
+                    None => current.scan_interval_secs,
+                },
+            };
+            json(&campaigns.set_sending(&id, new).await?)
+        }
+    }
+}
+
+pub(crate) fn print(view: &AccountView) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(view)?);
+    Ok(())
+}
+
+/// Prints the account; with `wait`, first polls until its validation has finished.
+pub(crate) async fn finish(service: &AccountService, mut view: AccountView, wait: bool) -> anyhow::Result<()> {
+    if wait {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while view.status == AccountStatus::PendingValidation {
+            if tokio::time::Instant::now() > deadline {
+                print(&view)?;
+                bail!("validation still pending after 120 s: is a coldsend-worker running?");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            view = service.get(&view.id).await?;
+        }
+    }
+    print(&view)?;
+    if view.status == AccountStatus::ValidationFailed {
+        bail!("account {} failed validation", view.id);
+    }
+    Ok(())
+}

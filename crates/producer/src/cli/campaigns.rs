@@ -1,0 +1,155 @@
+//! `coldsend campaigns …` and `coldsend leads …`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use coldsend_core::campaign::CampaignAction;
+use coldsend_service::campaigns::{AddLeadsReport, CampaignService, CampaignView};
+
+use super::json;
+
+#[derive(Subcommand)]
+pub(crate) enum CampaignsCommand {
+    /// Create a campaign from a JSON file (the API's request body).
+    Create {
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    Start {
+        id: String,
+    },
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    Stop {
+        id: String,
+    },
+    /// Progress of a campaign; with --watch, a live progress bar until it finishes.
+    Status {
+        id: String,
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum LeadsCommand {
+    /// Add leads from a CSV file (header: email, first_name, last_name, company, other columns become
+    /// variables) or a JSON array; invalid rows are reported by line and skipped.
+    Add {
+        campaign: String,
+        #[arg(long, conflicts_with = "json")]
+        csv: Option<PathBuf>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// List a campaign's leads with their state.
+    List { campaign: String },
+}
+
+pub(crate) async fn campaigns(service: &CampaignService, cmd: CampaignsCommand) -> anyhow::Result<()> {
+    let act = |id: String, a: CampaignAction| async move { json(&service.act(&id, a).await?) };
+    match cmd {
+        CampaignsCommand::Create { file } => {
+            let body = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            json(&service.create(&body).await?)
+        }
+        CampaignsCommand::List => {
+            println!("{:<36}  {:<9}  {:>6}  {:>6}  NAME", "ID", "STATE", "LEADS", "SENT");
+            for c in service.list().await? {
+                println!(
+                    "{:<36}  {:<9}  {:>6}  {:>6}  {}",
+                    c.id,
+                    c.state.as_str(),
+                    c.stats.leads,
+                    c.stats.sent,
+                    c.name
+                );
+            }
+            Ok(())
+        }
+        CampaignsCommand::Show { id } => json(&service.get(&id).await?),
+        CampaignsCommand::Start { id } => act(id, CampaignAction::Start).await,
+        CampaignsCommand::Pause { id } => act(id, CampaignAction::Pause).await,
+        CampaignsCommand::Resume { id } => act(id, CampaignAction::Resume).await,
+        CampaignsCommand::Stop { id } => act(id, CampaignAction::Stop).await,
+        CampaignsCommand::Status { id, watch } => status(service, &id, watch).await,
+    }
+}
+
+pub(crate) fn status_line(c: &CampaignView) -> String {
+    let states: Vec<String> = c.stats.lead_states.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!(
+        "{} · sent {} · failed {} · bounced {} · {}",
+        c.state.as_str(),
+        c.stats.sent,
+        c.stats.failed,
+        c.stats.bounced,
+        states.join(", ")
+    )
+}
+
+pub(crate) async fn status(service: &CampaignService, id: &str, watch: bool) -> anyhow::Result<()> {
+    let c = service.get(id).await?;
+    if !watch {
+        println!("{}  {}", c.name, status_line(&c));
+        return Ok(());
+    }
+    let total = |c: &CampaignView| c.stats.sent + c.stats.remaining_steps;
+    let bar = indicatif::ProgressBar::new(total(&c));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} sent  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(c.name.clone());
+    loop {
+        let c = service.get(id).await?;
+        bar.set_length(total(&c).max(1));
+        bar.set_position(c.stats.sent);
+        bar.set_message(status_line(&c));
+        if matches!(
+            c.state,
+            coldsend_core::campaign::CampaignState::Completed | coldsend_core::campaign::CampaignState::Stopped
+        ) {
+            bar.finish();
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+pub(crate) async fn leads(service: &CampaignService, cmd: LeadsCommand) -> anyhow::Result<()> {
+    match cmd {
+        LeadsCommand::Add { campaign, csv, json: json_file } => {
+            let report: AddLeadsReport = match (csv, json_file) {
+                (Some(path), None) => {
+                    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let (leads, invalid) = coldsend_service::leads_csv::parse(&bytes).map_err(anyhow::Error::msg)?;
+                    service.add_valid_leads(&campaign, leads, AddLeadsReport { invalid, ..Default::default() }).await?
+                }
+                (None, Some(path)) => {
+                    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let rows: Vec<serde_json::Value> =
+                        serde_json::from_slice(&bytes).context("the JSON file must hold an array of leads")?;
+                    service.add_leads(&campaign, rows).await?
+                }
+                _ => bail!("give --csv FILE or --json FILE"),
+            };
+            for bad in &report.invalid {
+                eprintln!("line {}: {} ({})", bad.row, bad.error, bad.email.as_deref().unwrap_or("no email"));
+            }
+            json(&report)
+        }
+        LeadsCommand::List { campaign } => json(&service.leads(&campaign).await?),
+    }
+}

@@ -1,0 +1,414 @@
+//! Every branch of every send-ledger script, against a real Redis (no mail server): the
+//! invariants of ARCHITECTURE.md ("Sending: invariants and how they hold") tried directly.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use coldsend_core::account::AccountId;
+use coldsend_core::campaign::{CampaignAction, CampaignId, CampaignRequest};
+use coldsend_core::lead::{Lead, LeadInput, LeadState};
+use coldsend_core::send_key::SendKey;
+use coldsend_core::storage::campaigns::CampaignStore;
+use coldsend_core::storage::keys::Keys;
+use coldsend_core::storage::ledger::{Claim, Ledger, MarkedSent, Released, Reservation, ReserveArgs, SendState, Swept};
+use coldsend_tests::Redis;
+use redis::AsyncCommands;
+
+const P: &str = "t";
+
+struct World {
+    _redis: Redis,
+    conn: redis::aio::ConnectionManager,
+    ledger: Ledger,
+    campaigns: CampaignStore,
+    keys: Keys,
+    account: AccountId,
+    campaign: CampaignId,
+    token: String,
+}
+
+fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 12, 1).expect("date")
+}
+
+impl World {
+    /// A running two-step campaign with `leads` leads, their first steps queued on one mailbox
+    /// whose chain token is `token`.
+    async fn new(leads: usize, daily_limit: Option<u32>) -> Self {
+        let redis = Redis::start();
+        let conn =
+            redis::aio::ConnectionManager::new(redis::Client::open(redis.url()).expect("url")).await.expect("connect");
+        let (ledger, campaigns, keys) =
+            (Ledger::new(conn.clone(), P), CampaignStore::new(conn.clone(), P), Keys::new(P));
+        let account = AccountId::new_random();
+        let request: CampaignRequest = serde_json::from_value(serde_json::json!({
+            "name": "scripts", "sender_account_ids": [account.to_string()], "daily_limit": daily_limit,
+            "steps": [{"subject": "Hi", "text": "one"}, {"text": "two", "delay": "1d"}]
+        }))
+        .expect("request");
+        let campaign = request.into_campaign().expect("campaign");
+        campaigns.create(&campaign).await.expect("create");
+        campaigns.transition(&campaign.id, CampaignAction::Start).await.expect("start");
+        let all: Vec<Lead> = (0..leads)
+            .map(|i| {
+                let input: LeadInput =
+                    serde_json::from_value(serde_json::json!({"email": format!("l{i}@example.test")})).expect("lead");
+                input.into_lead().expect("lead")
+            })
+            .collect();
+        campaigns.add_leads(&campaign.id, &all).await.expect("leads");
+        let pairs: Vec<_> = all.iter().map(|l| (l.id.clone(), account)).collect();
+        assert_eq!(ledger.enqueue_first_steps(&campaign.id, &pairs, 0).await.expect("enqueue"), leads);
+        let token = "chain-1".to_owned();
+        assert!(ledger.start_chain(&account, &token, 60_000, false).await.expect("chain"));
+        Self { _redis: redis, conn, ledger, campaigns, keys, account, campaign: campaign.id, token }
+    }
+
+    fn key(&self, lead: usize, step: usize) -> SendKey {
+        let email = coldsend_core::account::EmailAddress::parse(&format!("l{lead}@example.test")).expect("email");
+        SendKey { campaign: self.campaign, lead: coldsend_core::lead::LeadId::for_email(&email), step }
+    }
+
+    fn args<'a>(&'a self, key: &'a SendKey, email: &'a str, now_ms: i64, cap: u32) -> ReserveArgs<'a> {
+        ReserveArgs {
+            key,
+            account: &self.account,
+            email,
+            chain_token: &self.token,
+            now_ms,
+            cap,
+            cap_key: self.keys.cap(&self.account, day()),
+            campaign_cap: None,
+            gap_ms: 0,
+        }
+    }
+
+    async fn claim(&self, lead: usize, step: usize) -> Claim {
+        let key = self.key(lead, step);
+        let email = format!("l{lead}@example.test");
+        match self.ledger.reserve(&self.args(&key, &email, 1_000, 100)).await.expect("reserve") {
+            Reservation::Claimed(c) => c,
+            other => panic!("expected a claim, got {other:?}"),
+        }
+    }
+
+    async fn state(&self, key: &SendKey) -> Option<SendState> {
+        self.ledger.send_record(key).await.expect("record").map(|r| r.state)
+    }
+
+    async fn used(&self) -> u32 {
+        self.ledger.used(&self.keys.cap(&self.account, day())).await.expect("used")
+    }
+
+    async fn stats(&self) -> HashMap<String, i64> {
+        self.conn.clone().hgetall(self.keys.stats(&self.campaign)).await.expect("stats")
+    }
+
+    async fn lead_state(&self, lead: usize) -> Option<LeadState> {
+        self.campaigns.lead_state(&self.campaign, &self.key(lead, 0).lead).await.expect("lead state")
+    }
+
+    async fn due(&self, followup: bool) -> Vec<String> {
+        let k = if followup {
+            self.keys.due_followups(&self.account, &self.campaign)
+        } else {
+            self.keys.due_first(&self.account, &self.campaign)
+        };
+        self.conn.clone().zrange(k, 0, -1).await.expect("due")
+    }
+
+    async fn uncertain_members(&self) -> Vec<String> {
+        self.conn.clone().zrange(self.keys.uncertain(&self.account), 0, -1).await.expect("uncertain")
+    }
+}
+
+#[tokio::test]
+async fn reserve_claims_only_within_chain_campaign_lead_state_caps_and_gap() {
+    let w = World::new(4, None).await;
+    let (k0, e0) = (w.key(0, 0), "l0@example.test");
+
+    // stale chain
+    let mut stale = w.args(&k0, e0, 1_000, 100);
+    stale.chain_token = "someone-else";
+    assert_eq!(w.ledger.reserve(&stale).await.expect("reserve"), Reservation::StaleChain);
+
+    // cap reached (cap 0): nothing taken
+    assert_eq!(w.ledger.reserve(&w.args(&k0, e0, 1_000, 0)).await.expect("reserve"), Reservation::CapReached);
+    assert_eq!(w.used().await, 0);
+
+    // ok: counter, gap marker, SENDING, inflight
+    let mut ok = w.args(&k0, e0, 1_000, 100);
+    ok.gap_ms = 5_000;
+    let Reservation::Claimed(claim) = w.ledger.reserve(&ok).await.expect("reserve") else { panic!("claim") };
+    assert_eq!((claim.used, w.used().await), (1, 1));
+    let ttl: i64 = w.conn.clone().ttl(&claim.cap_key).await.expect("ttl");
+    assert!(ttl > 86_400, "the counter expires after its day: {ttl}");
+    let rec = w.ledger.send_record(&k0).await.expect("record").expect("exists");
+    assert_eq!(
+        (rec.state, rec.phase.as_deref(), rec.attempt.as_deref()),
+        (SendState::Sending, Some("pre"), Some(claim.attempt.as_str()))
+    );
+
+    // not queued: the same send again
+    assert_eq!(
+        w.ledger.reserve(&w.args(&k0, e0, 10_000, 100)).await.expect("reserve"),
+        Reservation::NotQueued(Some(SendState::Sending))
+    );
+
+    // gap: another lead too early, then allowed at the gap's end
+    let (k1, e1) = (w.key(1, 0), "l1@example.test");
+    assert_eq!(w.ledger.reserve(&w.args(&k1, e1, 2_000, 100)).await.expect("reserve"), Reservation::Gap(6_000));
+    assert!(matches!(w.ledger.reserve(&w.args(&k1, e1, 6_000, 100)).await.expect("reserve"), Reservation::Claimed(_)));
+    assert_eq!(w.used().await, 2);
+
+    // cap: 2 used of 2
+    let (k2, e2) = (w.key(2, 0), "l2@example.test");
+    assert_eq!(w.ledger.reserve(&w.args(&k2, e2, 7_000, 2)).await.expect("reserve"), Reservation::CapReached);
+
+    // suppressed: the lead becomes SUPPRESSED, nothing is taken
+    w.campaigns.suppress(e2, "unsubscribed").await.expect("suppress");
+    assert_eq!(w.ledger.reserve(&w.args(&k2, e2, 7_000, 100)).await.expect("reserve"), Reservation::Suppressed);
+    assert_eq!(w.lead_state(2).await, Some(LeadState::Suppressed));
+
+    // lead inactive
+    assert_eq!(
+        w.ledger.reserve(&w.args(&k2, e2, 7_000, 100)).await.expect("reserve"),
+        Reservation::LeadInactive(Some(LeadState::Suppressed))
+    );
+
+    // campaign not running
+    w.campaigns.transition(&w.campaign, CampaignAction::Pause).await.expect("pause");
+    let (k3, e3) = (w.key(3, 0), "l3@example.test");
+    assert_eq!(w.ledger.reserve(&w.args(&k3, e3, 8_000, 100)).await.expect("reserve"), Reservation::CampaignNotRunning);
+    assert_eq!(w.used().await, 2, "no refusal took a slot");
+}
+
+#[tokio::test]
+async fn reserve_honours_the_campaign_daily_limit_and_release_gives_both_slots_back() {
+    let w = World::new(3, Some(1)).await;
+    let day_key = w.keys.campaign_day(&w.campaign, day());
+    let (k0, k1) = (w.key(0, 0), w.key(1, 0));
+    let mut a0 = w.args(&k0, "l0@example.test", 1_000, 100);
+    a0.campaign_cap = Some((day_key.clone(), 1));
+    let Reservation::Claimed(claim) = w.ledger.reserve(&a0).await.expect("reserve") else { panic!("claim") };
+    assert_eq!(claim.campaign_day_key.as_deref(), Some(day_key.as_str()));
+    let mut a1 = w.args(&k1, "l1@example.test", 1_000, 100);
+    a1.campaign_cap = Some((day_key.clone(), 1));
+    assert_eq!(w.ledger.reserve(&a1).await.expect("reserve"), Reservation::CampaignCapReached);
+
+    // release → retry: both counters back, QUEUED again in its queue
+    let out = w.ledger.release(&k0, &w.account, false, &claim, 5_000, 3, "421 try later").await.expect("release");
+    assert_eq!(out, Released::Retry);
+    assert_eq!(w.used().await, 0);
+    assert_eq!(w.ledger.used(&day_key).await.expect("day"), 0);
+    assert_eq!(w.state(&k0).await, Some(SendState::Queued));
+    assert!(w.due(false).await.contains(&k0.member()));
+    // the same claim again is stale: nothing changes twice
+    assert_eq!(
+        w.ledger.release(&k0, &w.account, false, &claim, 5_000, 3, "x").await.expect("release"),
+        Released::Stale
+    );
+    assert_eq!(w.used().await, 0);
+}
+
+#[tokio::test]
+async fn release_fails_the_send_after_the_last_attempt() {
+    let w = World::new(1, None).await;
+    let k = w.key(0, 0);
+    for attempt in 1..=2 {
+        let claim = w.claim(0, 0).await;
+        let out = w.ledger.release(&k, &w.account, false, &claim, 0, 2, "451 later").await.expect("release");
+        assert_eq!(out, if attempt < 2 { Released::Retry } else { Released::Failed });
+    }
+    assert_eq!(w.state(&k).await, Some(SendState::Failed));
+    assert_eq!(w.lead_state(0).await, Some(LeadState::Failed));
+    assert_eq!(w.stats().await.get("failed"), Some(&1));
+    assert!(w.due(false).await.is_empty());
+    assert_eq!(w.used().await, 0);
+}
+
+#[tokio::test]
+async fn mark_data_only_for_the_attempt_holding_the_claim() {
+    let w = World::new(1, None).await;
+    let k = w.key(0, 0);
+    assert!(!w.ledger.mark_data_phase(&k, "nobody").await.expect("mark"), "QUEUED: no claim");
+    let claim = w.claim(0, 0).await;
+    assert!(!w.ledger.mark_data_phase(&k, "another-attempt").await.expect("mark"));
+    assert!(w.ledger.mark_data_phase(&k, &claim.attempt).await.expect("mark"));
+    assert_eq!(w.ledger.send_record(&k).await.expect("rec").expect("rec").phase.as_deref(), Some("data"));
+}
+
+#[tokio::test]
+async fn mark_sent_records_once_queues_the_next_step_and_completes_the_last() {
+    let w = World::new(2, None).await;
+    let k = w.key(0, 0);
+    let claim = w.claim(0, 0).await;
+    assert_eq!(
+        w.ledger.mark_sent(&k, &w.account, Some("not-the-claim"), "<m0@x>", 2_000, Some(9_000)).await.expect("mark"),
+        MarkedSent::Stale
+    );
+    assert_eq!(
+        w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000)).await.expect("mark"),
+        MarkedSent::Recorded
+    );
+    assert_eq!(
+        w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000)).await.expect("mark"),
+        MarkedSent::Duplicate
+    );
+    assert_eq!(w.stats().await.get("sent"), Some(&1), "counted once");
+    let next = w.key(0, 1);
+    assert_eq!(w.state(&next).await, Some(SendState::Queued));
+    assert_eq!(w.due(true).await, vec![next.member()]);
+    let inflight: Vec<String> = w.conn.clone().zrange(w.keys.inflight(), 0, -1).await.expect("inflight");
+    assert!(inflight.is_empty());
+
+    // the last step completes the lead
+    let last = w.claim(0, 1).await;
+    let out = w.ledger.mark_sent(&next, &w.account, Some(&last.attempt), "<m1@x>", 3_000, None).await.expect("mark");
+    assert_eq!(out, MarkedSent::Recorded);
+    assert_eq!(w.lead_state(0).await, Some(LeadState::Completed));
+}
+
+#[tokio::test]
+async fn fail_bounces_and_suppresses_only_recipient_errors_and_gives_the_slot_back() {
+    let w = World::new(2, None).await;
+    let (k0, k1) = (w.key(0, 0), w.key(1, 0));
+    let c0 = w.claim(0, 0).await;
+    assert!(
+        !w.ledger.fail(&k0, &w.account, &Claim { attempt: "x".into(), ..c0.clone() }, "554", None).await.expect("fail")
+    );
+    assert!(w.ledger.fail(&k0, &w.account, &c0, "554 5.7.1 rejected", None).await.expect("fail"));
+    assert_eq!((w.state(&k0).await, w.lead_state(0).await), (Some(SendState::Failed), Some(LeadState::Failed)));
+    let c1 = w.claim(1, 0).await;
+    assert!(
+        w.ledger.fail(&k1, &w.account, &c1, "550 5.1.1 no such user", Some("L1@example.test")).await.expect("fail")
+    );
+    assert_eq!(w.lead_state(1).await, Some(LeadState::Bounced));
+    assert_eq!(
+        w.campaigns.suppression_reason("l1@example.test").await.expect("reason").as_deref(),
+        Some("hard_bounce")
+    );
+    assert_eq!(w.campaigns.suppression_reason("l0@example.test").await.expect("reason"), None);
+    assert_eq!(w.used().await, 0, "refused sends give their slots back");
+    let stats = w.stats().await;
+    assert_eq!((stats.get("failed"), stats.get("bounced")), (Some(&1), Some(&1)));
+}
+
+#[tokio::test]
+async fn uncertain_then_confirmed_from_sent_leaves_the_uncertain_count() {
+    let w = World::new(1, None).await;
+    let k = w.key(0, 0);
+    let claim = w.claim(0, 0).await;
+    assert!(
+        !w.ledger.uncertain(&k, &w.account, &Claim { attempt: "x".into(), ..claim.clone() }, "e").await.expect("u")
+    );
+    assert!(w.ledger.uncertain(&k, &w.account, &claim, "timed out after DATA").await.expect("uncertain"));
+    assert_eq!(w.state(&k).await, Some(SendState::Uncertain));
+    assert_eq!(w.stats().await.get("uncertain"), Some(&1));
+    assert_eq!(w.uncertain_members().await, vec![k.member()]);
+    assert_eq!(w.used().await, 1, "an uncertain send keeps its slot");
+
+    assert_eq!(w.ledger.confirm_sent(&k, "<m0@x>", Some(5_000)).await.expect("confirm"), MarkedSent::Recorded);
+    let rec = w.ledger.send_record(&k).await.expect("rec").expect("rec");
+    assert_eq!((rec.state, rec.confirmed), (SendState::Sent, true));
+    let stats = w.stats().await;
+    assert_eq!((stats.get("uncertain"), stats.get("sent")), (Some(&0), Some(&1)));
+    assert!(w.uncertain_members().await.is_empty());
+    assert_eq!(w.state(&w.key(0, 1)).await, Some(SendState::Queued), "the next step follows");
+    assert_eq!(w.ledger.confirm_sent(&k, "<m0@x>", None).await.expect("confirm"), MarkedSent::Confirmed);
+}
+
+#[tokio::test]
+async fn a_late_250_from_the_claiming_attempt_settles_a_swept_send() {
+    let w = World::new(1, None).await;
+    let k = w.key(0, 0);
+    let claim = w.claim(0, 0).await;
+    assert!(w.ledger.mark_data_phase(&k, &claim.attempt).await.expect("data"));
+    assert_eq!(w.ledger.sweep(&k).await.expect("sweep"), Swept::Uncertain);
+    let out = w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m@x>", 1, None).await.expect("mark");
+    assert_eq!(out, MarkedSent::Recorded);
+    assert_eq!(w.stats().await.get("uncertain"), Some(&0));
+    assert!(w.uncertain_members().await.is_empty());
+}
+
+#[tokio::test]
+async fn sweep_requeues_before_data_and_marks_uncertain_after() {
+    let w = World::new(2, None).await;
+    let (k0, k1) = (w.key(0, 0), w.key(1, 0));
+    let _pre = w.claim(0, 0).await;
+    let data = w.claim(1, 0).await;
+    assert!(w.ledger.mark_data_phase(&k1, &data.attempt).await.expect("data"));
+    assert_eq!(w.used().await, 2);
+    assert_eq!(w.ledger.stale_inflight(i64::MAX).await.expect("stale").len(), 2);
+
+    assert_eq!(w.ledger.sweep(&k0).await.expect("sweep"), Swept::Requeued);
+    assert_eq!(w.state(&k0).await, Some(SendState::Queued));
+    assert_eq!(w.used().await, 1, "a send that never reached DATA gives its slot back");
+    assert_eq!(w.ledger.sweep(&k1).await.expect("sweep"), Swept::Uncertain);
+    assert_eq!(w.state(&k1).await, Some(SendState::Uncertain));
+    assert_eq!(w.uncertain_members().await, vec![k1.member()]);
+    assert_eq!(w.used().await, 1, "an uncertain send keeps its slot");
+    assert_eq!(w.ledger.sweep(&k1).await.expect("sweep"), Swept::Gone);
+    assert!(w.ledger.stale_inflight(i64::MAX).await.expect("stale").is_empty());
+}
+
+#[tokio::test]
+async fn uncertain_sends_are_requeued_with_their_slot_or_settled_without_a_resend() {
+    let w = World::new(2, None).await;
+    let (k0, k1) = (w.key(0, 0), w.key(1, 0));
+    for (lead, key) in [(0, &k0), (1, &k1)] {
+        let c = w.claim(lead, 0).await;
+        assert!(w.ledger.uncertain(key, &w.account, &c, "cut after DATA").await.expect("uncertain"));
+    }
+    assert_eq!(w.used().await, 2);
+
+    // authoritative Sent folder, not found: queued again, its slot given back
+    assert!(w.ledger.requeue_uncertain(&k0, &w.account).await.expect("requeue"));
+    assert_eq!(w.state(&k0).await, Some(SendState::Queued));
+    assert_eq!(w.used().await, 1);
+    assert!(!w.ledger.requeue_uncertain(&k0, &w.account).await.expect("requeue"), "only once");
+
+    // not authoritative: stays UNCERTAIN, never resent, the sequence goes on
+    assert!(w.ledger.settle_uncertain(&k1, &w.account, Some(7_000)).await.expect("settle"));
+    let rec = w.ledger.send_record(&k1).await.expect("rec").expect("rec");
+    assert_eq!((rec.state, rec.settled), (SendState::Uncertain, true));
+    assert!(!w.due(false).await.contains(&k1.member()), "never queued again");
+    assert_eq!(w.state(&w.key(1, 1)).await, Some(SendState::Queued));
+    assert!(w.uncertain_members().await.is_empty());
+    assert_eq!(w.stats().await.get("uncertain"), Some(&1), "requeued one left the count, the settled one stays");
+    assert!(!w.ledger.settle_uncertain(&k1, &w.account, None).await.expect("settle"), "only once");
+}
+
+#[tokio::test]
+async fn cancel_takes_a_send_out_of_the_queues_and_may_end_the_lead() {
+    let w = World::new(2, None).await;
+    let (k0, k1) = (w.key(0, 0), w.key(1, 0));
+    w.ledger.cancel(&k0, &w.account, None, "lead stopped").await.expect("cancel");
+    assert_eq!((w.state(&k0).await, w.lead_state(0).await), (Some(SendState::Cancelled), Some(LeadState::Active)));
+    w.ledger.cancel(&k1, &w.account, Some(LeadState::Failed), "template: missing first_name").await.expect("cancel");
+    assert_eq!(w.lead_state(1).await, Some(LeadState::Failed));
+    assert!(w.due(false).await.is_empty());
+    assert_eq!(w.stats().await.get("skipped"), Some(&1));
+}
+
+#[tokio::test]
+async fn chains_are_kept_replaced_and_ended_only_by_their_token() {
+    let w = World::new(0, None).await;
+    let a = &w.account;
+    assert!(!w.ledger.start_chain(a, "newcomer", 60_000, true).await.expect("start"), "a live chain is kept");
+    assert!(w.ledger.keep_chain(a, &w.token, 60_000).await.expect("keep"));
+    assert!(!w.ledger.keep_chain(a, "newcomer", 60_000).await.expect("keep"), "a stale token keeps nothing");
+    assert!(w.ledger.start_chain(a, "replacement", 60_000, false).await.expect("start"), "replace supersedes");
+    assert!(!w.ledger.keep_chain(a, &w.token, 60_000).await.expect("keep"), "the old token is dead");
+    assert!(w.ledger.keep_chain(a, "replacement", 0).await.expect("end"));
+    assert!(w.ledger.start_chain(a, "fresh", 60_000, true).await.expect("start"), "an ended chain can start anew");
+}
+
+#[tokio::test]
+async fn first_steps_are_queued_once_per_active_unassigned_lead() {
+    let w = World::new(2, None).await;
+    let again: Vec<_> = (0..2).map(|i| (w.key(i, 0).lead, w.account)).collect();
+    assert_eq!(w.ledger.enqueue_first_steps(&w.campaign, &again, 0).await.expect("enqueue"), 0, "already assigned");
+    assert_eq!(w.due(false).await.len(), 2);
+    assert_eq!(w.ledger.lead_account(&w.campaign, &w.key(0, 0).lead).await.expect("acct"), Some(w.account));
+}
