@@ -106,7 +106,7 @@ impl CommandConsumer {
                     warn!(entry = %entry.id, reason = %reason, "command dead-lettered");
                     return self.file(&entry, Filed::Dead, raw, &reason).await;
                 }
-                let wait = Duration::from_millis(500 * (1u64 << attempts.min(6)));
+                let wait = Duration::from_millis(250 * (1u64 << attempts.min(6)));
                 warn!(entry = %entry.id, attempt = attempts, retry_in_ms = wait.as_millis() as u64, error = %error, "command failed; will retry");
                 self.retries.insert(entry.id, (attempts, Instant::now() + wait));
                 Ok(())

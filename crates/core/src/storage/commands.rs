@@ -93,20 +93,17 @@ impl CommandStream {
     }
 
     /// Our own entries delivered but not yet acknowledged (retries, or replies lost).
+    /// Reading them counts as a delivery in Redis, so `deliveries` is not reported here
+    /// (1): the consumer counts its own attempts.
     pub async fn own_pending(&self, count: usize) -> redis::RedisResult<Vec<CommandEntry>> {
         let opts = StreamReadOptions::default().group(GROUP, &self.consumer).count(count);
         let reply: StreamReadReply =
             redis::AsyncCommands::xread_options(&mut self.conn.clone(), &[self.keys.commands()], &["0"], &opts).await?;
-        let entries: Vec<_> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
-        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
-        let counts = self.delivery_counts(&ids).await?;
-        Ok(entries
+        Ok(reply
+            .keys
             .into_iter()
-            .map(|e| CommandEntry {
-                deliveries: counts.get(&e.id).copied().unwrap_or(1),
-                command: e.get::<String>("command"),
-                id: e.id,
-            })
+            .flat_map(|k| k.ids)
+            .map(|e| CommandEntry { command: e.get::<String>("command"), id: e.id, deliveries: 1 })
             .collect())
     }
 

@@ -5,9 +5,10 @@
 --       6 lead-errors
 -- ARGV: 1 member, 2 lead id, 3 next step's member ('' = last step), 4 next step due (ms),
 --       5 account id, 6 note
--- Returns 1 when settled, 0 when it is no longer UNCERTAIN.
+-- Returns 1 when settled, 0 when it is no longer UNCERTAIN or was settled before.
 redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('HGET', KEYS[1], 'state') ~= 'UNCERTAIN' then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'settled') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'settled', 'not_resent', 'error', ARGV[6])
 if redis.call('HGET', KEYS[3], ARGV[2]) == 'ACTIVE' then
   redis.call('HSET', KEYS[6], ARGV[2], ARGV[6])
