@@ -397,6 +397,12 @@ impl Proc {
         (status, body)
     }
 
+    /// Kills the process with SIGKILL (a crash: no handler runs) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = Command::new("kill").arg("-9").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();

@@ -110,12 +110,15 @@ pub async fn run(
 }
 
 /// Runs the workers; restarts them (after Redis is back) if they stop without a shutdown.
+/// The backoff grows while generations fail at once and starts over after one that ran.
 async fn supervise(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let mut backoff = Duration::from_millis(500);
+    const FIRST: Duration = Duration::from_millis(500);
+    let mut backoff = FIRST;
     loop {
         if *stop.borrow() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         match run_workers(shared, stop.clone()).await {
             Ok(()) if *stop.borrow() => return Ok(()),
             Ok(()) => warn!("workers stopped without a shutdown; restarting"),
@@ -124,6 +127,11 @@ async fn supervise(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Resu
             }
         }
         shared.health.set_running(false);
+        // A generation that got going (Redis answered) earns a fresh start; one that
+        // failed at once (Redis still down) waits longer each time.
+        if started.elapsed() > Duration::from_secs(2) {
+            backoff = FIRST;
+        }
         let mut stop_wait = stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}

@@ -1,0 +1,169 @@
+//! Faults that once broke coldsend's guarantees, repeated: Redis crashes and dropped
+//! connections must never leave a queue without a consumer; a worker killed while the
+//! server holds the answer to DATA must never cause a duplicate.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use coldsend_tests::fixtures::StallingSmtp;
+use coldsend_tests::{Api, FAST_SENDING, Mail, Redis, Stack, account_json};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn wait_for(what: &str, secs: u64, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+fn env(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut env = FAST_SENDING.to_vec();
+    env.extend([
+        ("COLDSEND_SCAN__INTERVAL_SECS", "1"),
+        ("COLDSEND_SCAN__MIN_INTERVAL_SECS", "1"),
+        ("RUST_LOG", "info"),
+    ]);
+    env.extend(extra);
+    env
+}
+
+#[tokio::test]
+async fn every_queue_consumes_again_after_redis_crashes_and_dropped_connections() {
+    const ROUNDS: usize = 10;
+    let users: String = std::iter::once("ann:annpw".to_owned())
+        .chain((0..=ROUNDS).map(|i| format!("lead{i:02}:x")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mail = Mail::start(&users);
+    let stack = Stack::start_on(Redis::start_persistent(), Some(&mail), &env(&[]), 1);
+    let mut stack = stack;
+    let api = Api::new(&stack);
+    let ann =
+        api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 500)).await;
+    let body = json!({"name": "blips", "sender_account_ids": [ann], "steps": [{"subject": "Hi", "text": "Hello"}]});
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let cid = c["id"].as_str().expect("id").to_owned();
+    let leads = json!({"leads": [{"email": "lead00@example.test"}]});
+    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&leads)).await;
+    let (status, _) = api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+    assert_eq!(status, 200);
+    wait_for("the first email", 30, async || mail.messages("lead00").len() == 1).await;
+
+    for round in 1..=ROUNDS {
+        let fault = if round % 2 == 1 { "redis kill -9 + restart" } else { "CLIENT KILL TYPE normal" };
+        if round % 2 == 1 {
+            stack.redis.kill();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            stack.redis.restart();
+        } else {
+            stack.redis.kill_clients();
+        }
+        let started = Instant::now();
+        let worker = &stack.workers[0];
+        wait_for(&format!("round {round} ({fault}): ready"), 60, async || worker.health_get("/readyz").0 == 200).await;
+
+        // validate: a re-validation runs to its end (the API's first call after the fault
+        // may find its own connection gone: 503, and it reconnects)
+        wait_for(&format!("round {round} ({fault}): the API"), 30, async || {
+            api.call(Method::POST, &format!("/sender-accounts/{ann}/validate"), None).await.0.is_success()
+        })
+        .await;
+        let settled = api.settled(&ann).await;
+        assert_eq!(settled["status"], "ACTIVE", "round {round} ({fault}): {settled}");
+
+        // dispatch: a new lead's email goes out
+        let lead = format!("lead{round:02}");
+        let leads = json!({"leads": [{"email": format!("{lead}@example.test")}]});
+        wait_for(&format!("round {round} ({fault}): the lead added"), 30, async || {
+            api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&leads)).await.0.is_success()
+        })
+        .await;
+        wait_for(&format!("round {round} ({fault}): an email to {lead}"), 60, async || mail.messages(&lead).len() == 1)
+            .await;
+
+        // scan: a new message in ann's INBOX is read
+        let id = format!("blip-{round}-{}@example.test", std::process::id());
+        let msg = format!(
+            "From: someone@example.test\r\nTo: ann@example.test\r\nSubject: note {round}\r\nMessage-ID: <{id}>\r\n\r\nhello\r\n"
+        );
+        mail.doveadm(&["save", "-u", "ann@example.test"], Some(msg.as_bytes()));
+        let processed = format!("cstest:processed:{{{ann}}}");
+        wait_for(&format!("round {round} ({fault}): the message scanned"), 60, async || {
+            let mut conn = stack.redis.connection();
+            let score: Option<f64> =
+                redis::cmd("ZSCORE").arg(&processed).arg(format!("in:{id}")).query(&mut conn).unwrap_or(None);
+            score.is_some()
+        })
+        .await;
+        eprintln!("round {round} ({fault}): all three queues consumed again within {:?}", started.elapsed());
+    }
+    assert!(stack.workers[0].is_running(), "the worker survived every fault");
+    for i in 0..=ROUNDS {
+        assert_eq!(mail.messages(&format!("lead{i:02}")).len(), 1, "lead{i:02}: exactly one email");
+    }
+}
+
+#[tokio::test]
+async fn a_worker_killed_inside_data_never_causes_a_duplicate_where_sent_cannot_tell() {
+    const KILLS: usize = 3;
+    let users: String = std::iter::once("ann:annpw".to_owned())
+        .chain((0..KILLS).map(|i| format!("lead{i:02}:x")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mail = Mail::start(&users);
+    // The server takes the whole message, then holds its answer for a minute.
+    let smtp = StallingSmtp::start(Duration::from_secs(60));
+    let extra = [
+        ("COLDSEND_SENDING__STALE_SEND_SECS", "3"),
+        ("COLDSEND_SENDING__SMTP_TIMEOUT_SECS", "2"),
+        ("COLDSEND_SCAN__UNCERTAIN_GRACE_SECS", "2"),
+    ];
+    let mut stack = Stack::start_on(Redis::start(), Some(&mail), &env(&extra), 1);
+    let api = Api::new(&stack);
+    // Custom SMTP: coldsend makes the Sent copy itself, after a 250 — so Sent cannot tell.
+    let ann = api.active_account(&account_json("ann", "annpw", smtp.port, false, mail.imaps_port(), 100)).await;
+    let body = json!({"name": "stall", "sender_account_ids": [ann], "steps": [{"subject": "Hi", "text": "Hello"}]});
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let cid = c["id"].as_str().expect("id").to_owned();
+    let leads: Vec<Value> = (0..KILLS).map(|i| json!({"email": format!("lead{i:02}@example.test")})).collect();
+    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&json!({"leads": leads}))).await;
+    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+
+    for kill in 1..=KILLS {
+        let bodies = &smtp.bodies_received;
+        wait_for(&format!("body {kill} at the server"), 60, async || bodies.load(Ordering::SeqCst) == kill).await;
+        // The worst moment: the server has the message, its answer has not come.
+        stack.workers[0].kill9();
+        stack.workers.remove(0);
+        stack.add_worker();
+    }
+    // Past the sweep and the grace period, with scans every second.
+    let mut conn = stack.redis.connection();
+    wait_for("every send settled without a resend", 60, async || {
+        let settled: usize = redis::cmd("EVAL")
+            .arg("local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do if redis.call('HEXISTS', k, 'settled') == 1 then n = n + 1 end end return n")
+            .arg(0)
+            .arg(format!("cstest:send:{cid}:*"))
+            .query(&mut stack.redis.connection())
+            .unwrap_or(0);
+        settled == KILLS
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(smtp.bodies_received.load(Ordering::SeqCst), KILLS, "no step was sent twice");
+    let (_, view) = api.get(&format!("/campaigns/{cid}")).await;
+    let stats = &view["stats"];
+    assert_eq!((stats["uncertain"].clone(), stats["sent"].clone()), (json!(KILLS), json!(0)), "{view}");
+    assert_eq!(view["stats"]["lead_states"]["COMPLETED"], json!(KILLS), "the sequences went on: {view}");
+    let uncertain: usize =
+        redis::cmd("ZCARD").arg(format!("cstest:uncertain:{{{ann}}}")).query(&mut conn).expect("zcard");
+    assert_eq!(uncertain, 0, "nothing left waiting");
+    let used: u32 = {
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("cstest:cap:{{{ann}}}:*")).query(&mut conn).expect("keys");
+        keys.iter().map(|k| redis::cmd("GET").arg(k).query::<u32>(&mut conn).unwrap_or(0)).sum()
+    };
+    assert_eq!(used, KILLS as u32, "each uncertain send keeps its one cap slot");
+}
