@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [run|test]
 #   run:  redis-server
 #   test: redis-server, postfix, dovecot (imapd, lmtpd), openssl, bc, iproute2, systemd (systemd-analyze),
-#         python3 + requests, redis, kubernetes-validate
+#         python3 + requests, redis, kubernetes-validate, schemathesis (the API fuzz test)
 set -euo pipefail
 what="${1:-test}"
 
@@ -31,8 +31,8 @@ if ((${#missing[@]})); then
 fi
 
 # Python clients used by the tests: requests (HTTP API), redis (the Redis-level contract).
-# kubernetes_validate: the manifests' schema check.
-for mod in requests:requests redis:redis kubernetes_validate:kubernetes-validate; do
+# kubernetes_validate: the manifests' schema check. schemathesis: the API's property-based test.
+for mod in requests:requests redis:redis kubernetes_validate:kubernetes-validate schemathesis:schemathesis; do
   if [[ "$what" == "test" ]] && ! python3 -c "import ${mod%%:*}" 2>/dev/null; then
     echo "install-deps: installing the Python package ${mod##*:}"
     python3 -m pip install --quiet --root-user-action=ignore "${mod##*:}" 2>/dev/null \

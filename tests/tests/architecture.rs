@@ -97,10 +97,10 @@ fn every_lua_script_has_a_header_and_builds_no_key() {
         // through a local bound to KEYS entries alone).
         let mut key_locals: Vec<String> = Vec::new();
         for line in text.lines() {
-            if let Some((names, values)) = line.trim().strip_prefix("local ").and_then(|l| l.split_once('=')) {
-                if values.split(',').all(|v| v.trim().starts_with("KEYS[")) {
-                    key_locals.extend(names.split(',').map(|n| n.trim().to_owned()));
-                }
+            if let Some((names, values)) = line.trim().strip_prefix("local ").and_then(|l| l.split_once('='))
+                && values.split(',').all(|v| v.trim().starts_with("KEYS["))
+            {
+                key_locals.extend(names.split(',').map(|n| n.trim().to_owned()));
             }
         }
         for line in text.lines().filter(|l| !l.trim_start().starts_with("--")) {
@@ -115,13 +115,12 @@ fn every_lua_script_has_a_header_and_builds_no_key() {
                 }
             }
         }
-        let script = format!("lua_script!(");
         let wrappers: usize = ["accounts", "campaigns", "ledger"]
             .iter()
             .map(|m| std::fs::read_to_string(dir.parent().expect("storage").join(format!("{m}.rs"))).expect("module"))
             .map(|src| src.matches(&format!("\"{}\")", name.trim_end_matches(".lua"))).count())
             .sum();
-        assert_eq!(wrappers, 1, "{name}: loaded by exactly one {script}…) in core::storage");
+        assert_eq!(wrappers, 1, "{name}: loaded by exactly one lua_script!(…) in core::storage");
     }
     assert!(count >= 20, "scripts found: {count}");
 }

@@ -37,25 +37,35 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
     "imap_use_ssl": true
 })))]
 pub struct SenderAccountRequest {
+    #[cfg_attr(feature = "openapi", schema(format = Email, min_length = 3, max_length = 254))]
     pub email_address: String,
     /// Shown in the From header; no CR/LF.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = r"^[^\r\n]*$"))]
     pub display_name: String,
     /// GOOGLE_WORKSPACE, OUTLOOK_365 or CUSTOM_SMTP.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(GOOGLE_WORKSPACE|OUTLOOK_365|CUSTOM_SMTP)$"))]
     pub inbox_type: String,
     /// 1 to the inbox type's maximum (2,000 / 10,000 / 100,000).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100000))]
     pub daily_limit: i64,
     /// Optional for GOOGLE_WORKSPACE and OUTLOOK_365 (provider default).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 253))]
     pub smtp_host: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub smtp_port: Option<i64>,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 320))]
     pub smtp_username: String,
-    #[cfg_attr(feature = "openapi", schema(format = Password))]
+    #[cfg_attr(feature = "openapi", schema(format = Password, min_length = 1, max_length = 1024))]
     pub smtp_password: String,
     /// STARTTLS, or implicit TLS on port 465. Defaults to true.
     pub smtp_use_tls: Option<bool>,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 253))]
     pub imap_host: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub imap_port: Option<i64>,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 320))]
     pub imap_username: String,
-    #[cfg_attr(feature = "openapi", schema(format = Password))]
+    #[cfg_attr(feature = "openapi", schema(format = Password, min_length = 1, max_length = 1024))]
     pub imap_password: String,
     /// Implicit TLS (993). When false, STARTTLS is used if the server offers it. Defaults to true.
     pub imap_use_ssl: Option<bool>,

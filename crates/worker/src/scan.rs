@@ -372,7 +372,7 @@ async fn resolve_uncertain(
             resolved.confirmed += 1;
             continue;
         }
-        if !state.store.uncertain_since(&account.id, &key).await.map_err(err)?.is_some_and(|t| t < cutoff) {
+        if state.store.uncertain_since(&account.id, &key).await.map_err(err)?.is_none_or(|t| t >= cutoff) {
             continue;
         }
         if authoritative {

@@ -18,7 +18,7 @@ use super::{ApiError, AppState, ErrorBody};
 use coldsend_service::campaigns::{AddLeadsReport, CampaignView, LeadView, UsageView};
 
 /// Create a campaign (state DRAFT).
-#[utoipa::path(post, path = "/api/public/v1/campaigns", tag = "campaigns", request_body = CampaignRequest,
+#[utoipa::path(post, path = "/api/public/v1/campaigns", operation_id = "createCampaign", tag = "campaigns", request_body = CampaignRequest,
     responses((status = 201, body = CampaignView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -30,14 +30,14 @@ pub async fn create(
 }
 
 /// All campaigns with their statistics.
-#[utoipa::path(get, path = "/api/public/v1/campaigns", tag = "campaigns",
+#[utoipa::path(get, path = "/api/public/v1/campaigns", operation_id = "listCampaigns", tag = "campaigns",
     responses((status = 200, body = Vec<CampaignView>), (status = 401, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<CampaignView>>, ApiError> {
     Ok(Json(state.campaigns.list().await?))
 }
 
 /// One campaign with its statistics.
-#[utoipa::path(get, path = "/api/public/v1/campaigns/{id}", tag = "campaigns",
+#[utoipa::path(get, path = "/api/public/v1/campaigns/{id}", operation_id = "getCampaign", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id")),
     responses((status = 200, body = CampaignView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -54,7 +54,7 @@ pub struct LeadsBody {
 
 /// Add leads (`{"leads": [...]}` or a bare array). Invalid rows are reported and skipped;
 /// addresses already in the campaign are ignored.
-#[utoipa::path(post, path = "/api/public/v1/campaigns/{id}/leads", tag = "campaigns", request_body = LeadsBody,
+#[utoipa::path(post, path = "/api/public/v1/campaigns/{id}/leads", operation_id = "addLeads", tag = "campaigns", request_body = LeadsBody,
     params(("id" = String, Path, description = "Campaign id")),
     responses((status = 200, body = AddLeadsReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -85,7 +85,7 @@ pub async fn add_leads(
 }
 
 /// The campaign's leads with their state.
-#[utoipa::path(get, path = "/api/public/v1/campaigns/{id}/leads", tag = "campaigns",
+#[utoipa::path(get, path = "/api/public/v1/campaigns/{id}/leads", operation_id = "listLeads", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id")),
     responses((status = 200, body = Vec<LeadView>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -94,8 +94,8 @@ pub async fn leads(State(state): State<AppState>, Path(id): Path<String>) -> Res
 }
 
 /// start | pause | resume | stop.
-#[utoipa::path(post, path = "/api/public/v1/campaigns/{id}/{action}", tag = "campaigns",
-    params(("id" = String, Path, description = "Campaign id"), ("action" = String, Path, description = "start, pause, resume or stop")),
+#[utoipa::path(post, path = "/api/public/v1/campaigns/{id}/{action}", operation_id = "actOnCampaign", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id"), ("action" = CampaignAction, Path, description = "start, pause, resume or stop")),
     responses((status = 200, body = CampaignView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Not allowed from the current state", body = ErrorBody)),
     security(("api_key" = [])))]
@@ -109,7 +109,7 @@ pub async fn act(
 }
 
 /// Sent today, the effective cap and the next allowed send of a mailbox.
-#[utoipa::path(get, path = "/api/public/v1/sender-accounts/{id}/usage", tag = "sender-accounts",
+#[utoipa::path(get, path = "/api/public/v1/sender-accounts/{id}/usage", operation_id = "getAccountUsage", tag = "sender-accounts",
     params(("id" = String, Path, description = "Account id")),
     responses((status = 200, body = UsageView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -118,7 +118,7 @@ pub async fn usage(State(state): State<AppState>, Path(id): Path<String>) -> Res
 }
 
 /// A mailbox's sending settings (time zone of its day, warm-up ramp, Sent copy).
-#[utoipa::path(get, path = "/api/public/v1/sender-accounts/{id}/sending", tag = "sender-accounts",
+#[utoipa::path(get, path = "/api/public/v1/sender-accounts/{id}/sending", operation_id = "getSendingSettings", tag = "sender-accounts",
     params(("id" = String, Path, description = "Account id")),
     responses((status = 200, body = SendingSettings), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -130,7 +130,7 @@ pub async fn get_sending(
 }
 
 /// Replace a mailbox's sending settings.
-#[utoipa::path(put, path = "/api/public/v1/sender-accounts/{id}/sending", tag = "sender-accounts",
+#[utoipa::path(put, path = "/api/public/v1/sender-accounts/{id}/sending", operation_id = "putSendingSettings", tag = "sender-accounts",
     request_body = SendingSettings, params(("id" = String, Path, description = "Account id")),
     responses((status = 200, body = SendingSettings), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)),
@@ -165,7 +165,7 @@ fn verified(
 }
 
 /// RFC 8058 one-click unsubscribe (the `List-Unsubscribe` https link). No key: the token is signed.
-#[utoipa::path(post, path = "/api/public/v1/unsubscribe", tag = "unsubscribe",
+#[utoipa::path(post, path = "/api/public/v1/unsubscribe", operation_id = "unsubscribe", tag = "unsubscribe",
     params(("token" = String, Query, description = "Signed token from the List-Unsubscribe link")),
     responses((status = 200, description = "Unsubscribed"), (status = 400, body = ErrorBody)))]
 pub async fn unsubscribe(
@@ -180,7 +180,7 @@ pub async fn unsubscribe(
 /// A person opening the link in a browser: a page with one button that POSTs the
 /// unsubscribe. A GET changes nothing, so link scanners that prefetch URLs in incoming
 /// mail cannot unsubscribe anyone.
-#[utoipa::path(get, path = "/api/public/v1/unsubscribe", tag = "unsubscribe",
+#[utoipa::path(get, path = "/api/public/v1/unsubscribe", operation_id = "unsubscribePage", tag = "unsubscribe",
     params(("token" = String, Query, description = "Signed token from the List-Unsubscribe link")),
     responses((status = 200, description = "A confirmation page (HTML)"), (status = 400, body = ErrorBody)))]
 pub async fn unsubscribe_page(
@@ -220,7 +220,7 @@ pub struct InboxPage {
 }
 
 /// The master inbox: replies, auto-replies, bounces and complaints from every mailbox, newest first.
-#[utoipa::path(get, path = "/api/public/v1/inbox", tag = "inbox", params(InboxQuery),
+#[utoipa::path(get, path = "/api/public/v1/inbox", operation_id = "listInbox", tag = "inbox", params(InboxQuery),
     responses((status = 200, body = InboxPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]

@@ -29,6 +29,7 @@ use super::{campaigns, sender_accounts};
         campaigns::unsubscribe_page,
         campaigns::inbox,
     ),
+    components(schemas(coldsend_core::campaign::CampaignAction)),
     modifiers(&ApiKeyScheme)
 )]
 pub struct ApiDoc;

@@ -13,7 +13,7 @@ use super::{ApiError, AppState, ErrorBody};
 use coldsend_service::accounts::AccountView;
 
 /// Register a sender account; it is validated in the background.
-#[utoipa::path(post, path = "/api/public/v1/sender-accounts", tag = "sender-accounts",
+#[utoipa::path(post, path = "/api/public/v1/sender-accounts", operation_id = "createSenderAccount", tag = "sender-accounts",
     request_body = SenderAccountRequest,
     responses(
         (status = 201, description = "Stored as PENDING_VALIDATION; a validation job is queued", body = AccountView),
@@ -35,7 +35,7 @@ pub async fn create(
 }
 
 /// List all sender accounts, oldest first.
-#[utoipa::path(get, path = "/api/public/v1/sender-accounts", tag = "sender-accounts",
+#[utoipa::path(get, path = "/api/public/v1/sender-accounts", operation_id = "listSenderAccounts", tag = "sender-accounts",
     responses((status = 200, body = Vec<AccountView>), (status = 401, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<AccountView>>, ApiError> {
@@ -43,7 +43,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<AccountView>
 }
 
 /// One sender account with its validation outcome.
-#[utoipa::path(get, path = "/api/public/v1/sender-accounts/{id}", tag = "sender-accounts",
+#[utoipa::path(get, path = "/api/public/v1/sender-accounts/{id}", operation_id = "getSenderAccount", tag = "sender-accounts",
     params(("id" = String, Path, description = "Account id")),
     responses((status = 200, body = AccountView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -52,7 +52,7 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
 }
 
 /// Remove a sender account and its stored credentials.
-#[utoipa::path(delete, path = "/api/public/v1/sender-accounts/{id}", tag = "sender-accounts",
+#[utoipa::path(delete, path = "/api/public/v1/sender-accounts/{id}", operation_id = "deleteSenderAccount", tag = "sender-accounts",
     params(("id" = String, Path, description = "Account id")),
     responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -62,7 +62,7 @@ pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Re
 }
 
 /// Validate the account's SMTP and IMAP connections again.
-#[utoipa::path(post, path = "/api/public/v1/sender-accounts/{id}/validate", tag = "sender-accounts",
+#[utoipa::path(post, path = "/api/public/v1/sender-accounts/{id}/validate", operation_id = "validateSenderAccount", tag = "sender-accounts",
     params(("id" = String, Path, description = "Account id")),
     responses(
         (status = 202, description = "PENDING_VALIDATION; a validation job is queued", body = AccountView),
