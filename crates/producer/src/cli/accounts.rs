@@ -52,6 +52,10 @@ pub(crate) enum AccountsCommand {
         /// Seconds between IMAP scans of this mailbox (0: back to the configured default).
         #[arg(long)]
         scan_interval: Option<u64>,
+        /// The server files every accepted message in Sent itself, so a send missing there
+        /// never went out (lets coldsend resend an UNCERTAIN send; needs --append-to-sent false).
+        #[arg(long)]
+        sent_folder_authoritative: Option<bool>,
     },
 }
 
@@ -102,9 +106,14 @@ pub(crate) async fn accounts(
             Ok(())
         }
         AccountsCommand::Usage { id } => json(&campaigns.usage(&id).await?),
-        AccountsCommand::Sending { id, timezone, warmup, append_to_sent, scan_interval } => {
+        AccountsCommand::Sending { id, timezone, warmup, append_to_sent, scan_interval, sent_folder_authoritative } => {
             let current = campaigns.sending(&id).await?;
-            if timezone.is_none() && warmup.is_none() && append_to_sent.is_none() && scan_interval.is_none() {
+            let unchanged = timezone.is_none()
+                && warmup.is_none()
+                && append_to_sent.is_none()
+                && scan_interval.is_none()
+                && sent_folder_authoritative.is_none();
+            if unchanged {
                 return json(&current);
             }
             let new = SendingSettings {
@@ -112,7 +121,7 @@ pub(crate) async fn accounts(
                 warmup: warmup.unwrap_or(current.warmup),
                 append_to_sent: append_to_sent.unwrap_or(current.append_to_sent),
                 imap_sent_folder: current.imap_sent_folder,
-                sent_folder_authoritative: current.sent_folder_authoritative,
+                sent_folder_authoritative: sent_folder_authoritative.or(current.sent_folder_authoritative),
                 scan_interval_secs: match scan_interval {
                     Some(0) => None,
                     Some(n) => Some(n),
