@@ -8,7 +8,7 @@ use coldsend_core::account::AccountId;
 use coldsend_core::campaign::{CampaignAction, CampaignId, CampaignRequest};
 use coldsend_core::lead::{Lead, LeadInput, LeadState};
 use coldsend_core::send_key::SendKey;
-use coldsend_core::storage::campaigns::CampaignStore;
+use coldsend_core::storage::campaigns::{CampaignStore, SuppressionReason};
 use coldsend_core::storage::keys::Keys;
 use coldsend_core::storage::ledger::{Claim, Ledger, MarkedSent, Released, Reservation, ReserveArgs, SendState, Swept};
 use coldsend_tests::Redis;
@@ -166,7 +166,7 @@ async fn reserve_claims_only_within_chain_campaign_lead_state_caps_and_gap() {
     assert_eq!(w.ledger.reserve(&w.args(&k2, e2, 7_000, 2)).await.expect("reserve"), Reservation::CapReached);
 
     // suppressed: the lead becomes SUPPRESSED, nothing is taken
-    w.campaigns.suppress(e2, "unsubscribed").await.expect("suppress");
+    w.campaigns.suppress(e2, SuppressionReason::Unsubscribed).await.expect("suppress");
     assert_eq!(w.ledger.reserve(&w.args(&k2, e2, 7_000, 100)).await.expect("reserve"), Reservation::Suppressed);
     assert_eq!(w.lead_state(2).await, Some(LeadState::Suppressed));
 

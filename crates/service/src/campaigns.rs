@@ -13,7 +13,7 @@ use coldsend_core::lead::{Lead, LeadId, LeadInput, LeadState};
 use coldsend_core::schedule::ScheduleSpec;
 use coldsend_core::settings::SendingConfig;
 use coldsend_core::storage::accounts::{AccountStore, StoreError};
-use coldsend_core::storage::campaigns::{CampaignRow, CampaignStore, CampaignStoreError};
+use coldsend_core::storage::campaigns::{CampaignRow, CampaignStore, CampaignStoreError, SuppressionReason};
 use coldsend_core::storage::ledger::Ledger;
 use coldsend_core::{AccountStatus, RequestError};
 use serde::Serialize;
@@ -458,7 +458,7 @@ impl CampaignService {
     /// One-click unsubscribe: suppresses the address everywhere.
     pub async fn unsubscribe(&self, campaign: &CampaignId, lead: &LeadId) -> Result<String, CampaignError> {
         let l = self.store.lead(campaign, lead).await?.ok_or_else(|| CampaignError::NotFound(lead.to_string()))?;
-        self.store.suppress(l.email.as_str(), "unsubscribed").await?;
+        self.store.suppress(l.email.as_str(), SuppressionReason::Unsubscribed).await?;
         self.store.set_lead_state(campaign, lead, None, LeadState::Unsubscribed, Some("unsubscribed")).await?;
         tracing::info!(campaign_id = %campaign, lead_id = %lead, "unsubscribed");
         Ok(l.email.to_string())

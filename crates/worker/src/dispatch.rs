@@ -63,19 +63,53 @@ pub struct DispatchState {
     pub sessions: Mutex<HashMap<AccountId, AsyncSmtpConnection>>,
 }
 
+/// Why a session to the account's server could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Credentials(#[from] coldsend_core::storage::accounts::StoreError),
+    #[error("the account's credentials are gone")]
+    CredentialsGone,
+    #[error("{:?} {}: {}", .0.protocol, .0.code.as_str(), .0.message)]
+    Refused(coldsend_core::ProbeFailure),
+    #[error("connecting timed out")]
+    Timeout,
+}
+
+impl SessionError {
+    /// Whether trying again later can help (the network, the server) or not until an
+    /// operator acts (credentials refused, unopenable or gone).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SessionError::Credentials(e) => e.is_transient(),
+            SessionError::CredentialsGone => false,
+            SessionError::Refused(f) => f.code != coldsend_core::ValidationCode::AuthFailed,
+            SessionError::Timeout => true,
+        }
+    }
+}
+
+/// Why an email cannot be made for a lead: never retried, the lead is stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Unsendable {
+    #[error("the campaign has no step {0}")]
+    NoSuchStep(usize),
+    #[error("template: {0}")]
+    Template(String),
+    #[error("template: the rendered subject holds a line break or control character")]
+    SubjectControlCharacter,
+    #[error("the message cannot be composed: {0}")]
+    Compose(String),
+}
+
 impl DispatchState {
     /// The account's opened passwords and a probe context bounded by `limit`.
     pub async fn connect_context(
         &self,
         account: &SenderAccount,
         limit: Duration,
-    ) -> Result<(coldsend_core::storage::accounts::Credentials, ProbeContext), String> {
-        let creds = self
-            .accounts
-            .credentials(&account.id, &self.key)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("account credentials are gone")?;
+    ) -> Result<(coldsend_core::storage::accounts::Credentials, ProbeContext), SessionError> {
+        let creds = self.accounts.credentials(&account.id, &self.key).await?.ok_or(SessionError::CredentialsGone)?;
         Ok((creds, ProbeContext { time_limit: limit, ..self.probe.clone() }))
     }
 
@@ -324,7 +358,7 @@ async fn send_one(
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "lead skipped: the email cannot be made");
-                state.ledger.cancel(key, acct, Some(LeadState::Failed), &e).await?;
+                state.ledger.cancel(key, acct, Some(LeadState::Failed), &e.to_string()).await?;
                 metrics::send_outcome(acct, "skipped");
                 return Ok(Next::Continue);
             }
@@ -348,18 +382,17 @@ struct Rendered {
     html: Option<String>,
 }
 
-fn render(campaign: &Campaign, key: &SendKey, lead: &Lead) -> Result<Rendered, String> {
-    let step = campaign.steps.get(key.step).ok_or("the campaign has no such step")?;
+fn render(campaign: &Campaign, key: &SendKey, lead: &Lead) -> Result<Rendered, Unsendable> {
+    let step = campaign.steps.get(key.step).ok_or(Unsendable::NoSuchStep(key.step))?;
     let ctx = template::lead_context(lead);
-    let subject = template::render(campaign.subject_template(key.step), &ctx).map_err(|e| format!("template: {e}"))?;
+    let subject = template::render(campaign.subject_template(key.step), &ctx).map_err(Unsendable::Template)?;
     let subject = if campaign.is_reply_subject(key.step) { format!("Re: {subject}") } else { subject };
     // A lead's variables may hold line breaks: never let one into a header.
     if subject.chars().any(char::is_control) {
-        return Err("template: the rendered subject holds a line break or control character".to_owned());
+        return Err(Unsendable::SubjectControlCharacter);
     }
-    let text = template::render(&step.text, &ctx).map_err(|e| format!("template: {e}"))?;
-    let html =
-        step.html.as_deref().map(|h| template::render(h, &ctx)).transpose().map_err(|e| format!("template: {e}"))?;
+    let text = template::render(&step.text, &ctx).map_err(Unsendable::Template)?;
+    let html = step.html.as_deref().map(|h| template::render(h, &ctx)).transpose().map_err(Unsendable::Template)?;
     Ok(Rendered { subject, text, html })
 }
 
@@ -376,7 +409,7 @@ fn compose(
     key: &SendKey,
     lead: &Lead,
     r: Rendered,
-) -> Result<Composed, String> {
+) -> Result<Composed, Unsendable> {
     let domain = account.email.domain().to_owned();
     let message_id = key.message_id(&domain);
     let thread: Vec<String> = (0..key.step).map(|s| SendKey { step: s, ..key.clone() }.message_id(&domain)).collect();
@@ -402,7 +435,7 @@ fn compose(
         thread,
         list_unsubscribe,
     };
-    let mail = mailer::compose(&outgoing).map_err(|e| e.to_string())?;
+    let mail = mailer::compose(&outgoing).map_err(|e| Unsendable::Compose(e.to_string()))?;
     Ok(Composed { mail, message_id })
 }
 
@@ -538,7 +571,7 @@ async fn deliver(
             Some(c) => c,
             None => match open(state, account, step_timeout).await {
                 Ok(c) => c,
-                Err(e) => return Delivery::Transient(e),
+                Err(e) => return Delivery::Transient(e.to_string()),
             },
         };
         let ledger = &state.ledger;
@@ -566,11 +599,15 @@ async fn deliver(
     Delivery::Transient("could not send over a fresh session".into())
 }
 
-async fn open(state: &DispatchState, account: &SenderAccount, limit: Duration) -> Result<AsyncSmtpConnection, String> {
+async fn open(
+    state: &DispatchState,
+    account: &SenderAccount,
+    limit: Duration,
+) -> Result<AsyncSmtpConnection, SessionError> {
     let (creds, ctx) = state.connect_context(account, limit).await?;
     match tokio::time::timeout(limit, probe::open_session(&ctx, &account.smtp, &creds.smtp_password)).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(f)) => Err(format!("SMTP {}: {}", f.code.as_str(), f.message)),
-        Err(_) => Err("SMTP connect timed out".into()),
+        Ok(Err(f)) => Err(SessionError::Refused(f)),
+        Err(_) => Err(SessionError::Timeout),
     }
 }

@@ -108,10 +108,10 @@ where
         params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
     let before = async {
-        conn.command(Mail::new(Some(c.from.clone()), params)).await.map_err(|e| ("MAIL FROM", e))?;
-        conn.command(Rcpt::new(c.to.clone(), vec![])).await.map_err(|e| ("RCPT TO", e))?;
-        conn.command(Data).await.map_err(|e| ("DATA", e))?;
-        Ok::<(), (&str, lettre::transport::smtp::Error)>(())
+        conn.command(Mail::new(Some(c.from.clone()), params)).await.map_err(|e| (Step::MailFrom, e))?;
+        conn.command(Rcpt::new(c.to.clone(), vec![])).await.map_err(|e| (Step::RcptTo, e))?;
+        conn.command(Data).await.map_err(|e| (Step::Data, e))?;
+        Ok::<(), (Step, lettre::transport::smtp::Error)>(())
     };
     match tokio::time::timeout(step_timeout * 3, before).await {
         Err(_) => return Delivery::Transient("timed out before DATA".into()),
@@ -131,13 +131,32 @@ where
     }
 }
 
-fn classify_before_body(step: &str, e: &lettre::transport::smtp::Error) -> Delivery {
-    let message = format!("{step}: {e}");
+/// The SMTP commands before the body, each of which may refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    MailFrom,
+    RcptTo,
+    Data,
+}
+
+impl Step {
+    fn as_str(self) -> &'static str {
+        match self {
+            Step::MailFrom => "MAIL FROM",
+            Step::RcptTo => "RCPT TO",
+            Step::Data => "DATA",
+        }
+    }
+}
+
+fn classify_before_body(step: Step, e: &lettre::transport::smtp::Error) -> Delivery {
+    let message = format!("{}: {e}", step.as_str());
     if e.is_permanent() {
         // Recipient errors: 5.1.x (bad mailbox/domain) at RCPT, or 550/551/553 there.
         let text = e.to_string();
         let code = e.status().map(|c| c.to_string()).unwrap_or_default();
-        let recipient = step == "RCPT TO" && (text.contains(" 5.1.") || ["550", "551", "553"].contains(&code.as_str()));
+        let recipient =
+            step == Step::RcptTo && (text.contains(" 5.1.") || ["550", "551", "553"].contains(&code.as_str()));
         Delivery::Permanent { message, recipient }
     } else {
         Delivery::Transient(message)

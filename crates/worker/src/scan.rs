@@ -14,15 +14,16 @@ use apalis::prelude::{BoxDynError, Data, TaskBuilder, TaskSink, WorkerContext};
 use apalis_redis::RedisStorage;
 use chrono::Utc;
 use coldsend_core::account::SenderAccount;
+use coldsend_core::campaign::Campaign;
 use coldsend_core::capacity::SendingSettings;
-use coldsend_core::classify::{Classified, Kind, classify};
+use coldsend_core::classify::{Bounce, Classified, Kind, classify};
 use coldsend_core::jobs::{Dispatch, Scan, wake_mailbox};
-use coldsend_core::lead::{LeadId, LeadState};
+use coldsend_core::lead::{Lead, LeadId, LeadState};
 use coldsend_core::sealed::SealingKey;
 use coldsend_core::send_key::SendKey;
 use coldsend_core::settings::{ScanConfig, SendingConfig};
 use coldsend_core::storage::accounts::AccountStore;
-use coldsend_core::storage::campaigns::CampaignStore;
+use coldsend_core::storage::campaigns::{CampaignStore, SuppressionReason};
 use coldsend_core::storage::inbox::{Inbox, InboxEvent, InboxKind};
 use coldsend_core::storage::ledger::{Ledger, MarkedSent};
 use coldsend_core::storage::scan::{FolderCursor, Processed, ScanStore};
@@ -32,6 +33,57 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::probe::{ImapSession, ProbeContext, open_imap_session};
 use crate::sent_copy::find_sent_folder;
+
+/// Why a scan pass (or one of its effects) failed; the next pass tries again either way,
+/// but only a transient failure is worth retrying sooner.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("IMAP {command} {folder} timed out")]
+    Timeout { command: &'static str, folder: String },
+    #[error("IMAP {command} {folder}: {source}")]
+    Imap {
+        command: &'static str,
+        folder: String,
+        #[source]
+        source: async_imap::error::Error,
+    },
+    #[error("IMAP STATUS {folder}: no UIDVALIDITY/UIDNEXT in the answer")]
+    Incomplete { folder: String },
+    #[error("IMAP login: {} {}", .0.code.as_str(), .0.message)]
+    Login(coldsend_core::ProbeFailure),
+    #[error("the account's credentials are gone")]
+    CredentialsGone,
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Accounts(#[from] coldsend_core::storage::accounts::StoreError),
+    #[error(transparent)]
+    Campaigns(#[from] coldsend_core::storage::campaigns::CampaignStoreError),
+    #[error(transparent)]
+    Wake(#[from] coldsend_core::jobs::WakeError),
+}
+
+impl ScanError {
+    fn timeout(command: &'static str, folder: &str) -> Self {
+        ScanError::Timeout { command, folder: folder.to_owned() }
+    }
+
+    fn imap(command: &'static str, folder: &str, source: async_imap::error::Error) -> Self {
+        ScanError::Imap { command, folder: folder.to_owned(), source }
+    }
+
+    /// Whether trying again soon can help (network, server, Redis) or not before an
+    /// operator acts (credentials refused or unopenable).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ScanError::Login(f) => f.code != coldsend_core::ValidationCode::AuthFailed,
+            ScanError::CredentialsGone => false,
+            ScanError::Accounts(e) => e.is_transient(),
+            ScanError::Campaigns(e) => e.is_transient(),
+            _ => true,
+        }
+    }
+}
 
 pub struct ScanState {
     pub store: ScanStore,
@@ -140,7 +192,7 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
     let fetched = match scan_mailbox(state, &row.account, &settings, keep).await {
         Ok(n) => n,
         Err(e) => {
-            warn!(error = %e, "scan failed; next scan as scheduled");
+            warn!(error = %e, transient = e.is_transient(), "scan failed; next scan as scheduled");
             0
         }
     };
@@ -169,7 +221,7 @@ async fn scan_mailbox(
     account: &SenderAccount,
     settings: &SendingSettings,
     keep: bool,
-) -> Result<usize, String> {
+) -> Result<usize, ScanError> {
     scan_pass(state, account, settings, keep).await.map(|s| s.fetched)
 }
 
@@ -180,7 +232,7 @@ pub async fn scan_pass(
     account: &SenderAccount,
     settings: &SendingSettings,
     keep: bool,
-) -> Result<PassStats, String> {
+) -> Result<PassStats, ScanError> {
     let t = Duration::from_secs(state.config.command_timeout_secs);
     if let Some(mut session) = state.reuse(&account.id, t).await {
         let result = scan_folders(state, account, &mut session, settings, t).await;
@@ -191,17 +243,12 @@ pub async fn scan_pass(
         }
         return result;
     }
-    let creds = state
-        .accounts
-        .credentials(&account.id, &state.key)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("credentials gone")?;
+    let creds = state.accounts.credentials(&account.id, &state.key).await?.ok_or(ScanError::CredentialsGone)?;
     let ctx = ProbeContext { time_limit: t, ..state.probe.clone() };
     let mut session = tokio::time::timeout(t, open_imap_session(&ctx, &account.imap, &creds.imap_password))
         .await
-        .map_err(|_| "IMAP login timed out".to_owned())?
-        .map_err(|f| f.message)?;
+        .map_err(|_| ScanError::timeout("LOGIN", ""))?
+        .map_err(ScanError::Login)?;
     let result = scan_folders(state, account, &mut session, settings, t).await;
     if result.is_ok() && keep {
         state.keep(account.id, session).await;
@@ -217,18 +264,18 @@ async fn scan_folders(
     session: &mut ImapSession,
     settings: &SendingSettings,
     t: Duration,
-) -> Result<PassStats, String> {
+) -> Result<PassStats, ScanError> {
     let names: Vec<String> = tokio::time::timeout(t, async {
         let list = session.list(Some(""), Some("*")).await?;
         list.map_ok(|n| n.name().to_owned()).try_collect::<Vec<_>>().await
     })
     .await
-    .map_err(|_| "LIST timed out".to_owned())?
-    .map_err(|e| e.to_string())?;
+    .map_err(|_| ScanError::timeout("LIST", ""))?
+    .map_err(|e| ScanError::imap("LIST", "", e))?;
     let sent = tokio::time::timeout(t, find_sent_folder(session, settings.imap_sent_folder.as_deref()))
         .await
-        .map_err(|_| "LIST timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| ScanError::timeout("LIST", ""))?
+        .map_err(|e| ScanError::imap("LIST", "", e))?;
     let mut folders: Vec<(String, bool)> = vec![("INBOX".to_owned(), false)];
     for extra in &state.config.extra_folders {
         if names.iter().any(|n| n == extra) {
@@ -259,15 +306,15 @@ async fn scan_folder(
     folder: &str,
     is_sent: bool,
     t: Duration,
-) -> Result<PassStats, String> {
+) -> Result<PassStats, ScanError> {
     let status = tokio::time::timeout(t, session.status(folder, "(UIDNEXT UIDVALIDITY)"))
         .await
-        .map_err(|_| format!("STATUS {folder} timed out"))?
-        .map_err(|e| format!("STATUS {folder}: {e}"))?;
+        .map_err(|_| ScanError::timeout("STATUS", folder))?
+        .map_err(|e| ScanError::imap("STATUS", folder, e))?;
     let (Some(validity), Some(uid_next)) = (status.uid_validity, status.uid_next) else {
-        return Err(format!("STATUS {folder}: no UIDVALIDITY/UIDNEXT"));
+        return Err(ScanError::Incomplete { folder: folder.to_owned() });
     };
-    let stored = state.store.cursor(&account.id, folder).await.map_err(|e| e.to_string())?;
+    let stored = state.store.cursor(&account.id, folder).await?;
     let reset = stored.map(|c| c.uid_validity) != Some(validity);
     let last_uid = if reset { 0 } else { stored.map_or(0, |c| c.last_uid) };
     if !reset && uid_next.saturating_sub(1) <= last_uid {
@@ -277,8 +324,8 @@ async fn scan_folder(
     let from_uid = if reset { uid_next.saturating_sub(state.config.resync_window).max(1) } else { last_uid + 1 };
     tokio::time::timeout(t, session.examine(folder))
         .await
-        .map_err(|_| format!("EXAMINE {folder} timed out"))?
-        .map_err(|e| format!("EXAMINE {folder}: {e}"))?;
+        .map_err(|_| ScanError::timeout("EXAMINE", folder))?
+        .map_err(|e| ScanError::imap("EXAMINE", folder, e))?;
     let fetch_started = std::time::Instant::now();
     let fetched: Vec<(u32, Vec<u8>)> = tokio::time::timeout(t * 4, async {
         let stream = session.uid_fetch(format!("{from_uid}:*"), "(UID BODY.PEEK[])").await?;
@@ -288,8 +335,8 @@ async fn scan_folder(
             .await
     })
     .await
-    .map_err(|_| format!("FETCH {folder} timed out"))?
-    .map_err(|e| format!("FETCH {folder}: {e}"))?;
+    .map_err(|_| ScanError::timeout("FETCH", folder))?
+    .map_err(|e| ScanError::imap("FETCH", folder, e))?;
     let fetch = fetch_started.elapsed();
     let mut max_uid = uid_next.saturating_sub(1);
     let count = fetched.len();
@@ -298,11 +345,7 @@ async fn scan_folder(
         let c = classify(&raw);
         let id = c.message_id.clone().unwrap_or_else(|| format!("uid:{validity}:{uid}"));
         let marker = if is_sent { Processed::Sent(&id) } else { Processed::Incoming(&id) };
-        let first_time = state
-            .store
-            .mark_processed(&account.id, &marker, Utc::now().timestamp_millis())
-            .await
-            .map_err(|e| e.to_string())?;
+        let first_time = state.store.mark_processed(&account.id, &marker, Utc::now().timestamp_millis()).await?;
         if !first_time {
             continue;
         }
@@ -314,11 +357,7 @@ async fn scan_folder(
         }
         metrics::counter!("coldsend_messages_classified_total", "kind" => inbox_kind(c.kind).as_str()).increment(1);
     }
-    state
-        .store
-        .set_cursor(&account.id, folder, FolderCursor { uid_validity: validity, last_uid: max_uid })
-        .await
-        .map_err(|e| e.to_string())?;
+    state.store.set_cursor(&account.id, folder, FolderCursor { uid_validity: validity, last_uid: max_uid }).await?;
     debug!(folder, fetched = count, "folder scanned");
     Ok(PassStats { fetched: count, fetch })
 }
@@ -334,16 +373,16 @@ fn inbox_kind(k: Kind) -> InboxKind {
 }
 
 /// A message in Sent: its send is confirmed (and an UNCERTAIN one is SENT after all).
-async fn confirm(state: &ScanState, c: &Classified) -> Result<(), String> {
+async fn confirm(state: &ScanState, c: &Classified) -> Result<(), ScanError> {
     let Some(id) = &c.message_id else { return Ok(()) };
-    let Some(key) = state.store.send_for_message_id(id).await.map_err(|e| e.to_string())? else { return Ok(()) };
-    let next_due = match state.campaigns.get(&key.campaign).await.map_err(|e| e.to_string())? {
+    let Some(key) = state.store.send_for_message_id(id).await? else { return Ok(()) };
+    let next_due = match state.campaigns.get(&key.campaign).await? {
         Some(row) => {
             row.campaign.steps.get(key.step + 1).map(|s| Utc::now().timestamp_millis() + s.delay.as_millis() as i64)
         }
         None => None,
     };
-    let outcome = state.ledger.confirm_sent(&key, id, next_due).await.map_err(|e| e.to_string())?;
+    let outcome = state.ledger.confirm_sent(&key, id, next_due).await?;
     if matches!(outcome, MarkedSent::Recorded | MarkedSent::Confirmed) {
         info!(send = %key, "confirmed in Sent");
     }
@@ -358,34 +397,33 @@ async fn resolve_uncertain(
     state: &ScanState,
     account: &SenderAccount,
     settings: &SendingSettings,
-) -> Result<Resolved, String> {
-    let err = |e: redis::RedisError| e.to_string();
+) -> Result<Resolved, ScanError> {
     let cutoff = Utc::now().timestamp_millis() - (state.config.uncertain_grace_secs * 1000) as i64;
     let authoritative = settings.sent_folder_is_authoritative(account.inbox_type);
     let mut resolved = Resolved::default();
-    for key in state.ledger.uncertain_before(&account.id, i64::MAX).await.map_err(err)? {
+    for key in state.ledger.uncertain_before(&account.id, i64::MAX).await? {
         let message_id = key.message_id(account.email.domain());
         let next_due = next_step_due(state, &key).await?;
-        if state.store.was_processed(&account.id, &Processed::Sent(&message_id)).await.map_err(err)? {
-            state.ledger.confirm_sent(&key, &message_id, next_due).await.map_err(err)?;
+        if state.store.was_processed(&account.id, &Processed::Sent(&message_id)).await? {
+            state.ledger.confirm_sent(&key, &message_id, next_due).await?;
             info!(send = %key, "UNCERTAIN send found in Sent: SENT");
             resolved.confirmed += 1;
             continue;
         }
-        if state.store.uncertain_since(&account.id, &key).await.map_err(err)?.is_none_or(|t| t >= cutoff) {
+        if state.store.uncertain_since(&account.id, &key).await?.is_none_or(|t| t >= cutoff) {
             continue;
         }
         if authoritative {
-            if state.ledger.requeue_uncertain(&key, &account.id).await.map_err(err)? {
+            if state.ledger.requeue_uncertain(&key, &account.id).await? {
                 resolved.requeued += 1;
             }
-        } else if state.ledger.settle_uncertain(&key, &account.id, next_due).await.map_err(err)? {
+        } else if state.ledger.settle_uncertain(&key, &account.id, next_due).await? {
             warn!(send = %key, "UNCERTAIN send not provable from Sent: not resent");
             resolved.settled += 1;
         }
     }
     if resolved.requeued + resolved.settled > 0 {
-        wake_mailbox(&state.ledger, &state.dispatch_queue, &account.id, true).await.map_err(|e| e.to_string())?;
+        wake_mailbox(&state.ledger, &state.dispatch_queue, &account.id, true).await?;
     }
     Ok(resolved)
 }
@@ -399,8 +437,8 @@ struct Resolved {
 }
 
 /// When the step after `key` becomes due if `key` counts as sent now.
-async fn next_step_due(state: &ScanState, key: &SendKey) -> Result<Option<i64>, String> {
-    let row = state.campaigns.get(&key.campaign).await.map_err(|e| e.to_string())?;
+async fn next_step_due(state: &ScanState, key: &SendKey) -> Result<Option<i64>, ScanError> {
+    let row = state.campaigns.get(&key.campaign).await?;
     Ok(row.and_then(|r| {
         r.campaign.steps.get(key.step + 1).map(|s| Utc::now().timestamp_millis() + s.delay.as_millis() as i64)
     }))
@@ -413,17 +451,17 @@ async fn matching_leads(
     account: &SenderAccount,
     ids: &[String],
     address: Option<&str>,
-) -> Result<Vec<SendKey>, String> {
+) -> Result<Vec<SendKey>, ScanError> {
     for id in ids {
-        if let Some(key) = state.store.send_for_message_id(id).await.map_err(|e| e.to_string())? {
+        if let Some(key) = state.store.send_for_message_id(id).await? {
             return Ok(vec![key]);
         }
     }
     let Some(email) = address.and_then(|a| EmailAddress::parse(a).ok()) else { return Ok(Vec::new()) };
     let lead = LeadId::for_email(&email);
     let mut out = Vec::new();
-    for cid in state.campaigns.account_campaigns(&account.id).await.map_err(|e| e.to_string())? {
-        let assigned = state.ledger.lead_account(&cid, &lead).await.map_err(|e| e.to_string())?;
+    for cid in state.campaigns.account_campaigns(&account.id).await? {
+        let assigned = state.ledger.lead_account(&cid, &lead).await?;
         if assigned == Some(account.id) {
             out.push(SendKey { campaign: cid, lead: lead.clone(), step: 0 });
         }
@@ -432,8 +470,7 @@ async fn matching_leads(
 }
 
 /// Applies a classified incoming message to the leads it concerns, and files the event.
-async fn act(state: &ScanState, account: &SenderAccount, c: &Classified) -> Result<(), String> {
-    let err = |e: &dyn std::fmt::Display| e.to_string();
+async fn act(state: &ScanState, account: &SenderAccount, c: &Classified) -> Result<(), ScanError> {
     let (ids, address): (Vec<String>, Option<String>) = match (c.kind, &c.bounce) {
         (Kind::Bounce, Some(b)) => (b.original_message_id.iter().cloned().collect(), b.recipient.clone()),
         (Kind::Reply | Kind::AutoReply | Kind::Complaint, _) => (c.refers_to.clone(), c.from.clone()),
@@ -442,79 +479,86 @@ async fn act(state: &ScanState, account: &SenderAccount, c: &Classified) -> Resu
     let matches = matching_leads(state, account, &ids, address.as_deref()).await?;
     let now = Utc::now();
     for key in &matches {
-        let Some(row) = state.campaigns.get(&key.campaign).await.map_err(|e| err(&e))? else { continue };
-        let Some(lead) = state.campaigns.lead(&key.campaign, &key.lead).await.map_err(|e| err(&e))? else { continue };
-        let store = &state.campaigns;
-        match c.kind {
-            Kind::Reply => {
-                if row.campaign.stop_on_reply {
-                    store
-                        .set_lead_state(&key.campaign, &key.lead, None, LeadState::Replied, None)
-                        .await
-                        .map_err(|e| err(&e))?;
-                }
-                if row.campaign.stop_on_domain_reply {
-                    pause_domain(state, &key.campaign, lead.email.domain()).await?;
-                }
-                info!(campaign_id = %key.campaign, lead_id = %key.lead, "reply: sequence stopped");
-            }
-            Kind::AutoReply => {
-                let resume = c
-                    .returns_on
-                    .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    .map(|d| d.and_utc())
-                    .unwrap_or(now + chrono::Duration::days(i64::from(state.config.ooo_pause_days)));
-                if store
-                    .set_lead_state(
-                        &key.campaign,
-                        &key.lead,
-                        Some(LeadState::Active),
-                        LeadState::Paused,
-                        Some("out of office"),
-                    )
-                    .await
-                    .map_err(|e| err(&e))?
-                {
-                    state
-                        .store
-                        .schedule_resume(&key.campaign, &key.lead, resume.timestamp_millis())
-                        .await
-                        .map_err(|e| err(&e))?;
-                }
-                info!(campaign_id = %key.campaign, lead_id = %key.lead, resume = %resume, "out of office: lead paused");
-            }
-            Kind::Bounce => {
-                let Some(b) = &c.bounce else { continue };
-                let email = lead.email.as_str();
-                let hard = b.hard || {
-                    let n = state.store.add_soft_bounce(email).await.map_err(|e| err(&e))?;
-                    n >= state.config.soft_bounce_limit
-                };
-                if hard {
-                    let why = format!(
-                        "bounce {}: {}",
-                        b.status.as_deref().unwrap_or("?"),
-                        b.diagnostic.as_deref().unwrap_or("")
-                    );
-                    store
-                        .set_lead_state(&key.campaign, &key.lead, None, LeadState::Bounced, Some(&why))
-                        .await
-                        .map_err(|e| err(&e))?;
-                    store.suppress(email, "hard_bounce").await.map_err(|e| err(&e))?;
-                    info!(campaign_id = %key.campaign, lead_id = %key.lead, status = ?b.status, "hard bounce: lead bounced and suppressed");
-                }
-            }
-            Kind::Complaint => {
-                store.suppress(lead.email.as_str(), "complaint").await.map_err(|e| err(&e))?;
-                store
-                    .set_lead_state(&key.campaign, &key.lead, None, LeadState::Unsubscribed, Some("spam complaint"))
-                    .await
-                    .map_err(|e| err(&e))?;
-            }
-            Kind::Other => {}
+        let Some(row) = state.campaigns.get(&key.campaign).await? else { continue };
+        let Some(lead) = state.campaigns.lead(&key.campaign, &key.lead).await? else { continue };
+        match (c.kind, &c.bounce) {
+            (Kind::Reply, _) => on_reply(state, key, &row.campaign, &lead).await?,
+            (Kind::AutoReply, _) => on_auto_reply(state, key, c, now).await?,
+            (Kind::Bounce, Some(b)) => on_bounce(state, key, &lead, b).await?,
+            (Kind::Complaint, _) => on_complaint(state, key, &lead).await?,
+            _ => {}
         }
     }
-    let first = matches.first();
+    file_event(state, account, c, matches.first(), now).await
+}
+
+/// A reply stops the lead's sequence (and, if the campaign says so, its domain's).
+async fn on_reply(state: &ScanState, key: &SendKey, campaign: &Campaign, lead: &Lead) -> Result<(), ScanError> {
+    if campaign.stop_on_reply {
+        state.campaigns.set_lead_state(&key.campaign, &key.lead, None, LeadState::Replied, None).await?;
+    }
+    if campaign.stop_on_domain_reply {
+        pause_domain(state, &key.campaign, lead.email.domain()).await?;
+    }
+    info!(campaign_id = %key.campaign, lead_id = %key.lead, "reply: sequence stopped");
+    Ok(())
+}
+
+/// An out-of-office pauses the lead until the return date it gives (or a configured pause).
+async fn on_auto_reply(
+    state: &ScanState,
+    key: &SendKey,
+    c: &Classified,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), ScanError> {
+    let resume = c
+        .returns_on
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+        .unwrap_or(now + chrono::Duration::days(i64::from(state.config.ooo_pause_days)));
+    let paused = state
+        .campaigns
+        .set_lead_state(&key.campaign, &key.lead, Some(LeadState::Active), LeadState::Paused, Some("out of office"))
+        .await?;
+    if paused {
+        state.store.schedule_resume(&key.campaign, &key.lead, resume.timestamp_millis()).await?;
+    }
+    info!(campaign_id = %key.campaign, lead_id = %key.lead, resume = %resume, "out of office: lead paused");
+    Ok(())
+}
+
+/// A hard bounce (or the soft-bounce limit) ends the lead and suppresses the address.
+async fn on_bounce(state: &ScanState, key: &SendKey, lead: &Lead, b: &Bounce) -> Result<(), ScanError> {
+    let email = lead.email.as_str();
+    let hard = b.hard || state.store.add_soft_bounce(email).await? >= state.config.soft_bounce_limit;
+    if !hard {
+        return Ok(());
+    }
+    let why = format!("bounce {}: {}", b.status.as_deref().unwrap_or("?"), b.diagnostic.as_deref().unwrap_or(""));
+    state.campaigns.set_lead_state(&key.campaign, &key.lead, None, LeadState::Bounced, Some(&why)).await?;
+    state.campaigns.suppress(email, SuppressionReason::HardBounce).await?;
+    info!(campaign_id = %key.campaign, lead_id = %key.lead, status = ?b.status, "hard bounce: lead bounced and suppressed");
+    Ok(())
+}
+
+/// A spam complaint suppresses the address and unsubscribes the lead.
+async fn on_complaint(state: &ScanState, key: &SendKey, lead: &Lead) -> Result<(), ScanError> {
+    state.campaigns.suppress(lead.email.as_str(), SuppressionReason::Complaint).await?;
+    state
+        .campaigns
+        .set_lead_state(&key.campaign, &key.lead, None, LeadState::Unsubscribed, Some("spam complaint"))
+        .await?;
+    Ok(())
+}
+
+/// Files the message in the master inbox, linked to the first lead it concerns.
+async fn file_event(
+    state: &ScanState,
+    account: &SenderAccount,
+    c: &Classified,
+    first: Option<&SendKey>,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), ScanError> {
     state
         .inbox
         .record(&InboxEvent {
@@ -528,8 +572,7 @@ async fn act(state: &ScanState, account: &SenderAccount, c: &Classified) -> Resu
             snippet: c.snippet.clone(),
             received_at: now.to_rfc3339(),
         })
-        .await
-        .map_err(|e| err(&e))?;
+        .await?;
     Ok(())
 }
 
@@ -538,8 +581,8 @@ async fn pause_domain(
     state: &ScanState,
     campaign: &coldsend_core::campaign::CampaignId,
     domain: &str,
-) -> Result<(), String> {
-    let leads = state.campaigns.leads(campaign).await.map_err(|e| e.to_string())?;
+) -> Result<(), ScanError> {
+    let leads = state.campaigns.leads(campaign).await?;
     for (id, lead) in leads {
         if lead.email.domain().eq_ignore_ascii_case(domain)
             && let Some(lid) = LeadId::parse(&id)
@@ -547,8 +590,7 @@ async fn pause_domain(
             state
                 .campaigns
                 .set_lead_state(campaign, &lid, Some(LeadState::Active), LeadState::Paused, Some("a colleague replied"))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
     }
     Ok(())

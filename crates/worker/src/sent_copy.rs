@@ -11,7 +11,7 @@ use coldsend_core::account::SenderAccount;
 use futures::TryStreamExt;
 use tracing::warn;
 
-use crate::dispatch::DispatchState;
+use crate::dispatch::{DispatchState, SessionError};
 use crate::probe::{ImapSession, open_imap_session};
 
 /// Common names, tried when no folder is marked `\Sent` (RFC 6154).
@@ -35,23 +35,32 @@ pub async fn find_sent_folder(
     Ok(SENT_NAMES.iter().find(|want| names.iter().any(|n| n.name() == **want)).map(|s| (*s).to_owned()))
 }
 
+/// Why the copy could not be filed (the send itself stands).
+#[derive(Debug, thiserror::Error)]
+enum CopyError {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Settings(#[from] coldsend_core::storage::accounts::StoreError),
+    #[error("IMAP: {0}")]
+    Imap(#[from] async_imap::error::Error),
+    #[error("no Sent folder found (set imap_sent_folder in the account's sending settings)")]
+    NoSentFolder,
+}
+
 pub async fn append(state: &DispatchState, account: &SenderAccount, message: &[u8]) {
     let limit = Duration::from_secs(state.config.smtp_timeout_secs);
     let result = tokio::time::timeout(limit, async {
         let (creds, ctx) = state.connect_context(account, limit).await?;
-        let mut session = open_imap_session(&ctx, &account.imap, &creds.imap_password).await.map_err(|f| f.message)?;
-        let settings = state
-            .accounts
-            .sending_settings(account, &state.config.default_timezone)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut session =
+            open_imap_session(&ctx, &account.imap, &creds.imap_password).await.map_err(SessionError::Refused)?;
+        let settings = state.accounts.sending_settings(account, &state.config.default_timezone).await?;
         let folder = find_sent_folder(&mut session, settings.imap_sent_folder.as_deref())
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("no Sent folder found")?;
-        session.append(&folder, Some("(\\Seen)"), None, message).await.map_err(|e| e.to_string())?;
+            .await?
+            .ok_or(CopyError::NoSentFolder)?;
+        session.append(&folder, Some("(\\Seen)"), None, message).await?;
         let _ = session.logout().await;
-        Ok::<(), String>(())
+        Ok::<(), CopyError>(())
     })
     .await;
     match result {

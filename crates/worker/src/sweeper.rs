@@ -59,9 +59,7 @@ async fn resume_and_scan(
         }
     }
     for row in state.accounts.list().await? {
-        if row.status == AccountStatus::Active
-            && crate::scan::wake_scan(scans, &row.account.id, false).await.map_err(|e| e.to_string())?
-        {
+        if row.status == AccountStatus::Active && crate::scan::wake_scan(scans, &row.account.id, false).await? {
             info!(account_id = %row.account.id, "started a scan chain");
         }
     }

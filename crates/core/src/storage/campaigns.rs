@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::lua_script;
+use super::{lua_script, unexpected};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
@@ -52,6 +52,25 @@ lua_script!(TRANSITION, "campaign_transition");
 lua_script!(ADD_LEADS, "campaign_add_leads");
 
 lua_script!(SET_LEAD_STATE_IF, "campaign_set_lead_state");
+
+/// Why an address is on the suppression list (the value of its `p:suppression` field;
+/// `send_fail.lua` writes `hard_bounce` for a refusal at RCPT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuppressionReason {
+    Unsubscribed,
+    HardBounce,
+    Complaint,
+}
+
+impl SuppressionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressionReason::Unsubscribed => "unsubscribed",
+            SuppressionReason::HardBounce => "hard_bounce",
+            SuppressionReason::Complaint => "complaint",
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct CampaignStore {
@@ -132,8 +151,11 @@ impl CampaignStore {
                 .arg(next.as_str())
                 .invoke_async(&mut self.conn())
                 .await?;
-            if outcome == "ok" {
-                return Ok(next);
+            match outcome.as_str() {
+                "ok" => return Ok(next),
+                "missing" => return Err(CampaignStoreError::NotFound(*id)),
+                "conflict" => continue,
+                other => return Err(unexpected("campaign_transition", other).into()),
             }
         }
         Err(CampaignStoreError::Concurrent)
@@ -235,8 +257,8 @@ impl CampaignStore {
     }
 
     /// Puts an address on the global suppression list.
-    pub async fn suppress(&self, email: &str, reason: &str) -> Result<(), CampaignStoreError> {
-        let _: () = self.conn().hset(self.keys.suppression(), email.to_ascii_lowercase(), reason).await?;
+    pub async fn suppress(&self, email: &str, reason: SuppressionReason) -> Result<(), CampaignStoreError> {
+        let _: () = self.conn().hset(self.keys.suppression(), email.to_ascii_lowercase(), reason.as_str()).await?;
         Ok(())
     }
 
