@@ -99,12 +99,7 @@ impl CommandStream {
         let opts = StreamReadOptions::default().group(GROUP, &self.consumer).count(count);
         let reply: StreamReadReply =
             redis::AsyncCommands::xread_options(&mut self.conn.clone(), &[self.keys.commands()], &["0"], &opts).await?;
-        Ok(reply
-            .keys
-            .into_iter()
-            .flat_map(|k| k.ids)
-            .map(|e| CommandEntry { command: e.get::<String>("command"), id: e.id, deliveries: 1 })
-            .collect())
+        Ok(first_deliveries(reply))
     }
 
     /// New entries, waiting up to `block` for some.
@@ -113,12 +108,7 @@ impl CommandStream {
             StreamReadOptions::default().group(GROUP, &self.consumer).count(count).block(block.as_millis() as usize);
         let reply: StreamReadReply =
             redis::AsyncCommands::xread_options(&mut self.conn.clone(), &[self.keys.commands()], &[">"], &opts).await?;
-        Ok(reply
-            .keys
-            .into_iter()
-            .flat_map(|k| k.ids)
-            .map(|e| CommandEntry { command: e.get::<String>("command"), id: e.id, deliveries: 1 })
-            .collect())
+        Ok(first_deliveries(reply))
     }
 
     /// How often the group delivered each entry (XPENDING), for bounded retries.
@@ -175,4 +165,14 @@ impl CommandStream {
             .ignore();
         pipe.query_async::<()>(&mut self.conn.clone()).await
     }
+}
+
+/// The entries of a read, each counted as delivered once (the consumer counts retries).
+fn first_deliveries(reply: StreamReadReply) -> Vec<CommandEntry> {
+    reply
+        .keys
+        .into_iter()
+        .flat_map(|k| k.ids)
+        .map(|e| CommandEntry { command: e.get::<String>("command"), id: e.id, deliveries: 1 })
+        .collect()
 }
