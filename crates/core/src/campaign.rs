@@ -187,13 +187,17 @@ impl Campaign {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CampaignRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub name: String,
-    /// Sender accounts to rotate between (ids).
+    /// Sender accounts to rotate between (ids of registered accounts).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, inline, value_type = Vec<uuid::Uuid>))]
     pub sender_account_ids: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 20))]
     pub steps: Vec<StepRequest>,
     /// Default: every day, all day, UTC.
     pub schedule: Option<ScheduleSpec>,
     /// Optional cap on the whole campaign's sends per day (schedule's time zone).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub daily_limit: Option<u32>,
     /// Stop a lead's sequence when it replies (default true).
     pub stop_on_reply: Option<bool>,
@@ -206,10 +210,12 @@ pub struct CampaignRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepRequest {
     /// Required on the first step; a follow-up without one is sent as "Re: <first subject>" in the same thread.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\r\n]*\S[^\r\n]*$"))]
     pub subject: Option<String>,
     pub text: String,
     pub html: Option<String>,
     /// Wait after the previous step, e.g. "3d", "12h", "90s". Optional on the first step (default 0s).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[1-9][0-9]{0,3}(s|m|h|d|w)$"))]
     pub delay: Option<String>,
 }
 

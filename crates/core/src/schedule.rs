@@ -24,11 +24,29 @@ pub struct ScheduleSpec {
     /// IANA time zone, e.g. "America/New_York".
     pub timezone: String,
     /// Any of mon, tue, wed, thu, fri, sat, sun.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, inline, value_type = Vec<Weekday>))]
     pub days: Vec<String>,
     /// Window start, "HH:MM" local time.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
     pub start: String,
     /// Window end, "HH:MM" local time, after start.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
     pub end: String,
+}
+
+/// The documented day names (the API accepts them in any case).
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
 }
 
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
