@@ -351,8 +351,12 @@ async fn temporary_failures_retry_permanent_ones_never() {
     assert_eq!(l2["state"], "BOUNCED", "{l2}");
     assert!(l2["error"].as_str().unwrap_or("").contains("5.1.1"), "reason stored: {l2}");
     let l3 = by_email("lead03@example.test");
-    assert_eq!(l3["state"], "FAILED", "{l3}");
-    assert!(l3["error"].as_str().unwrap_or("").contains("5.7.1"), "reason stored: {l3}");
+    // A policy refusal is about our sender, not the lead: the lead stays, its step waits
+    // for a later try, and the master inbox tells the operator.
+    assert_eq!(l3["state"], "ACTIVE", "{l3}");
+    let (_, refusals) = api.get("/inbox?kind=sender_refused").await;
+    let events = refusals["events"].as_array().expect("events");
+    assert!(events.iter().any(|e| e["snippet"].as_str().unwrap_or("").contains("5.7.1")), "{refusals}");
     assert_eq!(by_email("lead01@example.test")["state"], "COMPLETED");
     // Each permanent refusal was met exactly once: never retried.
     for who in ["lead02@example.test", "lead03@example.test"] {

@@ -20,22 +20,16 @@ pub enum Kind {
     Other,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BounceReason {
-    UnknownUser,
-    UnknownHost,
-    MailboxFull,
-    Blocked,
-    MessageTooLarge,
-    Other,
-}
+pub use crate::bounce::{BounceClass, BounceReason};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Bounce {
-    /// Permanent (5.x.x); false for transient (4.x.x) failures.
+    /// The address is bad (its class is `AddressBad`): the only bounce that suppresses.
     pub hard: bool,
+    /// The server gave up (5.x.x or a failed action); false for delays and 4.x.x.
+    pub permanent: bool,
     pub reason: BounceReason,
+    pub class: BounceClass,
     /// Enhanced status code, e.g. "5.1.1".
     pub status: Option<String>,
     pub recipient: Option<String>,
@@ -106,20 +100,57 @@ const AUTO_REPLY_SUBJECTS: &[&str] = &[
     "automatyczna odpowiedź",
 ];
 
+/// Subject phrases of delivery-failure notices, compared in lower case.
 const BOUNCE_SUBJECTS: &[&str] = &[
-    "undelivered mail returned to sender",
-    "delivery status notification (failure)",
-    "delivery status notification (delay)",
+    "undelivered mail",
+    "undeliverable",
+    "undelivered",
+    "delivery status notification",
     "mail delivery failed",
-    "undeliverable:",
-    "returned mail:",
-    "failure notice",
     "delivery failure",
+    "delivery failed",
+    "failed delivery",
+    "returned mail",
+    "return mail",
+    "failure notice",
     "mail delivery subsystem",
     "message not delivered",
+    "mail not delivered",
+    "could not be delivered",
+    "non-delivery",
+    "nondeliverable",
+    "non deliverable",
+    "delivery notification",
+    "delivery problem",
+    "permanent delivery failure",
+    "error during delivery",
+    "warning: message",
+    "delivery delayed",
+    "delayed mail",
+    "mail system error",
+    "mail failed",
+    "failure notification",
+    "rejected mail",
+    "user unknown",
+    "delivery warning",
+    "processing error",
+    "not delivered",
+    "nameserver error",
     "unzustellbar",
+    "nicht zustellbar",
     "non remis",
+    "échec de la remise",
+    "no entregado",
+    "não entregue",
+    "onbestelbaar",
+    "返送",
+    "配信不能",
+    "未配達",
 ];
+
+/// Local parts (and display names) that only delivery systems send from.
+const DAEMON_SENDERS: &[&str] =
+    &["mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster", "mdaemon", "mail delivery", "smtp_mail_service"];
 
 /// Parses and classifies raw message bytes. Never panics; unparseable input is `Other`.
 pub fn classify(raw: &[u8]) -> Classified {
@@ -135,8 +166,15 @@ pub fn classify(raw: &[u8]) -> Classified {
             snippet: String::new(),
         };
     };
-    let from = msg.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_ascii_lowercase);
-    let subject = msg.subject().map(str::to_owned);
+    // mail-parser can lose the headers after one it cannot read (a date in "UT", say):
+    // fall back to the raw header block for the two that matter most.
+    let from = msg
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .map(str::to_ascii_lowercase)
+        .or_else(|| raw_header(raw, "from").and_then(|f| address_in(&f)));
+    let subject = msg.subject().map(str::to_owned).or_else(|| raw_header(raw, "subject"));
     let message_id = msg.message_id().map(str::to_owned);
     let mut refers_to: Vec<String> = Vec::new();
     for v in [msg.in_reply_to(), msg.references()] {
@@ -168,6 +206,10 @@ pub fn classify(raw: &[u8]) -> Classified {
         out.bounce = Some(b);
         return out;
     }
+    // A delivery system's message that is not a bounce is never a reply or an auto-reply.
+    if from_delivery_system(out.from.as_deref()) || has_part(&msg, "message", "delivery-status") {
+        return out;
+    }
     if is_auto_reply(&msg, out.subject.as_deref()) {
         out.kind = Kind::AutoReply;
         let sent =
@@ -185,12 +227,46 @@ pub fn classify(raw: &[u8]) -> Classified {
     out
 }
 
+fn from_delivery_system(from: Option<&str>) -> bool {
+    from.is_some_and(|f| DAEMON_SENDERS.iter().any(|d| f.split('@').next().is_some_and(|local| local.contains(d))))
+}
+
+/// A header's unfolded value read straight from the raw header block.
+fn raw_header(raw: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let mut value: Option<String> = None;
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(v) = value.as_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            continue;
+        }
+        if value.is_some() {
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':')
+            && n.trim().eq_ignore_ascii_case(name)
+        {
+            value = Some(v.trim().to_owned());
+        }
+    }
+    value
+}
+
 fn header_text<'a>(msg: &'a Message<'a>, name: &'a str) -> Option<&'a str> {
     msg.header_raw(name).map(str::trim)
 }
 
 fn is_auto_reply(msg: &Message<'_>, subject: Option<&str>) -> bool {
-    if header_text(msg, "Auto-Submitted").is_some_and(|v| !v.to_ascii_lowercase().starts_with("no")) {
+    // RFC 3834: "auto-replied" is an automatic answer; "auto-generated" (shipping notices,
+    // digests, alerts) is not, unless its subject says it is an absence note.
+    let auto_submitted = header_text(msg, "Auto-Submitted").map(str::to_ascii_lowercase);
+    if auto_submitted.as_deref().is_some_and(|v| v.starts_with("auto-replied")) {
         return true;
     }
     if header_text(msg, "X-Autoreply").is_some() || header_text(msg, "X-Autorespond").is_some() {
@@ -251,8 +327,10 @@ fn bounce_parts(msg: &Message<'_>) -> Option<Bounce> {
 
 fn read_parts(msg: &Message<'_>) -> (Bounce, bool) {
     let mut b = Bounce {
-        hard: true,
-        reason: BounceReason::Other,
+        hard: false,
+        permanent: true,
+        reason: BounceReason::Undefined,
+        class: BounceClass::RecipientTemporary,
         status: None,
         recipient: None,
         diagnostic: None,
@@ -287,18 +365,28 @@ fn read_parts(msg: &Message<'_>) -> (Bounce, bool) {
 
 fn bounce(msg: &Message<'_>, from: Option<&str>, subject: Option<&str>, text: &str) -> Option<Bounce> {
     let (mut b, is_report) = read_parts(msg);
+    let display = msg.from().and_then(|a| a.first()).and_then(|a| a.name()).unwrap_or("").to_lowercase();
     let daemon = from.is_some_and(|f| {
-        let local = f.split('@').next().unwrap_or("");
-        local.eq_ignore_ascii_case("mailer-daemon") || local.eq_ignore_ascii_case("postmaster")
+        let f = f.to_lowercase();
+        DAEMON_SENDERS.iter().any(|d| f.split('@').next().is_some_and(|local| local.contains(d)) || display.contains(d))
+    });
+    // An empty (or daemon) envelope sender is what notices are sent with.
+    let return_path = header_text(msg, "Return-Path").map(|r| r.trim_matches(['<', '>', ' ']).to_ascii_lowercase());
+    let null_sender = return_path.as_deref().is_some_and(|r| {
+        r.is_empty() || DAEMON_SENDERS.iter().any(|d| r.split('@').next().is_some_and(|local| local.contains(d)))
     });
     let failed_header = header_text(msg, "X-Failed-Recipients").map(str::to_owned);
     let bounce_subject = subject.is_some_and(|s| {
         let l = s.to_lowercase();
         BOUNCE_SUBJECTS.iter().any(|p| l.contains(p))
     });
-    // A delivery-status part (RFC 3464), X-Failed-Recipients, or a daemon sender with a
-    // bounce subject or a status code in its text.
-    if !(is_report || failed_header.is_some() || daemon && (bounce_subject || find_status(text).is_some())) {
+    let status_in_text = find_status(text).is_some() || smtp_reply_in(text);
+    // A delivery-status part (RFC 3464) or a report of that type, X-Failed-Recipients, or
+    // a delivery system's notice: from a daemon or with an empty envelope sender, with a
+    // failure subject or a status code in its text.
+    let notice = daemon || null_sender;
+    let evidence = bounce_subject || status_in_text;
+    if !(is_report || failed_header.is_some() || notice && evidence || bounce_subject && status_in_text) {
         return None;
     }
     if b.recipient.is_none() {
@@ -308,8 +396,9 @@ fn bounce(msg: &Message<'_>, from: Option<&str>, subject: Option<&str>, text: &s
             .map(|s| s.trim().to_ascii_lowercase())
             .or_else(|| first_address(text));
     }
+    let notice = notice_text(text);
     if b.status.is_none() {
-        b.status = find_status(text);
+        b.status = find_status(&notice);
     }
     if b.original_message_id.is_none() {
         // Non-MIME bounces (qmail, Exim) quote the original headers in the text.
@@ -321,47 +410,130 @@ fn bounce(msg: &Message<'_>, from: Option<&str>, subject: Option<&str>, text: &s
     }
     if b.diagnostic.is_none() {
         b.diagnostic =
-            text.lines().map(str::trim).find(|l| l.starts_with('5') || l.starts_with('4')).map(str::to_owned);
+            notice.lines().map(str::trim).find(|l| l.starts_with('5') || l.starts_with('4')).map(str::to_owned);
+    }
+    // The reason comes from this recipient's own evidence: its diagnostic (or, without a
+    // delivery-status part, the notice's own text before the returned original).
+    let evidence = match &b.diagnostic {
+        Some(d) if is_report => d.clone(),
+        _ => notice,
+    };
+    if !is_report || b.status.is_none() {
+        b.status = most_specific(b.status.take(), find_status(&evidence));
     }
     let status = b.status.clone().unwrap_or_default();
-    b.hard = !status.starts_with('4') && !b.diagnostic.as_deref().is_some_and(|d| d.starts_with("4"));
-    let evidence = format!("{} {} {}", status, b.diagnostic.as_deref().unwrap_or(""), text).to_lowercase();
-    b.reason = reason(&status, &evidence);
+    if status.starts_with('4') || evidence.trim_start().starts_with('4') && status.is_empty() {
+        b.permanent = false;
+    }
+    b.reason = crate::bounce::reason_for(b.status.as_deref(), &evidence, !b.permanent);
+    if is_report && matches!(b.reason, BounceReason::Undefined | BounceReason::OnHold) {
+        // The diagnostic said too little: the report's own human-readable words may tell.
+        b.reason = crate::bounce::reason_for(b.status.as_deref(), &notice_text(text), !b.permanent);
+    }
+    b.class = b.reason.class(b.permanent);
+    b.hard = b.class == BounceClass::AddressBad;
     Some(b)
 }
 
-/// Reads RFC 3464 per-recipient fields (the first failed recipient wins).
-fn read_delivery_status(ds: &str, b: &mut Bounce) {
-    let mut current: (Option<String>, Option<String>, Option<String>, Option<String>) = (None, None, None, None);
-    let flush = |c: &mut (Option<String>, Option<String>, Option<String>, Option<String>), b: &mut Bounce| {
-        let (recipient, action, status, diag) = std::mem::take(c);
-        if recipient.is_some() && b.recipient.is_none() && action.as_deref() != Some("delivered") {
-            b.recipient = recipient;
-            b.status = status;
-            b.diagnostic = diag;
-            if action.as_deref() == Some("delayed") {
-                b.hard = false;
-            }
+/// A bounce notice's own words: the text up to where the returned message (or its
+/// headers) begins, so a word in the original never decides the reason.
+fn notice_text(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let l = line.to_ascii_lowercase();
+        // A header at the start of a line begins the returned original (quoted, indented
+        // header fields inside the notice itself do not).
+        let original = ["received:", "message-id:", "return-path:", "dkim-signature:"].iter().any(|h| l.starts_with(h))
+            || [
+                "original message",
+                "copy of the message",
+                "message headers follow",
+                "returned message",
+                "unsent message below",
+                "this is a copy",
+            ]
+            .iter()
+            .any(|m| l.trim_start().contains(m));
+        if original {
+            break;
         }
-    };
-    for line in ds.lines().chain(std::iter::once("")) {
-        let line = line.trim_end();
-        if line.is_empty() {
-            flush(&mut current, b);
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The more specific of two enhanced codes (5.1.1 over 5.0.0), the first when equal.
+fn most_specific(a: Option<String>, b: Option<String>) -> Option<String> {
+    let detail = |s: &str| s.split('.').skip(1).filter(|p| *p != "0").count();
+    match (a, b) {
+        (Some(a), Some(b)) if detail(&b) > detail(&a) && a.get(..1) == b.get(..1) => Some(b),
+        (Some(a), _) => Some(a),
+        (None, b) => b,
+    }
+}
+
+/// Reads RFC 3464 per-recipient blocks (the first recipient that was not delivered wins):
+/// folded field values are unfolded, a multi-line Diagnostic-Code is joined, and the more
+/// specific of `Status:` and a code inside the Diagnostic-Code is kept.
+fn read_delivery_status(ds: &str, b: &mut Bounce) {
+    #[derive(Default)]
+    struct Block {
+        recipient: Option<String>,
+        action: Option<String>,
+        status: Option<String>,
+        diagnostic: Option<String>,
+    }
+    let mut blocks: Vec<Block> = vec![Block::default()];
+    let mut last_field: Option<String> = None;
+    for line in ds.lines() {
+        if line.trim().is_empty() {
+            blocks.push(Block::default());
+            last_field = None;
+            continue;
+        }
+        let Some(block) = blocks.last_mut() else { continue };
+        if line.starts_with([' ', '\t']) {
+            // A folded continuation: only the diagnostic is long enough to care.
+            if last_field.as_deref() == Some("diagnostic-code")
+                && let Some(d) = block.diagnostic.as_mut()
+            {
+                d.push(' ');
+                d.push_str(line.trim());
+            }
             continue;
         }
         let Some((name, value)) = line.split_once(':') else { continue };
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "final-recipient" | "original-recipient" if current.0.is_none() => {
-                current.0 = Some(value.rsplit(';').next().unwrap_or(value).trim().to_ascii_lowercase());
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        match name.as_str() {
+            "final-recipient" => block.recipient = Some(address_of(value)),
+            "original-recipient" if block.recipient.is_none() => block.recipient = Some(address_of(value)),
+            "action" => block.action = Some(value.to_ascii_lowercase()),
+            "status" => block.status = value.split_whitespace().next().map(str::to_owned),
+            "diagnostic-code" => {
+                block.diagnostic = Some(value.split_once(';').map_or(value, |(_, d)| d).trim().to_owned())
             }
-            "action" => current.1 = Some(value.to_ascii_lowercase()),
-            "status" => current.2 = Some(value.split_whitespace().next().unwrap_or(value).to_owned()),
-            "diagnostic-code" => current.3 = Some(value.rsplit(';').next().unwrap_or(value).trim().to_owned()),
             _ => {}
         }
+        last_field = Some(name);
     }
+    let failed = blocks
+        .into_iter()
+        .filter(|k| k.recipient.is_some() && !matches!(k.action.as_deref(), Some("delivered" | "relayed" | "expanded")))
+        .find(|_| b.recipient.is_none());
+    if let Some(k) = failed {
+        let in_diagnostic = k.diagnostic.as_deref().and_then(find_status);
+        b.status = most_specific(k.status.filter(|s| s.starts_with(['4', '5'])), in_diagnostic);
+        b.recipient = k.recipient;
+        b.diagnostic = k.diagnostic;
+        if k.action.as_deref() == Some("delayed") {
+            b.permanent = false;
+        }
+    }
+}
+
+fn address_of(value: &str) -> String {
+    value.rsplit(';').next().unwrap_or(value).trim().trim_matches(['<', '>']).to_ascii_lowercase()
 }
 
 /// The first enhanced status code (x.y.z with x = 4 or 5) in a text.
@@ -379,46 +551,32 @@ fn find_status(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The address in a header value: inside <…> if there is one, else the word with an @.
+fn address_in(value: &str) -> Option<String> {
+    let inner = value.rsplit_once('<').and_then(|(_, r)| r.split_once('>')).map(|(a, _)| a);
+    inner
+        .or_else(|| value.split_whitespace().find(|w| w.contains('@')))
+        .map(|a| a.trim_matches(['<', '>', '"', '(', ')']).to_ascii_lowercase())
+        .filter(|a| a.contains('@'))
+}
+
+/// Whether the text quotes an SMTP error reply ("550 …", "554-…") at a line's start.
+fn smtp_reply_in(text: &str) -> bool {
+    text.lines().any(|l| {
+        let t = l.trim_start();
+        let b = t.as_bytes();
+        b.len() > 4
+            && matches!(b[0], b'4' | b'5')
+            && b[1].is_ascii_digit()
+            && b[2].is_ascii_digit()
+            && matches!(b[3], b' ' | b'-')
+    })
+}
+
 fn first_address(text: &str) -> Option<String> {
     text.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '(' | ')' | ',' | ';' | ':'))
         .find(|w| w.contains('@') && w.contains('.') && !w.to_ascii_lowercase().starts_with("mailer-daemon"))
         .map(|w| w.trim_matches('.').to_ascii_lowercase())
-}
-
-fn reason(status: &str, evidence: &str) -> BounceReason {
-    let has = |words: &[&str]| words.iter().any(|w| evidence.contains(w));
-    match status {
-        s if s.ends_with(".1.1") || s.ends_with(".1.0") || s.ends_with(".1.6") || s.ends_with(".1.10") => {
-            return BounceReason::UnknownUser;
-        }
-        s if s.ends_with(".1.2") || s.ends_with(".4.4") => return BounceReason::UnknownHost,
-        s if s.ends_with(".2.2") => return BounceReason::MailboxFull,
-        s if s.ends_with(".3.4") || s.ends_with(".2.3") => return BounceReason::MessageTooLarge,
-        s if s.starts_with("5.7") || s.starts_with("4.7") => return BounceReason::Blocked,
-        _ => {}
-    }
-    if has(&[
-        "user unknown",
-        "unknown user",
-        "no such user",
-        "does not exist",
-        "no mailbox",
-        "recipient not found",
-        "invalid recipient",
-        "address rejected",
-    ]) {
-        BounceReason::UnknownUser
-    } else if has(&["host not found", "domain not found", "no mx", "unrouteable", "name or service not known"]) {
-        BounceReason::UnknownHost
-    } else if has(&["mailbox full", "quota", "over quota", "insufficient storage"]) {
-        BounceReason::MailboxFull
-    } else if has(&["too large", "size limit", "message size"]) {
-        BounceReason::MessageTooLarge
-    } else if has(&["spam", "blocked", "blacklist", "blocklist", "policy", "reputation", "denied"]) {
-        BounceReason::Blocked
-    } else {
-        BounceReason::Other
-    }
 }
 
 const MONTHS: [(&str, u32); 24] = [

@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod account_request;
+pub mod bounce;
 pub mod campaign;
 pub mod capacity;
 pub mod classify;

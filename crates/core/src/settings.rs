@@ -92,6 +92,15 @@ pub struct SendingConfig {
     pub public_base_url: String,
     /// Warm-up ramp per day by account age.
     pub warmup: crate::capacity::WarmupRamp,
+    /// Sender-side refusals (our mailbox, domain, IP or content refused) within
+    /// `sender_refusal_window_secs` that pause a mailbox's sending.
+    pub sender_refusal_limit: u32,
+    pub sender_refusal_window_secs: u64,
+    /// How long such a pause lasts unless an operator resumes the mailbox or a later
+    /// validation succeeds.
+    pub sender_refusal_pause_secs: u64,
+    /// When a sender-side refusal is retried (the step is kept, not failed).
+    pub sender_refusal_retry_secs: u64,
 }
 
 impl Default for SendingConfig {
@@ -108,6 +117,10 @@ impl Default for SendingConfig {
             idle_poll_secs: 60,
             public_base_url: String::new(),
             warmup: crate::capacity::WarmupRamp::default(),
+            sender_refusal_limit: 3,
+            sender_refusal_window_secs: 3600,
+            sender_refusal_pause_secs: 86_400,
+            sender_refusal_retry_secs: 3600,
         }
     }
 }

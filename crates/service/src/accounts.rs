@@ -6,6 +6,7 @@ use coldsend_core::account::AccountId;
 use coldsend_core::jobs::ValidateAccount;
 use coldsend_core::sealed::SealingKey;
 use coldsend_core::storage::accounts::{AccountRow, AccountStore, StoreError};
+use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
 use coldsend_core::{AccountStatus, InboxType, ProbeFailure, RequestError, SenderAccountRequest};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -67,6 +68,9 @@ pub struct AccountView {
     pub error: Option<ProbeFailure>,
     /// Both protocols' outcomes of the last finished validation.
     pub validation: Option<ValidationView>,
+    /// Set while sending is paused after sender-side refusals (blocked, spam, DMARC,
+    /// quota): until when, why, and the server's words. `POST …/resume-sending` ends it.
+    pub sending_pause: Option<MailboxPause>,
     #[schema(format = DateTime)]
     pub created_at: String,
 }
@@ -122,6 +126,7 @@ impl From<AccountRow> for AccountView {
             status: row.status,
             error,
             validation,
+            sending_pause: None,
             created_at: rfc3339(a.created_at),
         }
     }
@@ -131,13 +136,34 @@ impl From<AccountRow> for AccountView {
 #[derive(Clone)]
 pub struct AccountService {
     store: AccountStore,
+    health: MailboxHealth,
     key: SealingKey,
     validate_queue: RedisStorage<ValidateAccount>,
 }
 
 impl AccountService {
-    pub fn new(store: AccountStore, key: SealingKey, validate_queue: RedisStorage<ValidateAccount>) -> Self {
-        Self { store, key, validate_queue }
+    pub fn new(
+        store: AccountStore,
+        health: MailboxHealth,
+        key: SealingKey,
+        validate_queue: RedisStorage<ValidateAccount>,
+    ) -> Self {
+        Self { store, health, key, validate_queue }
+    }
+
+    /// The view of a row, with its sending pause.
+    async fn view(&self, row: AccountRow) -> Result<AccountView, AccountError> {
+        let pause = self.health.pause(&row.account.id).await.map_err(|e| AccountError::Store(e.into()))?;
+        Ok(AccountView { sending_pause: pause, ..AccountView::from(row) })
+    }
+
+    /// Ends a sending pause now (the operator fixed what was refused).
+    pub async fn resume_sending(&self, id: &str) -> Result<AccountView, AccountError> {
+        let parsed = parse_id(id)?;
+        self.store.get(&parsed).await?.ok_or_else(|| AccountError::NotFound(id.to_owned()))?;
+        self.health.resume(&parsed).await.map_err(|e| AccountError::Store(e.into()))?;
+        tracing::info!(account_id = %parsed, "sending resumed by an operator");
+        self.get(id).await
     }
 
     /// Parses a raw JSON body, stores the account as PENDING_VALIDATION and queues its
@@ -151,12 +177,17 @@ impl AccountService {
     }
 
     pub async fn list(&self) -> Result<Vec<AccountView>, AccountError> {
-        Ok(self.store.list().await?.into_iter().map(AccountView::from).collect())
+        let mut out = Vec::new();
+        for row in self.store.list().await? {
+            out.push(self.view(row).await?);
+        }
+        Ok(out)
     }
 
     pub async fn get(&self, id: &str) -> Result<AccountView, AccountError> {
         let parsed = parse_id(id)?;
-        self.store.get(&parsed).await?.map(AccountView::from).ok_or_else(|| AccountError::NotFound(id.to_owned()))
+        let row = self.store.get(&parsed).await?.ok_or_else(|| AccountError::NotFound(id.to_owned()))?;
+        self.view(row).await
     }
 
     /// Starts a new validation; an older one still running will not overwrite it.

@@ -166,6 +166,15 @@ pub struct CampaignService {
     pub config: SendingConfig,
 }
 
+impl CampaignService {
+    /// Lets a mailbox's send loop look for work now (after a pause ended, say).
+    pub async fn wake(&self, account_id: &str) -> Result<(), CampaignError> {
+        let id: AccountId = account_id.parse().map_err(|_| CampaignError::NotFound(account_id.to_owned()))?;
+        wake_mailbox(&self.ledger, &self.dispatch_queue, &id, true).await?;
+        Ok(())
+    }
+}
+
 fn parse_campaign_id(id: &str) -> Result<CampaignId, CampaignError> {
     id.parse().map_err(|_| CampaignError::NotFound(id.to_owned()))
 }

@@ -46,7 +46,12 @@ pub fn services_on(conn: redis::aio::ConnectionManager, settings: &Settings, key
     let signer = std::sync::Arc::new(UnsubscribeSigner::new(key.derive("unsubscribe")));
     let conn_for_inbox = conn.clone();
     let validate = queue_storage(conn.clone(), queues.validate_account());
-    let accounts = AccountService::new(AccountStore::new(conn.clone(), prefix), key, validate);
+    let accounts = AccountService::new(
+        AccountStore::new(conn.clone(), prefix),
+        coldsend_core::storage::mailboxes::MailboxHealth::new(conn.clone(), prefix),
+        key,
+        validate,
+    );
     let campaigns = CampaignService {
         accounts: AccountStore::new(conn.clone(), prefix),
         store: CampaignStore::new(conn.clone(), prefix),

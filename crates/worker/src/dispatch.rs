@@ -19,6 +19,7 @@ use apalis::prelude::{BoxDynError, Data, TaskBuilder, TaskSink, WorkerContext};
 use apalis_redis::RedisStorage;
 use chrono::{DateTime, Utc};
 use coldsend_core::account::{AccountId, SenderAccount};
+use coldsend_core::bounce::{BounceClass, BounceReason, SenderLimit};
 use coldsend_core::campaign::{Campaign, CampaignState};
 use coldsend_core::capacity::{self, SendingSettings};
 use coldsend_core::jobs::Dispatch;
@@ -28,9 +29,11 @@ use coldsend_core::send_key::SendKey;
 use coldsend_core::settings::SendingConfig;
 use coldsend_core::storage::accounts::AccountStore;
 use coldsend_core::storage::campaigns::CampaignStore;
+use coldsend_core::storage::inbox::{Inbox, InboxEvent, InboxKind};
 use coldsend_core::storage::ledger::{
     Claim, DueSend, Ledger, MarkedSent, Released, Reservation, ReserveArgs, SendState,
 };
+use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
 use coldsend_core::unsubscribe::UnsubscribeSigner;
 use coldsend_core::{AccountStatus, template};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -61,6 +64,10 @@ pub struct DispatchState {
     pub pacer: Option<DefaultKeyedRateLimiter<AccountId>>,
     /// Open SMTP sessions, one per mailbox (only its chain sends from it).
     pub sessions: Mutex<HashMap<AccountId, AsyncSmtpConnection>>,
+    /// Sender-side refusals and the sending pause they lead to.
+    pub health: MailboxHealth,
+    /// The master inbox, where a mailbox's refusals are told.
+    pub inbox: Inbox,
 }
 
 /// Why a session to the account's server could not be opened.
@@ -228,6 +235,8 @@ struct MailboxView {
     account: SenderAccount,
     settings: SendingSettings,
     running: Vec<Campaign>,
+    /// Sending paused after sender-side refusals, until then.
+    paused_until: Option<DateTime<Utc>>,
     loaded: std::time::Instant,
 }
 
@@ -248,7 +257,8 @@ async fn load_view(state: &DispatchState, acct: &AccountId) -> Result<Option<Mai
             running.push(c.campaign);
         }
     }
-    Ok(Some(MailboxView { account: row.account, settings, running, loaded: std::time::Instant::now() }))
+    let paused_until = state.health.pause(acct).await?.and_then(|p| DateTime::<Utc>::from_timestamp_millis(p.until_ms));
+    Ok(Some(MailboxView { account: row.account, settings, running, paused_until, loaded: std::time::Instant::now() }))
 }
 
 /// One decision: find the most urgent due email and try to send it.
@@ -267,6 +277,11 @@ async fn step(state: &DispatchState, job: &Dispatch, cache: &mut Option<MailboxV
         return Ok(Next::End);
     }
     let now = Utc::now();
+    if let Some(until) = view.paused_until.filter(|u| *u > now) {
+        // Paused after sender-side refusals: nothing goes out until it ends (or an operator
+        // resumes the mailbox, which wakes this chain).
+        return Ok(Next::WaitUntil(until));
+    }
     let idle = now + chrono::Duration::seconds(state.config.idle_poll_secs as i64);
     let cap = capacity::effective_cap(&view.account, &view.settings, &state.config.warmup, now);
     let cap_key = state.ledger.keys().cap(acct, capacity::local_date(&view.settings, now));
@@ -368,8 +383,7 @@ async fn send_one(
             Err(next) => return Ok(next),
         };
         let delivery = deliver(state, from.account, &composed.mail, key, &claim.attempt).await;
-        record(state, &from, due, &claim, &lead, &composed, delivery).await?;
-        Ok(Next::Continue)
+        record(state, &from, due, &claim, &lead, &composed, delivery).await
     }
     .instrument(span)
     .await
@@ -495,7 +509,8 @@ async fn claim(
     Ok(Err(next))
 }
 
-/// Records what the server said, under the claim.
+/// Records what the server said, under the claim; `Refresh` when the mailbox's state
+/// changed (a pause began) so the loop must look again before the next send.
 async fn record(
     state: &DispatchState,
     from: &Sender<'_>,
@@ -504,7 +519,7 @@ async fn record(
     lead: &Lead,
     composed: &Composed,
     delivery: Delivery,
-) -> Result<(), BoxDynError> {
+) -> Result<Next, BoxDynError> {
     let (key, acct) = (&due.key, &from.account.id);
     let now_ms = Utc::now().timestamp_millis();
     match delivery {
@@ -537,6 +552,11 @@ async fn record(
             warn!(error = %message, recipient, "permanent failure; not retried");
             metrics::send_outcome(acct, if recipient { "bounced" } else { "failed" });
         }
+        Delivery::SenderRefused { message, reason, limit } => {
+            if sender_refused(state, from, due, claim, lead, &message, reason, limit).await? {
+                return Ok(Next::Refresh);
+            }
+        }
         Delivery::Unknown(e) => {
             state.ledger.uncertain(key, acct, claim, &e).await?;
             warn!(error = %e, "outcome unknown; marked UNCERTAIN, not resent");
@@ -544,7 +564,81 @@ async fn record(
         }
         Delivery::ClaimLost => warn!("claim lost before DATA; not sent"),
     }
-    Ok(())
+    Ok(Next::Continue)
+}
+
+/// Our sender was refused (blocked, spam, DMARC, policy) or hit its provider's quota: the
+/// lead is not at fault, so its step waits (never failed, never suppressed); the refusal is
+/// counted against the mailbox, which pauses after `sending.sender_refusal_limit` of them
+/// (at once, until its next day, for a daily quota); the master inbox is told. Returns
+/// whether the mailbox is now paused.
+#[allow(clippy::too_many_arguments)]
+async fn sender_refused(
+    state: &DispatchState,
+    from: &Sender<'_>,
+    due: &DueSend,
+    claim: &Claim,
+    lead: &Lead,
+    message: &str,
+    reason: BounceReason,
+    limit: Option<SenderLimit>,
+) -> Result<bool, BoxDynError> {
+    let (key, acct, cfg) = (&due.key, &from.account.id, &state.config);
+    let now = Utc::now();
+    let pause_until = match limit {
+        Some(SenderLimit::Daily) => capacity::next_local_midnight(from.settings, now),
+        Some(SenderLimit::Rate) => now + chrono::Duration::minutes(15),
+        None => now + chrono::Duration::seconds(cfg.sender_refusal_pause_secs as i64),
+    };
+    let retry_at = match limit {
+        Some(_) => pause_until,
+        None => now + chrono::Duration::seconds(cfg.sender_refusal_retry_secs as i64),
+    };
+    // The step is kept: no attempt limit applies to refusals that are not the lead's.
+    state.ledger.release(key, acct, due.followup, claim, retry_at.timestamp_millis(), u32::MAX, message).await?;
+    let pause = MailboxPause {
+        until_ms: pause_until.timestamp_millis(),
+        reason: reason.as_str().to_owned(),
+        message: message.to_owned(),
+    };
+    let refusals = state
+        .health
+        .refused(
+            acct,
+            now.timestamp_millis(),
+            cfg.sender_refusal_window_secs * 1000,
+            cfg.sender_refusal_limit,
+            &pause,
+            limit.is_some(),
+        )
+        .await?;
+    warn!(reason = reason.as_str(), error = %message, recent = refusals.recent, paused_until_ms = ?refusals.paused_until_ms,
+        "sender-side refusal: the lead is kept, the step waits");
+    metrics::send_outcome(acct, "sender_refused");
+    state
+        .inbox
+        .record(&InboxEvent {
+            id: String::new(),
+            account_id: acct.to_string(),
+            campaign_id: Some(key.campaign.to_string()),
+            lead_id: Some(key.lead.to_string()),
+            kind: InboxKind::SenderRefused,
+            from: lead.email.to_string(),
+            subject: match refusals.paused_until_ms {
+                Some(_) => format!("{}: mailbox paused", reason.as_str()),
+                None => reason.as_str().to_owned(),
+            },
+            snippet: message.chars().take(200).collect(),
+            received_at: now.to_rfc3339(),
+            bounce: Some(coldsend_core::storage::inbox::BounceFacts {
+                recipient: lead.email.to_string(),
+                reason,
+                class: BounceClass::SenderSide,
+                status: None,
+            }),
+        })
+        .await?;
+    Ok(refusals.paused_until_ms.is_some())
 }
 
 fn backoff_ms(config: &SendingConfig, attempts: u32) -> i64 {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use coldsend_core::bounce::{BounceClass, BounceReason, SenderLimit, sender_limit};
 use lettre::Address;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
@@ -83,8 +84,13 @@ pub enum Delivery {
     Accepted(String),
     /// Refused or failed before the body went out: nothing was sent; try again later.
     Transient(String),
-    /// A 5xx: never retry. `recipient` when the server rejected the address (5.1.x).
+    /// A 5xx for the recipient: never retried. `recipient` when the address itself is bad
+    /// (the bounce class `AddressBad`): the lead bounces and the address is suppressed.
     Permanent { message: String, recipient: bool },
+    /// Our mailbox, domain, IP or content was refused (the bounce class `SenderSide`), or
+    /// the mailbox hit its provider's quota or rate limit (`limit`): nothing was sent, the
+    /// lead is not at fault, the step waits and the mailbox is told.
+    SenderRefused { message: String, reason: BounceReason, limit: Option<SenderLimit> },
     /// Died or timed out after the body was sent: it may or may not have been accepted.
     Unknown(String),
     /// The claim on this send was lost before DATA (swept after a stall): not sent.
@@ -125,8 +131,7 @@ where
     match tokio::time::timeout(step_timeout, conn.message(&c.bytes)).await {
         Err(_) => Delivery::Unknown("no reply to the message body in time".into()),
         Ok(Ok(resp)) => Delivery::Accepted(resp.message().collect::<Vec<_>>().join(" ")),
-        Ok(Err(e)) if e.is_permanent() => Delivery::Permanent { message: e.to_string(), recipient: false },
-        Ok(Err(e)) if e.is_transient() => Delivery::Transient(e.to_string()),
+        Ok(Err(e)) if e.is_permanent() || e.is_transient() => classify_answer(None, &e),
         Ok(Err(e)) => Delivery::Unknown(e.to_string()),
     }
 }
@@ -150,22 +155,57 @@ impl Step {
 }
 
 fn classify_before_body(step: Step, e: &lettre::transport::smtp::Error) -> Delivery {
-    let message = format!("{}: {e}", step.as_str());
-    if e.is_permanent() {
-        // Recipient errors: 5.1.x (bad mailbox/domain) at RCPT, or 550/551/553 there.
-        let text = e.to_string();
-        let code = e.status().map(|c| c.to_string()).unwrap_or_default();
-        let recipient =
-            step == Step::RcptTo && (text.contains(" 5.1.") || ["550", "551", "553"].contains(&code.as_str()));
-        Delivery::Permanent { message, recipient }
-    } else {
-        Delivery::Transient(message)
+    classify_answer(Some(step), e)
+}
+
+/// What a refusal means, by the same taxonomy as DSNs: a quota or rate limit, or anything
+/// about our sender, never fails or suppresses the lead; only a bad address (said at RCPT
+/// or after the body) bounces it; a recipient side that cannot take it now is retried.
+fn classify_answer(step: Option<Step>, e: &lettre::transport::smtp::Error) -> Delivery {
+    let text = e.to_string();
+    let message = match step {
+        Some(s) => format!("{}: {text}", s.as_str()),
+        None => text.clone(),
+    };
+    if let Some(limit) = sender_limit(&text) {
+        let reason = if limit == SenderLimit::Daily { BounceReason::ExceedLimit } else { BounceReason::TooManyConn };
+        return Delivery::SenderRefused { message, reason, limit: Some(limit) };
     }
+    let permanent = e.is_permanent();
+    match answer_class(&text, permanent) {
+        (BounceClass::SenderSide, reason) if permanent => Delivery::SenderRefused { message, reason, limit: None },
+        (BounceClass::AddressBad, _) if permanent && step != Some(Step::MailFrom) && step != Some(Step::Data) => {
+            Delivery::Permanent { message, recipient: true }
+        }
+        _ if !permanent => Delivery::Transient(message),
+        // A recipient side that cannot take it now (mailbox full, too big, suspended): retried
+        // with backoff, and the lead fails (never suppressed) after the last attempt.
+        (BounceClass::RecipientTemporary, _) => Delivery::Transient(message),
+        _ => Delivery::Permanent { message, recipient: false },
+    }
+}
+
+/// The bounce reason and class of a live SMTP answer, by the same taxonomy as DSNs.
+pub fn answer_class(text: &str, permanent: bool) -> (BounceClass, BounceReason) {
+    let status = text
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find(|t| t.len() >= 5 && t.matches('.').count() == 2 && t.starts_with(['4', '5']));
+    let reason = coldsend_core::bounce::reason_for(status, text, !permanent);
+    (reason.class(permanent), reason)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_answers_use_the_bounce_taxonomy() {
+        let class = |t: &str| answer_class(t, true).0;
+        assert_eq!(class("550 5.1.1 <x@y.z>: Recipient address rejected: User unknown"), BounceClass::AddressBad);
+        assert_eq!(class("550 5.7.1 Client host [192.0.2.1] blocked using zen.spamhaus.org"), BounceClass::SenderSide);
+        assert_eq!(class("550 5.7.26 This message does not pass DMARC"), BounceClass::SenderSide);
+        assert_eq!(class("552 5.2.2 Mailbox full"), BounceClass::RecipientTemporary);
+    }
 
     #[test]
     fn threaded_headers_and_unsubscribe() {

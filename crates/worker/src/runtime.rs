@@ -23,6 +23,7 @@ use coldsend_core::storage::campaigns::CampaignStore;
 use coldsend_core::storage::commands::CommandStream;
 use coldsend_core::storage::inbox::Inbox;
 use coldsend_core::storage::ledger::Ledger;
+use coldsend_core::storage::mailboxes::MailboxHealth;
 use coldsend_core::storage::scan::ScanStore;
 use coldsend_core::unsubscribe::UnsubscribeSigner;
 use coldsend_service::commands::CommandHandler;
@@ -259,11 +260,16 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         config: settings.sending.clone(),
         queue: dispatch_storage.clone(),
         sessions: Default::default(),
+        health: MailboxHealth::new(conn.clone(), prefix),
+        inbox: Inbox::new(conn.clone(), prefix),
     });
     let validate = Arc::new(ValidateState {
         store: AccountStore::new(conn.clone(), prefix),
         key: shared.key.clone(),
         probe: shared.probe.clone(),
+        health: MailboxHealth::new(conn.clone(), prefix),
+        ledger: Ledger::new(conn.clone(), prefix),
+        dispatch_queue: dispatch_storage.clone(),
     });
     let scan = Arc::new(ScanState {
         store: ScanStore::new(conn.clone(), prefix),

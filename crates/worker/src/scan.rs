@@ -16,15 +16,15 @@ use chrono::Utc;
 use coldsend_core::account::SenderAccount;
 use coldsend_core::campaign::Campaign;
 use coldsend_core::capacity::SendingSettings;
-use coldsend_core::classify::{Bounce, Classified, Kind, classify};
+use coldsend_core::classify::{Bounce, BounceClass, Classified, Kind, classify};
 use coldsend_core::jobs::{Dispatch, Scan, wake_mailbox};
 use coldsend_core::lead::{Lead, LeadId, LeadState};
 use coldsend_core::sealed::SealingKey;
 use coldsend_core::send_key::SendKey;
 use coldsend_core::settings::{ScanConfig, SendingConfig};
 use coldsend_core::storage::accounts::AccountStore;
-use coldsend_core::storage::campaigns::{CampaignStore, SuppressionReason};
-use coldsend_core::storage::inbox::{Inbox, InboxEvent, InboxKind};
+use coldsend_core::storage::campaigns::{CampaignCounter, CampaignStore, SuppressionReason};
+use coldsend_core::storage::inbox::{BounceFacts, Inbox, InboxEvent, InboxKind};
 use coldsend_core::storage::ledger::{Ledger, MarkedSent};
 use coldsend_core::storage::scan::{FolderCursor, Processed, ScanStore};
 use coldsend_core::{AccountStatus, account::EmailAddress};
@@ -527,17 +527,43 @@ async fn on_auto_reply(
     Ok(())
 }
 
-/// A hard bounce (or the soft-bounce limit) ends the lead and suppresses the address.
+/// What a bounce does depends on whose problem it is: a bad address bounces the lead and
+/// is suppressed; a recipient side that cannot take mail now stops the lead (never
+/// suppressed) after `scan.soft_bounce_limit` such bounces; a refusal of our sender leaves
+/// the lead alone (the master-inbox event tells the operator).
 async fn on_bounce(state: &ScanState, key: &SendKey, lead: &Lead, b: &Bounce) -> Result<(), ScanError> {
     let email = lead.email.as_str();
-    let hard = b.hard || state.store.add_soft_bounce(email).await? >= state.config.soft_bounce_limit;
-    if !hard {
-        return Ok(());
+    let why = format!(
+        "bounce {} ({}): {}",
+        b.status.as_deref().unwrap_or("?"),
+        b.reason.as_str(),
+        b.diagnostic.as_deref().unwrap_or("")
+    );
+    match b.class {
+        BounceClass::AddressBad => {
+            let bounced =
+                state.campaigns.set_lead_state(&key.campaign, &key.lead, None, LeadState::Bounced, Some(&why)).await?;
+            state.campaigns.suppress(email, SuppressionReason::HardBounce).await?;
+            if bounced {
+                state.campaigns.count(&key.campaign, CampaignCounter::Bounced).await?;
+            }
+            info!(campaign_id = %key.campaign, lead_id = %key.lead, reason = b.reason.as_str(), "address bad: lead bounced and suppressed");
+        }
+        BounceClass::RecipientTemporary => {
+            let n = state.store.add_soft_bounce(email).await?;
+            if n >= state.config.soft_bounce_limit {
+                let why = format!("{n} soft bounces, the last: {why}");
+                state
+                    .campaigns
+                    .set_lead_state(&key.campaign, &key.lead, Some(LeadState::Active), LeadState::Failed, Some(&why))
+                    .await?;
+                info!(campaign_id = %key.campaign, lead_id = %key.lead, soft_bounces = n, "soft bounces: lead stopped, not suppressed");
+            }
+        }
+        BounceClass::SenderSide => {
+            warn!(campaign_id = %key.campaign, lead_id = %key.lead, reason = b.reason.as_str(), "sender-side bounce: the lead is kept");
+        }
     }
-    let why = format!("bounce {}: {}", b.status.as_deref().unwrap_or("?"), b.diagnostic.as_deref().unwrap_or(""));
-    state.campaigns.set_lead_state(&key.campaign, &key.lead, None, LeadState::Bounced, Some(&why)).await?;
-    state.campaigns.suppress(email, SuppressionReason::HardBounce).await?;
-    info!(campaign_id = %key.campaign, lead_id = %key.lead, status = ?b.status, "hard bounce: lead bounced and suppressed");
     Ok(())
 }
 
@@ -571,6 +597,12 @@ async fn file_event(
             subject: c.subject.clone().unwrap_or_default(),
             snippet: c.snippet.clone(),
             received_at: now.to_rfc3339(),
+            bounce: c.bounce.as_ref().map(|b| BounceFacts {
+                recipient: b.recipient.clone().unwrap_or_default(),
+                reason: b.reason,
+                class: b.class,
+                status: b.status.clone(),
+            }),
         })
         .await?;
     Ok(())

@@ -7,9 +7,12 @@
 use std::sync::Arc;
 
 use apalis::prelude::{BoxDynError, Data};
-use coldsend_core::jobs::ValidateAccount;
+use apalis_redis::RedisStorage;
+use coldsend_core::jobs::{Dispatch, ValidateAccount, wake_mailbox};
 use coldsend_core::sealed::SealingKey;
 use coldsend_core::storage::accounts::{AccountStore, Recorded, StoreError};
+use coldsend_core::storage::ledger::Ledger;
+use coldsend_core::storage::mailboxes::MailboxHealth;
 use coldsend_core::{ProbeFailure, Protocol, ValidationCode, ValidationReport};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -20,6 +23,10 @@ pub struct ValidateState {
     pub store: AccountStore,
     pub key: SealingKey,
     pub probe: ProbeContext,
+    /// A successful validation ends a sending pause and wakes the mailbox's send loop.
+    pub health: MailboxHealth,
+    pub ledger: Ledger,
+    pub dispatch_queue: RedisStorage<Dispatch>,
 }
 
 pub async fn validate_account(job: ValidateAccount, state: Data<Arc<ValidateState>>) -> Result<(), BoxDynError> {
@@ -48,7 +55,13 @@ async fn run(job: ValidateAccount, state: &ValidateState) -> Result<(), BoxDynEr
         Err(e) => return Err(e.into()),
     };
     match state.store.record_validation(&job.account_id, job.generation, &report).await? {
-        Recorded::Stored if report.passed() => info!(status = "ACTIVE", "account validated"),
+        Recorded::Stored if report.passed() => {
+            info!(status = "ACTIVE", "account validated");
+            if state.health.resume(&job.account_id).await? {
+                info!("sending pause ended by a successful validation");
+                wake_mailbox(&state.ledger, &state.dispatch_queue, &job.account_id, true).await?;
+            }
+        }
         Recorded::Stored => {
             for f in [&report.smtp, &report.imap].into_iter().flatten() {
                 warn!(protocol = ?f.protocol, code = f.code.as_str(), message = %f.message, "validation failed");

@@ -53,6 +53,13 @@ lua_script!(ADD_LEADS, "campaign_add_leads");
 
 lua_script!(SET_LEAD_STATE_IF, "campaign_set_lead_state");
 
+/// A campaign statistic counted outside the send scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CampaignCounter {
+    /// A bounce found over IMAP (a refusal at send time is counted by `send_fail.lua`).
+    Bounced,
+}
+
 /// Why an address is on the suppression list (the value of its `p:suppression` field;
 /// `send_fail.lua` writes `hard_bounce` for a refusal at RCPT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +261,15 @@ impl CampaignStore {
     pub async fn account_campaigns(&self, account: &AccountId) -> Result<Vec<CampaignId>, CampaignStoreError> {
         let ids: Vec<String> = self.conn().smembers(self.keys.account_campaigns(account)).await?;
         Ok(ids.iter().filter_map(|i| i.parse().ok()).collect())
+    }
+
+    /// Adds one to a campaign statistic.
+    pub async fn count(&self, id: &CampaignId, counter: CampaignCounter) -> Result<(), CampaignStoreError> {
+        let field = match counter {
+            CampaignCounter::Bounced => "bounced",
+        };
+        let _: i64 = self.conn().hincr(self.keys.stats(id), field, 1).await?;
+        Ok(())
     }
 
     /// Puts an address on the global suppression list.

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
+use crate::bounce::{BounceClass, BounceReason};
 use crate::storage::keys::Keys;
 
 /// A stream entry as Redis returns it: (id, fields).
@@ -27,6 +28,20 @@ pub struct InboxEvent {
     pub snippet: String,
     /// RFC 3339.
     pub received_at: String,
+    /// For bounces and sender-side refusals: whose address, why, and whose problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounce: Option<BounceFacts>,
+}
+
+/// What a bounce (or a live refusal) said about one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BounceFacts {
+    pub recipient: String,
+    pub reason: BounceReason,
+    pub class: BounceClass,
+    /// Enhanced status code, when the server gave one.
+    pub status: Option<String>,
 }
 
 /// What an incoming message was found to be.
@@ -38,12 +53,21 @@ pub enum InboxKind {
     AutoReply,
     Bounce,
     Complaint,
+    /// A recipient's server refused our mailbox, domain, IP or content (or a quota hit):
+    /// the mailbox's problem, not the lead's.
+    SenderRefused,
     Other,
 }
 
 impl InboxKind {
-    pub const ALL: [InboxKind; 5] =
-        [InboxKind::Reply, InboxKind::AutoReply, InboxKind::Bounce, InboxKind::Complaint, InboxKind::Other];
+    pub const ALL: [InboxKind; 6] = [
+        InboxKind::Reply,
+        InboxKind::AutoReply,
+        InboxKind::Bounce,
+        InboxKind::Complaint,
+        InboxKind::SenderRefused,
+        InboxKind::Other,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +75,7 @@ impl InboxKind {
             InboxKind::AutoReply => "auto_reply",
             InboxKind::Bounce => "bounce",
             InboxKind::Complaint => "complaint",
+            InboxKind::SenderRefused => "sender_refused",
             InboxKind::Other => "other",
         }
     }
@@ -143,6 +168,8 @@ impl Inbox {
             .arg(&e.snippet)
             .arg("received_at")
             .arg(&e.received_at)
+            .arg("bounce")
+            .arg(e.bounce.as_ref().and_then(|b| serde_json::to_string(b).ok()).unwrap_or_default())
             .query_async(&mut self.conn.clone())
             .await
     }
@@ -219,6 +246,7 @@ fn event(id: String, mut f: HashMap<String, String>) -> InboxEvent {
         subject: take("subject"),
         snippet: take("snippet"),
         received_at: take("received_at"),
+        bounce: serde_json::from_str(&take("bounce")).ok(),
         id,
     }
 }

@@ -120,6 +120,15 @@ impl Keys {
         format!("{}:accounts", self.p)
     }
 
+    /// zset: the mailbox's recent sender-side refusals (score = ms), for the pause rule.
+    pub fn sender_refusals(&self, a: &AccountId) -> String {
+        format!("{}:sender-refusals:{{{a}}}", self.p)
+    }
+    /// string (with a TTL to its end): the mailbox's sending pause, JSON `MailboxPause`.
+    pub fn mailbox_pause(&self, a: &AccountId) -> String {
+        format!("{}:mailbox-pause:{{{a}}}", self.p)
+    }
+
     // --- IMAP scanning ----------------------------------------------------------
     /// hash: `uidvalidity`, `last_uid` of one folder of a mailbox.
     pub fn scan_state(&self, a: &AccountId, folder: &str) -> String {

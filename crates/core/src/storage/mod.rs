@@ -6,6 +6,7 @@
 //! - [`campaigns`]: campaigns, leads, the suppression list;
 //! - [`ledger`]: send records, due queues, cap counters, gap markers, chains — where the
 //!   cap, the gap and at-most-once are enforced;
+//! - [`mailboxes`]: sender-side refusals and the sending pause they lead to;
 //! - [`scan`]: IMAP scan cursors, "already acted on" records, last-scan facts;
 //! - [`inbox`]: the master-inbox stream;
 //! - [`commands`]: the command streams (the Redis-level contract for other languages);
@@ -23,6 +24,7 @@ pub mod commands;
 pub mod inbox;
 pub mod keys;
 pub mod ledger;
+pub mod mailboxes;
 pub mod queues;
 pub mod scan;
 

@@ -74,3 +74,19 @@ pub async fn validate(
 ) -> Result<(StatusCode, Json<AccountView>), ApiError> {
     Ok((StatusCode::ACCEPTED, Json(state.accounts.revalidate(&id).await?)))
 }
+
+/// End a sending pause now (after sender-side refusals: blocked, spam, DMARC, quota), once
+/// what was refused is fixed. The mailbox's waiting steps go out again at once.
+#[utoipa::path(post, path = "/api/public/v1/sender-accounts/{id}/resume-sending", operation_id = "resumeSending", tag = "sender-accounts",
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, body = AccountView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn resume_sending(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<AccountView>, ApiError> {
+    let view = state.accounts.resume_sending(&id).await?;
+    state.campaigns.wake(&id).await?;
+    Ok(Json(view))
+}

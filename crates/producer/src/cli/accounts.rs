@@ -40,6 +40,8 @@ pub(crate) enum AccountsCommand {
     Rm { id: String },
     /// Sent today, effective cap and next allowed send.
     Usage { id: String },
+    /// End a sending pause (after sender-side refusals) now; waiting steps go out again.
+    ResumeSending { id: String },
     /// Show or change sending settings: the time zone of the account's day, warm-up, Sent copy.
     Sending {
         id: String,
@@ -106,6 +108,11 @@ pub(crate) async fn accounts(
             Ok(())
         }
         AccountsCommand::Usage { id } => json(&campaigns.usage(&id).await?),
+        AccountsCommand::ResumeSending { id } => {
+            let view = service.resume_sending(&id).await?;
+            campaigns.wake(&id).await?;
+            print(&view)
+        }
         AccountsCommand::Sending { id, timezone, warmup, append_to_sent, scan_interval, sent_folder_authoritative } => {
             let current = campaigns.sending(&id).await?;
             let unchanged = timezone.is_none()

@@ -191,14 +191,41 @@ fn classify_smtp(err: &lettre::transport::smtp::Error, step: &str) -> ProbeFailu
     classify_network(SMTP, err, step)
 }
 
+/// What to do when a provider refuses password (Basic) authentication itself.
+pub fn basic_auth_hint(text: &str) -> Option<&'static str> {
+    let t = text.to_ascii_lowercase();
+    if t.contains("5.7.139") || t.contains("5.7.30") || t.contains("smtpclientauthentication is disabled") {
+        Some("Microsoft 365 no longer accepts passwords for SMTP on this tenant: connect the account with OAuth2")
+    } else if t.contains("5.7.9") && t.contains("application-specific password") {
+        Some("Google requires an app password (2-Step Verification) or OAuth2 for this account")
+    } else {
+        None
+    }
+}
+
 fn classify_auth(err: &lettre::transport::smtp::Error) -> ProbeFailure {
     if err.is_permanent() {
         // 535 5.7.8 and friends: the credentials were refused.
-        return failure(SMTP, ValidationCode::AuthFailed, format!("AUTH: server replied {err}"));
+        let text = err.to_string();
+        let hint = basic_auth_hint(&text).map(|h| format!(" — {h}")).unwrap_or_default();
+        return failure(SMTP, ValidationCode::AuthFailed, format!("AUTH: server replied {text}{hint}"));
     }
     if err.is_client() {
         // No mechanism in common: this server will not accept these credentials.
         return failure(SMTP, ValidationCode::AuthFailed, format!("AUTH: {err} (coldsend supports PLAIN and LOGIN)"));
     }
     classify_smtp(err, "AUTH")
+}
+
+#[cfg(test)]
+mod hint_tests {
+    #[test]
+    fn basic_auth_refusals_say_what_to_do() {
+        let ms = super::basic_auth_hint(
+            "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant",
+        );
+        assert!(ms.is_some_and(|h| h.contains("OAuth2")));
+        assert!(super::basic_auth_hint("534 5.7.9 Application-specific password required").is_some());
+        assert!(super::basic_auth_hint("535 5.7.8 Error: authentication failed").is_none());
+    }
 }

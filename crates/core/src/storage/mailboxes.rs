@@ -1,0 +1,90 @@
+//! A mailbox's sending health: sender-side refusals (our mailbox, domain, IP or content
+//! refused by recipients' servers) and the pause they lead to (keys: [`super::keys`]).
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use super::keys::Keys;
+use super::lua_script;
+use crate::account::AccountId;
+
+lua_script!(REFUSED, "mailbox_refused");
+
+/// Why and until when a mailbox does not send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MailboxPause {
+    /// End of the pause (ms since the epoch).
+    pub until_ms: i64,
+    /// The bounce reason of the last refusal (e.g. `blocked`, `authfailure`, `toomanyconn`).
+    pub reason: String,
+    /// The server's words.
+    pub message: String,
+}
+
+/// What counting a refusal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusals {
+    /// Refusals within the window, this one included.
+    pub recent: u32,
+    /// When sending may resume, if the mailbox is now paused.
+    pub paused_until_ms: Option<i64>,
+}
+
+#[derive(Clone)]
+pub struct MailboxHealth {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+impl MailboxHealth {
+    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+        Self { conn, keys: Keys::new(prefix) }
+    }
+
+    /// Counts a sender-side refusal; pauses the mailbox until `pause_until_ms` once `limit`
+    /// refusals fell within `window_ms` (or at once with `pause_now`, for quota answers).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn refused(
+        &self,
+        account: &AccountId,
+        now_ms: i64,
+        window_ms: u64,
+        limit: u32,
+        pause: &MailboxPause,
+        pause_now: bool,
+    ) -> Result<Refusals, redis::RedisError> {
+        let json = serde_json::to_string(pause).unwrap_or_default();
+        let (recent, until): (u32, i64) = REFUSED
+            .key(self.keys.sender_refusals(account))
+            .key(self.keys.mailbox_pause(account))
+            .arg(now_ms)
+            .arg(window_ms)
+            .arg(limit)
+            .arg(pause.until_ms)
+            .arg(json)
+            .arg(if pause_now { "1" } else { "0" })
+            .arg(uuid::Uuid::new_v4().simple().to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(Refusals { recent, paused_until_ms: (until > 0).then_some(until) })
+    }
+
+    /// The mailbox's current pause, if any.
+    pub async fn pause(&self, account: &AccountId) -> Result<Option<MailboxPause>, redis::RedisError> {
+        let raw: Option<String> = self.conn.clone().get(self.keys.mailbox_pause(account)).await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    /// Ends a pause (an operator resumed the mailbox, or a validation succeeded); `true` if
+    /// there was one. The refusal count starts over too.
+    pub async fn resume(&self, account: &AccountId) -> Result<bool, redis::RedisError> {
+        let (paused, _): (i64, i64) = redis::pipe()
+            .del(self.keys.mailbox_pause(account))
+            .del(self.keys.sender_refusals(account))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(paused > 0)
+    }
+}

@@ -1,0 +1,126 @@
+//! What a refusal does depends on whose problem it is (real Postfix answers): a bad
+//! address bounces and is suppressed; our sender being refused (blocked, policy, quota)
+//! keeps the lead, pauses the mailbox after repeated refusals and tells the operator.
+
+use std::time::{Duration, Instant};
+
+use coldsend_tests::{Api, FAST_SENDING, Mail, Stack, account_json};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn wait_for(what: &str, secs: u64, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn start(api: &Api, account: &str, leads: &[&str]) -> String {
+    let body = json!({"name": "d", "sender_account_ids": [account], "steps": [{"subject": "Hi", "text": "Hello"}]});
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let cid = c["id"].as_str().expect("id").to_owned();
+    let leads: Vec<Value> = leads.iter().map(|e| json!({"email": e})).collect();
+    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&json!({"leads": leads}))).await;
+    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+    cid
+}
+
+async fn lead_states(api: &Api, cid: &str) -> Vec<(String, String)> {
+    let (_, leads) = api.get(&format!("/campaigns/{cid}/leads")).await;
+    leads
+        .as_array()
+        .expect("leads")
+        .iter()
+        .map(|l| (l["email"].as_str().unwrap_or("").to_owned(), l["state"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn sender_side_refusals_pause_the_mailbox_and_suppress_nobody() {
+    let mail = Mail::start("ann:annpw lead01:x lead02:x lead03:x");
+    let mut env = FAST_SENDING.to_vec();
+    env.extend([("COLDSEND_SENDING__SENDER_REFUSAL_LIMIT", "2"), ("COLDSEND_SENDING__SENDER_REFUSAL_RETRY_SECS", "2")]);
+    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let api = Api::new(&stack);
+    let ann =
+        api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 100)).await;
+    let blocked = "554 5.7.1 Client host rejected: blocked using zen.spamhaus.org";
+    for l in ["lead01", "lead02", "lead03"] {
+        mail.set_recipient_rule(&format!("{l}@example.test"), Some(blocked));
+    }
+    let cid = start(&api, &ann, &["lead01@example.test", "lead02@example.test", "lead03@example.test"]).await;
+
+    // Two refusals: the mailbox pauses, with the reason and the server's words.
+    wait_for("the mailbox paused", 60, async || {
+        api.get(&format!("/sender-accounts/{ann}")).await.1["sending_pause"].is_object()
+    })
+    .await;
+    let (_, account) = api.get(&format!("/sender-accounts/{ann}")).await;
+    assert_eq!(account["sending_pause"]["reason"], "blocked", "{account}");
+    assert!(account["sending_pause"]["message"].as_str().unwrap_or("").contains("5.7.1"), "{account}");
+    let refused_before = mail.log_tail("reject: RCPT").lines().count();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(mail.log_tail("reject: RCPT").lines().count(), refused_before, "nothing is tried while paused");
+    assert_eq!(refused_before, 2, "paused after the second refusal");
+
+    // Nobody is bounced, failed or suppressed; the operator sees why.
+    for (email, state) in lead_states(&api, &cid).await {
+        assert_eq!(state, "ACTIVE", "{email}");
+    }
+    let mut conn = stack.redis.connection();
+    let suppressed: usize = redis::cmd("HLEN").arg("cstest:suppression").query(&mut conn).expect("hlen");
+    assert_eq!(suppressed, 0);
+    let (_, inbox) = api.get("/inbox?kind=sender_refused").await;
+    let events = inbox["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2, "{inbox}");
+    assert!(events.iter().all(|e| e["bounce"]["class"] == "sender_side" && e["account_id"] == ann.as_str()), "{inbox}");
+
+    // Fixed: resumed by the operator, every step goes out once.
+    for l in ["lead01", "lead02", "lead03"] {
+        mail.set_recipient_rule(&format!("{l}@example.test"), None);
+    }
+    let (status, resumed) = api.call(Method::POST, &format!("/sender-accounts/{ann}/resume-sending"), None).await;
+    assert_eq!(status, 200, "{resumed}");
+    assert!(resumed["sending_pause"].is_null(), "{resumed}");
+    wait_for("all three delivered", 60, async || {
+        ["lead01", "lead02", "lead03"].iter().all(|l| mail.messages(l).len() == 1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for l in ["lead01", "lead02", "lead03"] {
+        assert_eq!(mail.messages(l).len(), 1, "{l}: exactly once");
+    }
+}
+
+#[tokio::test]
+async fn a_daily_quota_answer_stops_the_mailbox_for_its_day_and_fails_no_lead() {
+    let mail = Mail::start("ann:annpw lead01:x lead02:x");
+    let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
+    let api = Api::new(&stack);
+    let ann =
+        api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 100)).await;
+    mail.set_recipient_rule("lead01@example.test", Some("550 5.4.5 Daily user sending quota exceeded."));
+    let cid = start(&api, &ann, &["lead01@example.test"]).await;
+
+    wait_for("the mailbox stopped", 60, async || {
+        api.get(&format!("/sender-accounts/{ann}")).await.1["sending_pause"].is_object()
+    })
+    .await;
+    let (_, account) = api.get(&format!("/sender-accounts/{ann}")).await;
+    let until = account["sending_pause"]["until_ms"].as_i64().expect("until");
+    let (_, usage) = api.get(&format!("/sender-accounts/{ann}/usage")).await;
+    // Until the mailbox's next local midnight (UTC here): more than a few minutes away
+    // unless the test runs just before midnight.
+    let midnight =
+        (chrono::Utc::now() + chrono::Duration::days(1)).date_naive().and_hms_opt(0, 0, 0).expect("t").and_utc();
+    assert_eq!(until, midnight.timestamp_millis(), "paused to the next local day: {account} {usage}");
+    // A lead added now (which wakes the mailbox) waits for tomorrow too.
+    let more = json!({"leads": [{"email": "lead02@example.test"}]});
+    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&more)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(mail.messages("lead02").is_empty(), "nothing else goes out today");
+    for (email, state) in lead_states(&api, &cid).await {
+        assert_eq!(state, "ACTIVE", "{email}: no lead failed");
+    }
+}
