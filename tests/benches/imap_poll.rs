@@ -99,6 +99,7 @@ async fn main() {
         );
         let state = Arc::new(ScanState {
             store: ScanStore::new(conn.clone(), "cstest"),
+            health: coldsend_core::storage::mailboxes::MailboxHealth::new(conn.clone(), "cstest"),
             accounts: AccountStore::new(conn.clone(), "cstest"),
             campaigns: CampaignStore::new(conn.clone(), "cstest"),
             ledger: Ledger::new(conn.clone(), "cstest"),

@@ -124,3 +124,52 @@ async fn a_daily_quota_answer_stops_the_mailbox_for_its_day_and_fails_no_lead() 
         assert_eq!(state, "ACTIVE", "{email}: no lead failed");
     }
 }
+
+#[tokio::test]
+async fn a_reply_to_the_mailto_unsubscribe_address_suppresses_the_lead() {
+    use lettre::{Message, SmtpTransport, Transport};
+    let mail = Mail::start("ann:annpw lead01:x");
+    let mut env = FAST_SENDING.to_vec();
+    env.extend([("COLDSEND_SCAN__INTERVAL_SECS", "1"), ("COLDSEND_SCAN__MIN_INTERVAL_SECS", "1")]);
+    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let api = Api::new(&stack);
+    let ann =
+        api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 100)).await;
+    let body = json!({"name": "u", "sender_account_ids": [ann],
+        "steps": [{"subject": "Hi", "text": "Hello"}, {"text": "Following up", "delay": "8s"}]});
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let cid = c["id"].as_str().expect("id").to_owned();
+    api.call(
+        Method::POST,
+        &format!("/campaigns/{cid}/leads"),
+        Some(&json!({"leads": [{"email": "lead01@example.test"}]})),
+    )
+    .await;
+    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+    wait_for("the first step", 30, async || mail.messages("lead01").len() == 1).await;
+    let sent = mail.messages("lead01").remove(0);
+    assert!(sent.contains("List-Unsubscribe:") && sent.contains("<mailto:ann@example.test?subject=unsubscribe>"), "{sent}");
+
+    // What a mail client does with the mailto: link: a message to it, subject "unsubscribe".
+    let message = Message::builder()
+        .from("lead01@example.test".parse().expect("addr"))
+        .to("ann@example.test".parse().expect("addr"))
+        .subject("unsubscribe")
+        .body(String::new())
+        .expect("message");
+    SmtpTransport::builder_dangerous("127.0.0.1").port(mail.smtp_port()).build().send(&message).expect("send");
+
+    wait_for("the lead unsubscribed", 30, async || {
+        lead_states(&api, &cid).await.iter().any(|(_, s)| s == "UNSUBSCRIBED")
+    })
+    .await;
+    let mut conn = stack.redis.connection();
+    let reason: Option<String> =
+        redis::cmd("HGET").arg("cstest:suppression").arg("lead01@example.test").query(&mut conn).expect("hget");
+    assert_eq!(reason.as_deref(), Some("unsubscribed"));
+    let (_, inbox) = api.get("/inbox?kind=unsubscribe").await;
+    assert_eq!(inbox["events"].as_array().map(Vec::len), Some(1), "{inbox}");
+    // The follow-up (due 8 s after the first) never goes out.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(mail.messages("lead01").len(), 1, "no follow-up after unsubscribing");
+}

@@ -16,6 +16,9 @@ pub enum Kind {
     Bounce,
     AutoReply,
     Reply,
+    /// A reply asking to be taken off (by subject or its first line), e.g. to the
+    /// `mailto:` List-Unsubscribe address.
+    Unsubscribe,
     Complaint,
     Other,
 }
@@ -193,7 +196,11 @@ pub fn classify(raw: &[u8]) -> Classified {
         .filter(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype() == Some("report"))
         .and_then(|ct| ct.attribute("report-type"))
         .map(str::to_ascii_lowercase);
-    if report_type.as_deref() == Some("feedback-report") || has_part(&msg, "message", "feedback-report") {
+    // ARF (RFC 5965), and Microsoft's older JMRP reports (the complained-about message
+    // attached, the original recipient in X-HmXmrOriginalRecipient).
+    let jmrp = header_text(&msg, "X-HmXmrOriginalRecipient").is_some()
+        || out.subject.as_deref().is_some_and(|s| s.to_lowercase().starts_with("complaint about message from"));
+    if report_type.as_deref() == Some("feedback-report") || has_part(&msg, "message", "feedback-report") || jmrp {
         out.kind = Kind::Complaint;
         // The complained-about message: its headers are attached.
         if let Some(b) = bounce_parts(&msg) {
@@ -221,10 +228,54 @@ pub fn classify(raw: &[u8]) -> Classified {
         let l = s.trim_start().to_ascii_lowercase();
         ["re:", "aw:", "sv:", "antw:", "réf:", "r:"].iter().any(|p| l.starts_with(p))
     });
-    if !out.refers_to.is_empty() || re {
+    if asks_to_unsubscribe(out.subject.as_deref(), &text) {
+        out.kind = Kind::Unsubscribe;
+    } else if !out.refers_to.is_empty() || re {
         out.kind = Kind::Reply;
     }
     out
+}
+
+/// Phrases asking to be taken off a list, in the languages whose auto-reply phrases are
+/// recognised, compared in lower case.
+const UNSUBSCRIBE_PHRASES: &[&str] = &[
+    "unsubscribe",
+    "remove me",
+    "take me off",
+    "opt out",
+    "opt-out",
+    "stop emailing",
+    "stop sending",
+    "abmelden",
+    "austragen",
+    "désabonner",
+    "desabonner",
+    "désinscrire",
+    "desinscrire",
+    "dar de baja",
+    "darme de baja",
+    "cancelar suscripción",
+    "cancelar inscrição",
+    "descadastrar",
+    "uitschrijven",
+    "afmelden",
+    "avregistrera",
+    "avsluta prenumeration",
+    "atteikties",
+    "cancellami",
+    "annulla iscrizione",
+    "wypisz",
+];
+
+/// The subject, or the first line the person wrote (quoted lines skipped), asks to be
+/// taken off: never a word further down, where a quoted footer says "unsubscribe".
+fn asks_to_unsubscribe(subject: Option<&str>, text: &str) -> bool {
+    let has = |s: &str| {
+        let l = s.to_lowercase();
+        UNSUBSCRIBE_PHRASES.iter().any(|p| l.contains(p))
+    };
+    let first_line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('>'));
+    subject.is_some_and(has) || first_line.is_some_and(has)
 }
 
 fn from_delivery_system(from: Option<&str>) -> bool {
@@ -579,7 +630,10 @@ fn first_address(text: &str) -> Option<String> {
         .map(|w| w.trim_matches('.').to_ascii_lowercase())
 }
 
-const MONTHS: [(&str, u32); 24] = [
+/// Month names (and their common abbreviations and inflections) in the languages whose
+/// auto-reply phrases are recognised.
+const MONTHS: &[(&str, u32)] = &[
+    // English
     ("january", 1),
     ("february", 2),
     ("march", 3),
@@ -600,58 +654,231 @@ const MONTHS: [(&str, u32); 24] = [
     ("jul", 7),
     ("aug", 8),
     ("sep", 9),
+    ("sept", 9),
     ("oct", 10),
     ("nov", 11),
     ("dec", 12),
-    ("sept", 9),
+    // German
+    ("januar", 1),
+    ("jänner", 1),
+    ("februar", 2),
+    ("märz", 3),
+    ("mai", 5),
+    ("juni", 6),
+    ("juli", 7),
+    ("oktober", 10),
+    ("dezember", 12),
+    // French
+    ("janvier", 1),
+    ("février", 2),
+    ("fevrier", 2),
+    ("mars", 3),
+    ("avril", 4),
+    ("juin", 6),
+    ("juillet", 7),
+    ("août", 8),
+    ("aout", 8),
+    ("septembre", 9),
+    ("octobre", 10),
+    ("novembre", 11),
+    ("décembre", 12),
+    ("decembre", 12),
+    // Spanish
+    ("enero", 1),
+    ("febrero", 2),
+    ("marzo", 3),
+    ("abril", 4),
+    ("mayo", 5),
+    ("junio", 6),
+    ("julio", 7),
+    ("agosto", 8),
+    ("septiembre", 9),
+    ("setiembre", 9),
+    ("octubre", 10),
+    ("noviembre", 11),
+    ("diciembre", 12),
+    // Portuguese
+    ("janeiro", 1),
+    ("fevereiro", 2),
+    ("março", 3),
+    ("marco", 3),
+    ("maio", 5),
+    ("junho", 6),
+    ("julho", 7),
+    ("setembro", 9),
+    ("outubro", 10),
+    ("novembro", 11),
+    ("dezembro", 12),
+    // Dutch
+    ("januari", 1),
+    ("februari", 2),
+    ("maart", 3),
+    ("mei", 5),
+    ("augustus", 8),
+    // Swedish
+    ("maj", 5),
+    ("augusti", 8),
+    // Italian
+    ("gennaio", 1),
+    ("febbraio", 2),
+    ("aprile", 4),
+    ("maggio", 5),
+    ("giugno", 6),
+    ("luglio", 7),
+    ("settembre", 9),
+    ("ottobre", 10),
+    ("dicembre", 12),
+    // Polish (genitive, as dates are written)
+    ("stycznia", 1),
+    ("lutego", 2),
+    ("marca", 3),
+    ("kwietnia", 4),
+    ("maja", 5),
+    ("czerwca", 6),
+    ("lipca", 7),
+    ("sierpnia", 8),
+    ("września", 9),
+    ("października", 10),
+    ("listopada", 11),
+    ("grudnia", 12),
+    // Latvian (nominative and the locative/dative forms dates use)
+    ("janvāris", 1),
+    ("janvārī", 1),
+    ("februāris", 2),
+    ("februārī", 2),
+    ("marts", 3),
+    ("martā", 3),
+    ("aprīlis", 4),
+    ("aprīlī", 4),
+    ("maijs", 5),
+    ("maijā", 5),
+    ("jūnijs", 6),
+    ("jūnijā", 6),
+    ("jūlijs", 7),
+    ("jūlijā", 7),
+    ("augusts", 8),
+    ("augustā", 8),
+    ("septembris", 9),
+    ("septembrī", 9),
+    ("oktobris", 10),
+    ("oktobrī", 10),
+    ("novembris", 11),
+    ("novembrī", 11),
+    ("decembris", 12),
+    ("decembrī", 12),
 ];
 
-/// The first date in the text on or after the message's own date: ISO (2026-11-28),
-/// day-first numeric (28.11.2026, 28/11/2026) or English (November 28, 2026 / 28 November 2026).
+/// Words that announce when the person is back (so that date wins over others, such as
+/// the day they left).
+const BACK_WORDS: &[&str] = &[
+    "back",
+    "return",
+    "returning",
+    "until",
+    "till",
+    "zurück",
+    "wieder",
+    "bis",
+    "retour",
+    "jusqu",
+    "regreso",
+    "vuelta",
+    "hasta",
+    "volta",
+    "regresso",
+    "até",
+    "terug",
+    "tot",
+    "tillbaka",
+    "till och med",
+    "atpakaļ",
+    "līdz",
+    "rientro",
+    "fino",
+    "powrót",
+    "do",
+];
+
+/// The date the sender is back, from an auto-reply's text: ISO (2026-11-28), numeric
+/// (28.11.2026 day first; 11/28/2026 month first when the day cannot be first or the text
+/// is English), or with a month name in any recognised language, with or without a year
+/// (then the next such date). A date after a "back"/"until" word wins; otherwise the
+/// latest date not before the message's own.
 pub fn return_date(text: &str, sent: Option<NaiveDate>) -> Option<NaiveDate> {
-    let words: Vec<&str> =
-        text.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')').filter(|w| !w.is_empty()).collect();
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '(' | ')' | '"' | '*'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let english = ["back", "office", "return", "the"].iter().filter(|w| words.contains(w)).count() >= 2;
     let not_past = |d: NaiveDate| sent.is_none_or(|s| d >= s);
-    for (i, w) in words.iter().enumerate() {
-        let w = w.trim_end_matches(['.', ';', ':', '!']);
+    let without_year = |m: u32, d: u32| {
+        let base = sent.unwrap_or_else(|| chrono::Utc::now().date_naive());
+        let this_year = NaiveDate::from_ymd_opt(chrono::Datelike::year(&base), m, d)?;
+        if this_year >= base {
+            Some(this_year)
+        } else {
+            NaiveDate::from_ymd_opt(chrono::Datelike::year(&base) + 1, m, d)
+        }
+    };
+    let month = |s: &str| {
+        let s = s.trim_end_matches(['.', ';', ':']);
+        MONTHS.iter().find(|(m, _)| s == *m).map(|(_, n)| *n)
+    };
+    let day = |s: &str| {
+        s.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '.' || c == ':')
+            .parse::<u32>()
+            .ok()
+            .filter(|d| (1..=31).contains(d))
+    };
+    let year = |s: Option<&&str>| {
+        s.and_then(|y| y.trim_end_matches(['.', ';']).parse::<i32>().ok()).filter(|y| *y > 2000 && *y < 2200)
+    };
+    let mut found: Vec<(usize, NaiveDate)> = Vec::new();
+    for (i, raw) in words.iter().enumerate() {
+        let w = raw.trim_end_matches(['.', ';', ':', '!']);
         let nums: Vec<&str> = w.split(['-', '.', '/']).collect();
         if nums.len() == 3 && nums.iter().all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())) {
             let n: Vec<u32> = nums.iter().filter_map(|x| x.parse().ok()).collect();
             let date = if nums[0].len() == 4 {
                 NaiveDate::from_ymd_opt(n[0] as i32, n[1], n[2])
             } else if nums[2].len() == 4 {
-                NaiveDate::from_ymd_opt(n[2] as i32, n[1], n[0])
+                let month_first = w.contains('/') && (n[1] > 12 || n[0] <= 12 && english);
+                if month_first {
+                    NaiveDate::from_ymd_opt(n[2] as i32, n[0], n[1])
+                } else {
+                    NaiveDate::from_ymd_opt(n[2] as i32, n[1], n[0])
+                }
             } else {
                 None
             };
-            if let Some(d) = date.filter(|d| not_past(*d)) {
-                return Some(d);
-            }
+            found.extend(date.map(|d| (i, d)));
+            continue;
         }
-        let month = |s: &str| {
-            let l = s.to_lowercase();
-            MONTHS.iter().find(|(m, _)| l == *m).map(|(_, n)| *n)
+        let Some(m) = month(w) else { continue };
+        // "November 28, 2026" / "November 28" / "28 November 2026" / "28. November" / "4 de diciembre de 2026"
+        let after = words.get(i + 1).and_then(|x| day(x));
+        let before = i.checked_sub(1).and_then(|k| words.get(k)).and_then(|x| day(x));
+        let before = before.or_else(|| {
+            // "4 de diciembre"
+            (i >= 2 && words[i - 1] == "de").then(|| day(words[i - 2])).flatten()
+        });
+        let y_after = year(words.get(i + 1)).or(year(words.get(i + 2))).or(year(words.get(i + 3)));
+        let date = match (after, before) {
+            (Some(d), _) => y_after.map_or_else(|| without_year(m, d), |y| NaiveDate::from_ymd_opt(y, m, d)),
+            (None, Some(d)) => y_after.map_or_else(|| without_year(m, d), |y| NaiveDate::from_ymd_opt(y, m, d)),
+            _ => None,
         };
-        let num = |s: &str| s.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '.').parse::<u32>().ok();
-        let year = |k: usize| {
-            words.get(k).and_then(|y| y.trim_end_matches(['.', ';']).parse::<i32>().ok()).filter(|y| *y > 2000)
-        };
-        if let Some(m) = month(w) {
-            // "November 28, 2026"
-            if let (Some(d), Some(y)) = (words.get(i + 1).and_then(|x| num(x)), year(i + 2))
-                && let Some(date) = NaiveDate::from_ymd_opt(y, m, d).filter(|d| not_past(*d))
-            {
-                return Some(date);
-            }
-            // "28 November 2026"
-            if let (Some(d), Some(y)) = (i.checked_sub(1).and_then(|k| words.get(k)).and_then(|x| num(x)), year(i + 1))
-                && let Some(date) = NaiveDate::from_ymd_opt(y, m, d).filter(|d| not_past(*d))
-            {
-                return Some(date);
-            }
-        }
+        found.extend(date.map(|d| (i, d)));
     }
-    None
+    found.retain(|(_, d)| not_past(*d));
+    let back_at = words.iter().position(|w| BACK_WORDS.iter().any(|b| w.trim_end_matches(['.', ':']) == *b));
+    if let Some(b) = back_at
+        && let Some((_, d)) = found.iter().find(|(i, _)| *i > b)
+    {
+        return Some(*d);
+    }
+    found.into_iter().map(|(_, d)| d).max()
 }
 
 #[cfg(test)]
@@ -668,6 +895,22 @@ mod tests {
         assert_eq!(return_date("returning 1 December 2026", sent), d(2026, 12, 1));
         assert_eq!(return_date("Out since 01/11/2026, back 02/12/2026", sent), d(2026, 12, 2));
         assert_eq!(return_date("no date here", sent), None);
+        // US order where the day cannot come first, or the text is English.
+        assert_eq!(return_date("I am out of the office and back on 12/03/2026.", sent), d(2026, 12, 3));
+        assert_eq!(return_date("Zurück am 03/12/2026", sent), d(2026, 12, 3));
+        assert_eq!(return_date("back 11/28/2026", sent), d(2026, 11, 28));
+        // Month names in other languages, and no year (the next such date).
+        assert_eq!(return_date("Ich bin bis 4. Dezember nicht im Büro.", sent), d(2026, 12, 4));
+        assert_eq!(return_date("Je serai de retour le 3 décembre 2026.", sent), d(2026, 12, 3));
+        assert_eq!(return_date("Estaré fuera hasta el 4 de diciembre de 2026.", sent), d(2026, 12, 4));
+        assert_eq!(return_date("Atgriezīšos 5. decembrī.", sent), d(2026, 12, 5));
+        assert_eq!(return_date("I'll be back January 5", sent), d(2027, 1, 5));
+        // The day they are back, not the day they left.
+        assert_eq!(
+            return_date("I left on 2026-11-25 and will be back on 2026-12-01.", NaiveDate::from_ymd_opt(2026, 11, 20)),
+            d(2026, 12, 1)
+        );
+        assert_eq!(return_date("Out from November 21 until November 30, 2026", sent), d(2026, 11, 30));
     }
 
     #[test]

@@ -53,12 +53,15 @@ pub fn compose(o: &Outgoing) -> Result<Composed, ComposeError> {
         .subject(o.subject.clone())
         .message_id(Some(format!("<{}>", o.message_id)))
         .date_now()
-        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), o.list_unsubscribe.clone()))
-        // RFC 8058 one-click unsubscribe.
-        .raw_header(HeaderValue::new(
+        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), o.list_unsubscribe.clone()));
+    // RFC 8058 one-click unsubscribe: only with an https link to POST to (a mailto-only
+    // header with it is invalid, and providers penalise it).
+    if o.list_unsubscribe.contains("<https://") {
+        b = b.raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
             "List-Unsubscribe=One-Click".into(),
         ));
+    }
     if let Some(previous) = o.thread.last() {
         b = b.in_reply_to(format!("<{previous}>"));
         let refs: Vec<String> = o.thread.iter().map(|id| format!("<{id}>")).collect();
@@ -219,7 +222,7 @@ mod tests {
             html: None,
             message_id: "cs.1.abc@acme.test".into(),
             thread: vec!["cs.0.xyz@acme.test".into()],
-            list_unsubscribe: "<mailto:ann@acme.test?subject=unsubscribe>".into(),
+            list_unsubscribe: "<https://cs.example/u?token=t>, <mailto:ann@acme.test?subject=unsubscribe>".into(),
         };
         let c = compose(&o).expect("composes");
         let text = String::from_utf8(c.bytes).expect("utf8");
@@ -227,11 +230,14 @@ mod tests {
             "Message-ID: <cs.1.abc@acme.test>",
             "In-Reply-To: <cs.0.xyz@acme.test>",
             "References: <cs.0.xyz@acme.test>",
-            "List-Unsubscribe: <mailto:ann@acme.test?subject=unsubscribe>",
+            "List-Unsubscribe: <https://cs.example/u?token=t>,",
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
             "Subject: Re: Hello",
         ] {
             assert!(text.contains(h), "missing {h} in\n{text}");
         }
+        let mailto_only = Outgoing { list_unsubscribe: "<mailto:ann@acme.test?subject=unsubscribe>".into(), ..o };
+        let text = String::from_utf8(compose(&mailto_only).expect("composes").bytes).expect("utf8");
+        assert!(!text.contains("List-Unsubscribe-Post"), "one-click needs an https link:\n{text}");
     }
 }

@@ -273,6 +273,7 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
     });
     let scan = Arc::new(ScanState {
         store: ScanStore::new(conn.clone(), prefix),
+        health: MailboxHealth::new(conn.clone(), prefix),
         accounts: AccountStore::new(conn.clone(), prefix),
         campaigns: CampaignStore::new(conn.clone(), prefix),
         ledger: Ledger::new(conn.clone(), prefix),

@@ -26,6 +26,7 @@ use coldsend_core::storage::accounts::AccountStore;
 use coldsend_core::storage::campaigns::{CampaignCounter, CampaignStore, SuppressionReason};
 use coldsend_core::storage::inbox::{BounceFacts, Inbox, InboxEvent, InboxKind};
 use coldsend_core::storage::ledger::{Ledger, MarkedSent};
+use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
 use coldsend_core::storage::scan::{FolderCursor, Processed, ScanStore};
 use coldsend_core::{AccountStatus, account::EmailAddress};
 use futures::TryStreamExt;
@@ -87,6 +88,8 @@ impl ScanError {
 
 pub struct ScanState {
     pub store: ScanStore,
+    /// Sender-side bounces count against the mailbox (and may pause its sending).
+    pub health: MailboxHealth,
     pub accounts: AccountStore,
     pub campaigns: CampaignStore,
     pub ledger: Ledger,
@@ -368,6 +371,7 @@ fn inbox_kind(k: Kind) -> InboxKind {
         Kind::AutoReply => InboxKind::AutoReply,
         Kind::Reply => InboxKind::Reply,
         Kind::Complaint => InboxKind::Complaint,
+        Kind::Unsubscribe => InboxKind::Unsubscribe,
         Kind::Other => InboxKind::Other,
     }
 }
@@ -473,7 +477,9 @@ async fn matching_leads(
 async fn act(state: &ScanState, account: &SenderAccount, c: &Classified) -> Result<(), ScanError> {
     let (ids, address): (Vec<String>, Option<String>) = match (c.kind, &c.bounce) {
         (Kind::Bounce, Some(b)) => (b.original_message_id.iter().cloned().collect(), b.recipient.clone()),
-        (Kind::Reply | Kind::AutoReply | Kind::Complaint, _) => (c.refers_to.clone(), c.from.clone()),
+        (Kind::Reply | Kind::AutoReply | Kind::Complaint | Kind::Unsubscribe, _) => {
+            (c.refers_to.clone(), c.from.clone())
+        }
         _ => return Ok(()),
     };
     let matches = matching_leads(state, account, &ids, address.as_deref()).await?;
@@ -484,8 +490,9 @@ async fn act(state: &ScanState, account: &SenderAccount, c: &Classified) -> Resu
         match (c.kind, &c.bounce) {
             (Kind::Reply, _) => on_reply(state, key, &row.campaign, &lead).await?,
             (Kind::AutoReply, _) => on_auto_reply(state, key, c, now).await?,
-            (Kind::Bounce, Some(b)) => on_bounce(state, key, &lead, b).await?,
+            (Kind::Bounce, Some(b)) => on_bounce(state, account, key, &lead, b).await?,
             (Kind::Complaint, _) => on_complaint(state, key, &lead).await?,
+            (Kind::Unsubscribe, _) => on_unsubscribe(state, key, &lead).await?,
             _ => {}
         }
     }
@@ -531,7 +538,13 @@ async fn on_auto_reply(
 /// is suppressed; a recipient side that cannot take mail now stops the lead (never
 /// suppressed) after `scan.soft_bounce_limit` such bounces; a refusal of our sender leaves
 /// the lead alone (the master-inbox event tells the operator).
-async fn on_bounce(state: &ScanState, key: &SendKey, lead: &Lead, b: &Bounce) -> Result<(), ScanError> {
+async fn on_bounce(
+    state: &ScanState,
+    account: &SenderAccount,
+    key: &SendKey,
+    lead: &Lead,
+    b: &Bounce,
+) -> Result<(), ScanError> {
     let email = lead.email.as_str();
     let why = format!(
         "bounce {} ({}): {}",
@@ -561,7 +574,27 @@ async fn on_bounce(state: &ScanState, key: &SendKey, lead: &Lead, b: &Bounce) ->
             }
         }
         BounceClass::SenderSide => {
-            warn!(campaign_id = %key.campaign, lead_id = %key.lead, reason = b.reason.as_str(), "sender-side bounce: the lead is kept");
+            // Counted against the mailbox like a refusal at send time.
+            let cfg = &state.sending;
+            let now = Utc::now();
+            let pause = MailboxPause {
+                until_ms: (now + chrono::Duration::seconds(cfg.sender_refusal_pause_secs as i64)).timestamp_millis(),
+                reason: b.reason.as_str().to_owned(),
+                message: b.diagnostic.clone().unwrap_or_default(),
+            };
+            let refusals = state
+                .health
+                .refused(
+                    &account.id,
+                    now.timestamp_millis(),
+                    cfg.sender_refusal_window_secs * 1000,
+                    cfg.sender_refusal_limit,
+                    &pause,
+                    false,
+                )
+                .await?;
+            warn!(campaign_id = %key.campaign, lead_id = %key.lead, reason = b.reason.as_str(), recent = refusals.recent,
+                paused_until_ms = ?refusals.paused_until_ms, "sender-side bounce: the lead is kept");
         }
     }
     Ok(())
@@ -574,6 +607,17 @@ async fn on_complaint(state: &ScanState, key: &SendKey, lead: &Lead) -> Result<(
         .campaigns
         .set_lead_state(&key.campaign, &key.lead, None, LeadState::Unsubscribed, Some("spam complaint"))
         .await?;
+    Ok(())
+}
+
+/// A reply asking to be taken off: suppressed everywhere, the lead unsubscribed.
+async fn on_unsubscribe(state: &ScanState, key: &SendKey, lead: &Lead) -> Result<(), ScanError> {
+    state.campaigns.suppress(lead.email.as_str(), SuppressionReason::Unsubscribed).await?;
+    state
+        .campaigns
+        .set_lead_state(&key.campaign, &key.lead, None, LeadState::Unsubscribed, Some("asked to unsubscribe by reply"))
+        .await?;
+    info!(campaign_id = %key.campaign, lead_id = %key.lead, "unsubscribe by reply: suppressed");
     Ok(())
 }
 

@@ -56,16 +56,19 @@ pub enum InboxKind {
     /// A recipient's server refused our mailbox, domain, IP or content (or a quota hit):
     /// the mailbox's problem, not the lead's.
     SenderRefused,
+    /// A reply asking to be taken off: the address is suppressed.
+    Unsubscribe,
     Other,
 }
 
 impl InboxKind {
-    pub const ALL: [InboxKind; 6] = [
+    pub const ALL: [InboxKind; 7] = [
         InboxKind::Reply,
         InboxKind::AutoReply,
         InboxKind::Bounce,
         InboxKind::Complaint,
         InboxKind::SenderRefused,
+        InboxKind::Unsubscribe,
         InboxKind::Other,
     ];
 
@@ -76,6 +79,7 @@ impl InboxKind {
             InboxKind::Bounce => "bounce",
             InboxKind::Complaint => "complaint",
             InboxKind::SenderRefused => "sender_refused",
+            InboxKind::Unsubscribe => "unsubscribe",
             InboxKind::Other => "other",
         }
     }
