@@ -24,13 +24,17 @@ SISIMAI = r'''
 use strict; use JSON::PP; use Sisimai;
 my $j = JSON::PP->new->canonical;
 for my $f (@ARGV) {
-  my $v = Sisimai->make($f, delivered => 0, vacation => 1);
   my %o = (file => $f, bounce => 0);
-  if ($v && @$v) {
-    my $d = $v->[0];
-    if ($d->reason eq 'vacation') { $o{auto_reply} = 1 }
-    else { %o = (%o, bounce => 1, reason => $d->reason, hard => ($d->hardbounce ? 1 : 0), status => $d->deliverystatus) }
-  }
+  eval {
+    my $v = Sisimai->make($f, delivered => 0, vacation => 1);
+    if ($v && @$v) {
+      my $d = $v->[0];
+      if ($d->reason eq 'vacation') { $o{auto_reply} = 1 }
+      elsif ($d->reason eq 'feedback') { $o{complaint} = 1 }
+      else { %o = (%o, bounce => 1, reason => $d->reason, hard => ($d->softbounce == 0 ? 1 : 0), status => $d->deliverystatus) }
+    }
+    1;
+  } or do { $o{error} = "$@" };
   print $j->encode(\%o), "\n";
 }
 '''
@@ -41,7 +45,9 @@ if labels_file:
     base = os.path.dirname(labels_file)
     labels = {os.path.normpath(os.path.join(base, r["file"])): r for r in map(json.loads, open(labels_file))}
 else:
-    out = subprocess.run(["perl", "-e", SISIMAI, *files], capture_output=True, text=True, check=True).stdout
+    # One Perl run per message: Sisimai exits on some malformed input.
+    out = "".join(subprocess.run(["perl", "-e", SISIMAI, f], capture_output=True, text=True).stdout or
+                  json.dumps({"file": f, "bounce": 0, "error": "sisimai failed"}) + "\n" for f in files)
     labels = {os.path.normpath(r["file"]): r for r in map(json.loads, out.splitlines())}
 
 ours = {}

@@ -148,7 +148,10 @@ async fn a_reply_to_the_mailto_unsubscribe_address_suppresses_the_lead() {
     api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
     wait_for("the first step", 30, async || mail.messages("lead01").len() == 1).await;
     let sent = mail.messages("lead01").remove(0);
-    assert!(sent.contains("List-Unsubscribe:") && sent.contains("<mailto:ann@example.test?subject=unsubscribe>"), "{sent}");
+    assert!(
+        sent.contains("List-Unsubscribe:") && sent.contains("<mailto:ann@example.test?subject=unsubscribe>"),
+        "{sent}"
+    );
 
     // What a mail client does with the mailto: link: a message to it, subject "unsubscribe".
     let message = Message::builder()

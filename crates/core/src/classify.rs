@@ -436,8 +436,10 @@ fn bounce(msg: &Message<'_>, from: Option<&str>, subject: Option<&str>, text: &s
     // a delivery system's notice: from a daemon or with an empty envelope sender, with a
     // failure subject or a status code in its text.
     let notice = daemon || null_sender;
-    let evidence = bounce_subject || status_in_text;
-    if !(is_report || failed_header.is_some() || notice && evidence || bounce_subject && status_in_text) {
+    let says_undelivered = says_undelivered(text);
+    let evidence = bounce_subject || status_in_text || says_undelivered;
+    let strong = bounce_subject && (status_in_text || says_undelivered);
+    if !(is_report || failed_header.is_some() || notice && evidence || strong) {
         return None;
     }
     if b.recipient.is_none() {
@@ -609,6 +611,29 @@ fn address_in(value: &str) -> Option<String> {
         .or_else(|| value.split_whitespace().find(|w| w.contains('@')))
         .map(|a| a.trim_matches(['<', '>', '"', '(', ')']).to_ascii_lowercase())
         .filter(|a| a.contains('@'))
+}
+
+/// Whether the notice's first lines say a message was not delivered (in the notice's own
+/// words, before any quoted original).
+fn says_undelivered(text: &str) -> bool {
+    const PHRASES: &[&str] = &[
+        "could not be delivered to",
+        "could not deliver message to",
+        "delivery has failed to",
+        "was not delivered to",
+        "did not reach the following recipient",
+        "unable to deliver message to",
+        "undeliverable to the following",
+        "n'a pas pu etre delivre",
+        "n'a pas pu être délivré",
+        "n'a pas pu être remis",
+        "konnte nicht zugestellt werden",
+        "no se pudo entregar",
+        "não pôde ser entregue",
+        "kon niet worden afgeleverd",
+    ];
+    let head: String = text.lines().take(30).collect::<Vec<_>>().join(" ").to_lowercase();
+    PHRASES.iter().any(|p| head.contains(p))
 }
 
 /// Whether the text quotes an SMTP error reply ("550 …", "554-…") at a line's start.

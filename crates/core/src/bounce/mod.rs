@@ -303,7 +303,8 @@ pub fn reason_for(status: Option<&str>, diagnostic: &str, delayed: bool) -> Boun
         Some("5.6" | "4.6") => BounceReason::ContentError,
         Some("5.7" | "4.7") => BounceReason::SecurityError,
         _ if delayed => BounceReason::Expired,
-        // No code and no words we know: the notice says too little to tell.
+        // No code and no words we know: the notice says too little to tell (Sisimai's
+        // "onhold"); a code it does not explain is "undefined".
         None => BounceReason::OnHold,
         _ => BounceReason::Undefined,
     }
