@@ -41,25 +41,63 @@ pub struct Bounce {
     pub original_message_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What a message is, with what only that kind of message carries: a reply cannot hold
+/// bounce fields, nor a bounce a return date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Bounce(Bounce),
+    AutoReply {
+        /// The return date found in the text.
+        returns_on: Option<NaiveDate>,
+    },
+    Reply,
+    Unsubscribe,
+    Complaint,
+    Other,
+}
+
+impl Verdict {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Verdict::Bounce(_) => Kind::Bounce,
+            Verdict::AutoReply { .. } => Kind::AutoReply,
+            Verdict::Reply => Kind::Reply,
+            Verdict::Unsubscribe => Kind::Unsubscribe,
+            Verdict::Complaint => Kind::Complaint,
+            Verdict::Other => Kind::Other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classified {
-    pub kind: Kind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bounce: Option<Bounce>,
-    /// For auto-replies: the return date found in the text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub returns_on: Option<NaiveDate>,
-    #[serde(skip)]
+    pub verdict: Verdict,
     pub from: Option<String>,
-    #[serde(skip)]
     pub subject: Option<String>,
-    #[serde(skip)]
     pub message_id: Option<String>,
     /// In-Reply-To and References, without <>.
-    #[serde(skip)]
     pub refers_to: Vec<String>,
-    #[serde(skip)]
     pub snippet: String,
+}
+
+impl Classified {
+    pub fn kind(&self) -> Kind {
+        self.verdict.kind()
+    }
+
+    pub fn bounce(&self) -> Option<&Bounce> {
+        match &self.verdict {
+            Verdict::Bounce(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn returns_on(&self) -> Option<NaiveDate> {
+        match self.verdict {
+            Verdict::AutoReply { returns_on } => returns_on,
+            _ => None,
+        }
+    }
 }
 
 /// Subject phrases of automatic replies (English, German, French, Spanish, Portuguese,
@@ -159,9 +197,7 @@ const DAEMON_SENDERS: &[&str] =
 pub fn classify(raw: &[u8]) -> Classified {
     let Some(msg) = MessageParser::default().parse(raw) else {
         return Classified {
-            kind: Kind::Other,
-            bounce: None,
-            returns_on: None,
+            verdict: Verdict::Other,
             from: None,
             subject: None,
             message_id: None,
@@ -189,8 +225,7 @@ pub fn classify(raw: &[u8]) -> Classified {
     }
     let text = body_text(&msg);
     let snippet: String = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect();
-    let mut out =
-        Classified { kind: Kind::Other, bounce: None, returns_on: None, from, subject, message_id, refers_to, snippet };
+    let mut out = Classified { verdict: Verdict::Other, from, subject, message_id, refers_to, snippet };
     let report_type = msg
         .content_type()
         .filter(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype() == Some("report"))
@@ -201,7 +236,7 @@ pub fn classify(raw: &[u8]) -> Classified {
     let jmrp = header_text(&msg, "X-HmXmrOriginalRecipient").is_some()
         || out.subject.as_deref().is_some_and(|s| s.to_lowercase().starts_with("complaint about message from"));
     if report_type.as_deref() == Some("feedback-report") || has_part(&msg, "message", "feedback-report") || jmrp {
-        out.kind = Kind::Complaint;
+        out.verdict = Verdict::Complaint;
         // The complained-about message: its headers are attached.
         if let Some(b) = bounce_parts(&msg) {
             out.refers_to.extend(b.original_message_id);
@@ -209,8 +244,7 @@ pub fn classify(raw: &[u8]) -> Classified {
         return out;
     }
     if let Some(b) = bounce(&msg, out.from.as_deref(), out.subject.as_deref(), &text) {
-        out.kind = Kind::Bounce;
-        out.bounce = Some(b);
+        out.verdict = Verdict::Bounce(b);
         return out;
     }
     // A delivery system's message that is not a bounce is never a reply or an auto-reply.
@@ -218,10 +252,9 @@ pub fn classify(raw: &[u8]) -> Classified {
         return out;
     }
     if is_auto_reply(&msg, out.subject.as_deref()) {
-        out.kind = Kind::AutoReply;
         let sent =
             msg.date().and_then(|d| NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day)));
-        out.returns_on = return_date(&text, sent);
+        out.verdict = Verdict::AutoReply { returns_on: return_date(&text, sent) };
         return out;
     }
     let re = out.subject.as_deref().is_some_and(|s| {
@@ -229,9 +262,9 @@ pub fn classify(raw: &[u8]) -> Classified {
         ["re:", "aw:", "sv:", "antw:", "réf:", "r:"].iter().any(|p| l.starts_with(p))
     });
     if asks_to_unsubscribe(out.subject.as_deref(), &text) {
-        out.kind = Kind::Unsubscribe;
+        out.verdict = Verdict::Unsubscribe;
     } else if !out.refers_to.is_empty() || re {
-        out.kind = Kind::Reply;
+        out.verdict = Verdict::Reply;
     }
     out
 }

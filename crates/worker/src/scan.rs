@@ -16,7 +16,7 @@ use chrono::Utc;
 use coldsend_core::account::SenderAccount;
 use coldsend_core::campaign::Campaign;
 use coldsend_core::capacity::SendingSettings;
-use coldsend_core::classify::{Bounce, BounceClass, Classified, Kind, classify};
+use coldsend_core::classify::{Bounce, BounceClass, Classified, Kind, Verdict, classify};
 use coldsend_core::jobs::{Dispatch, Scan, wake_mailbox};
 use coldsend_core::lead::{Lead, LeadId, LeadState};
 use coldsend_core::sealed::SealingKey;
@@ -358,7 +358,7 @@ async fn scan_folder(
             let _ = state.store.forget_processed(&account.id, &marker).await;
             return Err(e);
         }
-        metrics::counter!("coldsend_messages_classified_total", "kind" => inbox_kind(c.kind).as_str()).increment(1);
+        metrics::counter!("coldsend_messages_classified_total", "kind" => inbox_kind(c.kind()).as_str()).increment(1);
     }
     state.store.set_cursor(&account.id, folder, FolderCursor { uid_validity: validity, last_uid: max_uid }).await?;
     debug!(folder, fetched = count, "folder scanned");
@@ -475,25 +475,25 @@ async fn matching_leads(
 
 /// Applies a classified incoming message to the leads it concerns, and files the event.
 async fn act(state: &ScanState, account: &SenderAccount, c: &Classified) -> Result<(), ScanError> {
-    let (ids, address): (Vec<String>, Option<String>) = match (c.kind, &c.bounce) {
-        (Kind::Bounce, Some(b)) => (b.original_message_id.iter().cloned().collect(), b.recipient.clone()),
-        (Kind::Reply | Kind::AutoReply | Kind::Complaint | Kind::Unsubscribe, _) => {
+    let (ids, address): (Vec<String>, Option<String>) = match &c.verdict {
+        Verdict::Bounce(b) => (b.original_message_id.iter().cloned().collect(), b.recipient.clone()),
+        Verdict::Reply | Verdict::AutoReply { .. } | Verdict::Complaint | Verdict::Unsubscribe => {
             (c.refers_to.clone(), c.from.clone())
         }
-        _ => return Ok(()),
+        Verdict::Other => return Ok(()),
     };
     let matches = matching_leads(state, account, &ids, address.as_deref()).await?;
     let now = Utc::now();
     for key in &matches {
         let Some(row) = state.campaigns.get(&key.campaign).await? else { continue };
         let Some(lead) = state.campaigns.lead(&key.campaign, &key.lead).await? else { continue };
-        match (c.kind, &c.bounce) {
-            (Kind::Reply, _) => on_reply(state, key, &row.campaign, &lead).await?,
-            (Kind::AutoReply, _) => on_auto_reply(state, key, c, now).await?,
-            (Kind::Bounce, Some(b)) => on_bounce(state, account, key, &lead, b).await?,
-            (Kind::Complaint, _) => on_complaint(state, key, &lead).await?,
-            (Kind::Unsubscribe, _) => on_unsubscribe(state, key, &lead).await?,
-            _ => {}
+        match &c.verdict {
+            Verdict::Reply => on_reply(state, key, &row.campaign, &lead).await?,
+            Verdict::AutoReply { returns_on } => on_auto_reply(state, key, *returns_on, now).await?,
+            Verdict::Bounce(b) => on_bounce(state, account, key, &lead, b).await?,
+            Verdict::Complaint => on_complaint(state, key, &lead).await?,
+            Verdict::Unsubscribe => on_unsubscribe(state, key, &lead).await?,
+            Verdict::Other => {}
         }
     }
     file_event(state, account, c, matches.first(), now).await
@@ -515,11 +515,10 @@ async fn on_reply(state: &ScanState, key: &SendKey, campaign: &Campaign, lead: &
 async fn on_auto_reply(
     state: &ScanState,
     key: &SendKey,
-    c: &Classified,
+    returns_on: Option<chrono::NaiveDate>,
     now: chrono::DateTime<Utc>,
 ) -> Result<(), ScanError> {
-    let resume = c
-        .returns_on
+    let resume = returns_on
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|d| d.and_utc())
         .unwrap_or(now + chrono::Duration::days(i64::from(state.config.ooo_pause_days)));
@@ -636,12 +635,12 @@ async fn file_event(
             account_id: account.id.to_string(),
             campaign_id: first.map(|k| k.campaign.to_string()),
             lead_id: first.map(|k| k.lead.to_string()),
-            kind: inbox_kind(c.kind),
+            kind: inbox_kind(c.kind()),
             from: c.from.clone().unwrap_or_default(),
             subject: c.subject.clone().unwrap_or_default(),
             snippet: c.snippet.clone(),
             received_at: now.to_rfc3339(),
-            bounce: c.bounce.as_ref().map(|b| BounceFacts {
+            bounce: c.bounce().map(|b| BounceFacts {
                 recipient: b.recipient.clone().unwrap_or_default(),
                 reason: b.reason,
                 class: b.class,

@@ -273,7 +273,8 @@ fn worth_a_second_look(r: BounceReason) -> bool {
 /// server's words), and whether the MTA was still retrying (`delayed`).
 pub fn reason_for(status: Option<&str>, diagnostic: &str, delayed: bool) -> BounceReason {
     let table = &*TABLE;
-    let text = diagnostic.to_lowercase();
+    // One line, single spaces: MTAs fold their words anywhere ("Mail quota\n exceeded").
+    let text = diagnostic.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
     let matches = |r: BounceReason| table.text.iter().any(|(reason, m)| *reason == r && m.is_match(&text));
     if let Some(r) = sender_authentication(&text) {
         return r;
@@ -313,6 +314,11 @@ pub fn reason_for(status: Option<&str>, diagnostic: &str, delayed: bool) -> Boun
 /// Phrases of MTAs' own notices (Exchange, GroupWise, SMTP32, MDaemon, …) that the
 /// diagnostic patterns above do not cover, tried last.
 const NOTICE_PHRASES: &[(BounceReason, &str)] = &[
+    (BounceReason::NetworkError, "name service error"),
+    (BounceReason::MesgTooBig, "maximum incoming message size"),
+    (BounceReason::MesgTooBig, "maximum inbound message size"),
+    (BounceReason::MesgTooBig, "message is too large"),
+    (BounceReason::MesgTooBig, "message too large"),
     (BounceReason::UserUnknown, "recipient name is not recognized"),
     (BounceReason::UserUnknown, "unknown recipient"),
     (BounceReason::UserUnknown, "user unknown"),

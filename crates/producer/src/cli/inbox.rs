@@ -75,12 +75,12 @@ pub(crate) fn classify(paths: &[PathBuf]) {
             Err(e) => serde_json::json!({"file": name, "kind": "other", "error": e.to_string()}),
             Ok(raw) => {
                 let c = coldsend_core::classify::classify(&raw);
-                let mut v = serde_json::json!({"file": name, "kind": c.kind});
-                if let Some(b) = c.bounce {
-                    v["bounce"] = serde_json::json!({"hard": b.hard, "reason": b.reason, "status": b.status,
+                let mut v = serde_json::json!({"file": name, "kind": c.kind()});
+                if let Some(b) = c.bounce() {
+                    v["bounce"] = serde_json::json!({"hard": b.hard, "reason": b.reason, "class": b.class, "status": b.status,
                         "recipient": b.recipient, "original_message_id": b.original_message_id});
                 }
-                if let Some(d) = c.returns_on {
+                if let Some(d) = c.returns_on() {
                     v["returns_on"] = serde_json::json!(d.to_string());
                 }
                 v
