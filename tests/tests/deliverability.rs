@@ -176,3 +176,72 @@ async fn a_reply_to_the_mailto_unsubscribe_address_suppresses_the_lead() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(mail.messages("lead01").len(), 1, "no follow-up after unsubscribing");
 }
+
+#[tokio::test]
+async fn a_dsn_for_a_sender_side_refusal_pauses_the_mailbox_and_suppresses_nobody() {
+    use lettre::{SmtpTransport, Transport};
+    let mail = Mail::start("ann:annpw lead01:x");
+    let mut env = FAST_SENDING.to_vec();
+    env.extend([
+        ("COLDSEND_SCAN__INTERVAL_SECS", "1"),
+        ("COLDSEND_SCAN__MIN_INTERVAL_SECS", "1"),
+        ("COLDSEND_SENDING__SENDER_REFUSAL_LIMIT", "1"),
+    ]);
+    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let api = Api::new(&stack);
+    let ann =
+        api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 100)).await;
+    let body = json!({"name": "dsn", "sender_account_ids": [ann],
+        "steps": [{"subject": "Hi", "text": "Hello"}, {"text": "Following up", "delay": "1h"}]});
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let cid = c["id"].as_str().expect("id").to_owned();
+    api.call(
+        Method::POST,
+        &format!("/campaigns/{cid}/leads"),
+        Some(&json!({"leads": [{"email": "lead01@example.test"}]})),
+    )
+    .await;
+    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+    wait_for("the first step", 30, async || mail.messages("lead01").len() == 1).await;
+    let sent = mail.messages("lead01").remove(0);
+    let message_id =
+        sent.lines().find_map(|l| l.strip_prefix("Message-ID:").map(|v| v.trim().to_owned())).expect("Message-ID");
+
+    // A remote MTA's later bounce, as Postfix writes them: our IP is on a blocklist.
+    let dsn = format!(
+        "From: MAILER-DAEMON@mx.remote.example (Mail Delivery System)\r\nTo: ann@example.test\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-sender-side@mx.remote.example>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\nThis is the mail system at host mx.remote.example.\r\n\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.remote.example\r\n\r\n\
+         Final-Recipient: rfc822; lead01@example.test\r\nAction: failed\r\nStatus: 5.7.1\r\n\
+         Diagnostic-Code: smtp; 554 5.7.1 Service unavailable; Client host [192.0.2.7] blocked\r\n using zen.spamhaus.org\r\n\r\n\
+         --B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: ann@example.test\r\nTo: lead01@example.test\r\n\
+         Subject: Hi\r\nMessage-ID: {message_id}\r\n\r\n--B--\r\n"
+    );
+    let envelope =
+        lettre::address::Envelope::new(None, vec!["ann@example.test".parse().expect("addr")]).expect("envelope");
+    SmtpTransport::builder_dangerous("127.0.0.1")
+        .port(mail.smtp_port())
+        .build()
+        .send_raw(&envelope, dsn.as_bytes())
+        .expect("deliver the DSN");
+
+    wait_for("the mailbox paused", 30, async || {
+        api.get(&format!("/sender-accounts/{ann}")).await.1["sending_pause"].is_object()
+    })
+    .await;
+    let (_, account) = api.get(&format!("/sender-accounts/{ann}")).await;
+    assert_eq!(account["sending_pause"]["reason"], "blocked", "{account}");
+    for (email, state) in lead_states(&api, &cid).await {
+        assert_eq!(state, "ACTIVE", "{email}: a sender-side bounce leaves the lead alone");
+    }
+    let mut conn = stack.redis.connection();
+    let suppressed: usize = redis::cmd("HLEN").arg("cstest:suppression").query(&mut conn).expect("hlen");
+    assert_eq!(suppressed, 0, "nobody suppressed");
+    let (_, inbox) = api.get("/inbox?kind=bounce").await;
+    let event = &inbox["events"][0];
+    assert_eq!(event["bounce"]["class"], "sender_side", "{inbox}");
+    assert_eq!(event["bounce"]["reason"], "blocked", "{inbox}");
+    assert_eq!(event["bounce"]["recipient"], "lead01@example.test", "{inbox}");
+}
