@@ -412,3 +412,19 @@ async fn first_steps_are_queued_once_per_active_unassigned_lead() {
     assert_eq!(w.due(false).await.len(), 2);
     assert_eq!(w.ledger.lead_account(&w.campaign, &w.key(0, 0).lead).await.expect("acct"), Some(w.account));
 }
+
+#[tokio::test]
+async fn reserve_refuses_an_address_whose_whole_domain_is_suppressed() {
+    let w = World::new(1, None).await;
+    let k = w.key(0, 0);
+    w.campaigns
+        .suppress_entries(&["@example.test".to_owned()], SuppressionReason::Manual)
+        .await
+        .expect("suppress domain");
+    assert_eq!(
+        w.ledger.reserve(&w.args(&k, "L0@Example.Test", 1_000, 100)).await.expect("reserve"),
+        Reservation::Suppressed
+    );
+    assert_eq!(w.lead_state(0).await, Some(LeadState::Suppressed));
+    assert_eq!(w.used().await, 0);
+}

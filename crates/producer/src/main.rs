@@ -37,6 +37,9 @@ enum Command {
     /// Add leads to a campaign.
     #[command(subcommand)]
     Leads(cli::campaigns::LeadsCommand),
+    /// The global suppression list: addresses and whole domains never mailed.
+    #[command(subcommand)]
+    Suppression(cli::suppression::SuppressionCommand),
     /// Make API keys and the encryption key.
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
@@ -126,6 +129,11 @@ async fn run() -> anyhow::Result<()> {
             let settings = load(cli.config)?;
             let s = services(&settings).await.context("connecting")?;
             cli::campaigns::leads(&s.campaigns, cmd).await
+        }
+        Command::Suppression(cmd) => {
+            let settings = load(cli.config)?;
+            let s = services(&settings).await.context("connecting")?;
+            cli::suppression::suppression(&s.suppression, cmd).await
         }
     }
 }

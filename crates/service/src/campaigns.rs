@@ -25,6 +25,8 @@ pub enum CampaignError {
     Invalid(#[from] RequestError),
     #[error("no campaign with id '{0}'")]
     NotFound(String),
+    #[error("'{0}' is not on the suppression list")]
+    NotSuppressed(String),
     /// The campaign's state does not allow the action.
     #[error(transparent)]
     NotAllowed(#[from] NotAllowed),

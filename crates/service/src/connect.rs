@@ -28,6 +28,7 @@ pub struct Services {
     pub inbox: coldsend_core::storage::inbox::Inbox,
     pub accounts: AccountService,
     pub campaigns: CampaignService,
+    pub suppression: crate::suppression::SuppressionService,
     pub signer: std::sync::Arc<UnsubscribeSigner>,
 }
 
@@ -59,5 +60,12 @@ pub fn services_on(conn: redis::aio::ConnectionManager, settings: &Settings, key
         dispatch_queue: queue_storage(conn, queues.dispatch()),
         config: settings.sending.clone(),
     };
-    Services { inbox: coldsend_core::storage::inbox::Inbox::new(conn_for_inbox, prefix), accounts, campaigns, signer }
+    let suppression = crate::suppression::SuppressionService::new(CampaignStore::new(conn_for_inbox.clone(), prefix));
+    Services {
+        inbox: coldsend_core::storage::inbox::Inbox::new(conn_for_inbox, prefix),
+        accounts,
+        campaigns,
+        suppression,
+        signer,
+    }
 }

@@ -6,6 +6,7 @@
 //! - [`commands`]: what one Redis-level command means (parsing, redaction, carrying it
 //!   out); the worker owns the loop that reads the stream;
 //! - [`connect`]: settings → Redis connection → [`connect::Services`];
+//! - [`suppression`]: the global suppression list (addresses and domains);
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` on their own port, for both processes.
 
 pub mod accounts;
@@ -14,3 +15,4 @@ pub mod commands;
 pub mod connect;
 pub mod health;
 pub mod leads_csv;
+pub mod suppression;

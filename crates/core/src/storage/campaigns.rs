@@ -60,23 +60,51 @@ pub enum CampaignCounter {
     Bounced,
 }
 
-/// Why an address is on the suppression list (the value of its `p:suppression` field;
-/// `send_fail.lua` writes `hard_bounce` for a refusal at RCPT).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why an address or domain is on the suppression list (the value of its `p:suppression`
+/// field; `send_fail.lua` writes `hard_bounce` for a refusal at RCPT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SuppressionReason {
     Unsubscribed,
     HardBounce,
     Complaint,
+    /// Added by an operator (API, CLI or an import).
+    Manual,
 }
 
 impl SuppressionReason {
+    pub const ALL: [SuppressionReason; 4] = [
+        SuppressionReason::Unsubscribed,
+        SuppressionReason::HardBounce,
+        SuppressionReason::Complaint,
+        SuppressionReason::Manual,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SuppressionReason::Unsubscribed => "unsubscribed",
             SuppressionReason::HardBounce => "hard_bounce",
             SuppressionReason::Complaint => "complaint",
+            SuppressionReason::Manual => "manual",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// The suppression-list field of a whole domain: `@example.com`.
+pub fn domain_entry(domain: &str) -> String {
+    format!("@{}", domain.to_ascii_lowercase())
+}
+
+/// One entry of the suppression list: an address, or a whole domain (`@example.com`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppressed {
+    pub entry: String,
+    pub reason: Option<SuppressionReason>,
 }
 
 #[derive(Clone)]
@@ -194,7 +222,10 @@ impl CampaignStore {
                 }
                 let json = serde_json::to_string(lead)
                     .map_err(|e| CampaignStoreError::Corrupt(id.to_string(), e.to_string()))?;
-                inv.arg(lead.id.as_str()).arg(json).arg(lead.email.as_str().to_ascii_lowercase());
+                inv.arg(lead.id.as_str())
+                    .arg(json)
+                    .arg(lead.email.as_str().to_ascii_lowercase())
+                    .arg(domain_entry(lead.email.domain()));
             }
             if seen.is_empty() {
                 continue;
@@ -281,4 +312,71 @@ impl CampaignStore {
     pub async fn suppression_reason(&self, email: &str) -> Result<Option<String>, CampaignStoreError> {
         Ok(self.conn().hget(self.keys.suppression(), email.to_ascii_lowercase()).await?)
     }
+
+    /// Adds entries (lower-case addresses or `@domain`s); returns how many were new.
+    pub async fn suppress_entries(
+        &self,
+        entries: &[String],
+        reason: SuppressionReason,
+    ) -> Result<usize, CampaignStoreError> {
+        let mut added = 0;
+        for chunk in entries.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for e in chunk {
+                pipe.cmd("HSETNX").arg(self.keys.suppression()).arg(e).arg(reason.as_str());
+            }
+            let results: Vec<i64> = pipe.query_async(&mut self.conn()).await?;
+            added += results.iter().filter(|r| **r == 1).count();
+        }
+        Ok(added)
+    }
+
+    /// Takes an entry off the list; `false` if it was not on it.
+    pub async fn unsuppress(&self, entry: &str) -> Result<bool, CampaignStoreError> {
+        let n: i64 = self.conn().hdel(self.keys.suppression(), entry.to_ascii_lowercase()).await?;
+        Ok(n == 1)
+    }
+
+    /// A page of the list, entries containing `search` (all when empty), from `cursor`
+    /// (0 to start); the next cursor is 0 after the last page.
+    pub async fn suppression_page(
+        &self,
+        search: &str,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<(Vec<Suppressed>, u64), CampaignStoreError> {
+        let pattern = format!("*{}*", glob_escape(&search.to_ascii_lowercase()));
+        let mut out = Vec::new();
+        let mut next = cursor;
+        loop {
+            let (c, batch): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(self.keys.suppression())
+                .arg(next)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(limit.max(100))
+                .query_async(&mut self.conn())
+                .await?;
+            out.extend(batch.into_iter().map(|(entry, r)| Suppressed { entry, reason: SuppressionReason::parse(&r) }));
+            next = c;
+            if next == 0 || out.len() >= limit {
+                return Ok((out, next));
+            }
+        }
+    }
 }
+
+/// Escapes glob characters so a search matches them literally.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl CampaignStore {}

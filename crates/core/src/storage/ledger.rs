@@ -365,6 +365,7 @@ impl Ledger {
             .arg(a.key.member())
             .arg(a.account.to_string())
             .arg(CAP_TTL_SECS)
+            .arg(super::campaigns::domain_entry(a.email.rsplit('@').next().unwrap_or("")))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(match outcome.as_str() {

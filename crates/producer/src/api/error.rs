@@ -40,7 +40,7 @@ impl ApiError {
     fn from_request(r: coldsend_core::RequestError) -> Self {
         let status = match r.code {
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::InvalidJson => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidJson | ErrorCode::InvalidCursor | ErrorCode::InvalidQuery => StatusCode::BAD_REQUEST,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self { status, detail: ErrorDetail { code: r.code, message: r.message, field: r.field } }
@@ -80,7 +80,9 @@ impl From<CampaignError> for ApiError {
         let message = e.to_string();
         match e {
             CampaignError::Invalid(r) => Self::from_request(r),
-            CampaignError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message),
+            CampaignError::NotFound(_) | CampaignError::NotSuppressed(_) => {
+                Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+            }
             CampaignError::NotAllowed(_) | CampaignError::Conflict(_) => {
                 Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
             }

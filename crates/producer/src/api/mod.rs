@@ -5,6 +5,7 @@ mod campaigns;
 mod error;
 mod openapi;
 mod sender_accounts;
+mod suppression;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub struct AppState {
     pub inbox: coldsend_core::storage::inbox::Inbox,
     pub accounts: AccountService,
     pub campaigns: CampaignService,
+    pub suppression: coldsend_service::suppression::SuppressionService,
     pub signer: Arc<UnsubscribeSigner>,
     pub keys: Arc<KeyVerifier>,
 }
@@ -48,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .route("/campaigns/{id}/leads", post(campaigns::add_leads).get(campaigns::leads))
         .route("/campaigns/{id}/{action}", post(campaigns::act))
         .route("/inbox", get(campaigns::inbox))
+        .route("/suppression", get(suppression::list).post(suppression::add))
+        .route("/suppression/export", get(suppression::export))
+        .route("/suppression/import", post(suppression::import))
+        .route("/suppression/{entry}", axum::routing::delete(suppression::remove))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key));
     let v1 = protected
         .route("/openapi.json", get(openapi::serve))

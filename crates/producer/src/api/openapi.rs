@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{campaigns, sender_accounts};
+use super::{campaigns, sender_accounts, suppression};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,11 @@ use super::{campaigns, sender_accounts};
         campaigns::unsubscribe,
         campaigns::unsubscribe_page,
         campaigns::inbox,
+        suppression::list,
+        suppression::add,
+        suppression::remove,
+        suppression::export,
+        suppression::import,
     ),
     components(schemas(coldsend_core::campaign::CampaignAction)),
     modifiers(&ApiKeyScheme)

@@ -5,6 +5,7 @@ pub(crate) mod campaigns;
 pub(crate) mod inbox;
 pub(crate) mod keys;
 pub(crate) mod serve;
+pub(crate) mod suppression;
 
 pub(crate) fn json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);

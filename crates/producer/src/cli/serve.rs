@@ -27,6 +27,7 @@ pub(crate) async fn serve(settings: Settings) -> anyhow::Result<()> {
         inbox: s.inbox,
         accounts: s.accounts,
         campaigns: s.campaigns,
+        suppression: s.suppression,
         signer: s.signer,
         keys: Arc::new(keys),
     });

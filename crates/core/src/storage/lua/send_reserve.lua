@@ -3,7 +3,8 @@
 -- KEYS: 1 chain, 2 campaign, 3 lead-states, 4 suppression, 5 send, 6 cap (mailbox, local day),
 --       7 campaign-day (a placeholder when the campaign has no daily limit), 8 next-send, 9 inflight
 -- ARGV: 1 chain token, 2 now (ms), 3 cap, 4 campaign cap (0 = none), 5 gap (ms), 6 lead id,
---       7 address (lower-case), 8 attempt id, 9 send member, 10 account id, 11 counter TTL (s)
+--       7 address (lower-case), 8 attempt id, 9 send member, 10 account id, 11 counter TTL (s),
+--       12 the address's domain entry ('@' + lower-case domain)
 -- Returns {outcome, detail}: {'ok', used} | {'stale_chain'} | {'campaign_not_running'} |
 --   {'lead_inactive', state} | {'suppressed'} | {'not_queued', state} | {'cap', used} |
 --   {'campaign_cap'} | {'gap', next allowed (ms)}
@@ -11,7 +12,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'stale_chain', ''} end
 if redis.call('HGET', KEYS[2], 'state') ~= 'RUNNING' then return {'campaign_not_running', ''} end
 local ls = redis.call('HGET', KEYS[3], ARGV[6])
 if ls ~= 'ACTIVE' then return {'lead_inactive', ls or ''} end
-if redis.call('HEXISTS', KEYS[4], ARGV[7]) == 1 then
+if redis.call('HEXISTS', KEYS[4], ARGV[7]) == 1 or redis.call('HEXISTS', KEYS[4], ARGV[12]) == 1 then
   redis.call('HSET', KEYS[3], ARGV[6], 'SUPPRESSED')
   return {'suppressed', ''}
 end
