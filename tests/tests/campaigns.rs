@@ -31,6 +31,23 @@ fn lead(i: usize) -> Value {
            "variables": {"city": "Riga"}})
 }
 
+#[tokio::test]
+async fn a_template_mistake_is_refused_when_the_campaign_is_created() {
+    let stack = Stack::start(None);
+    let api = Api::new(&stack);
+    let (_, account) = api.create(&coldsend_tests::account_json("ann", "pw", 1, false, 1, 10)).await;
+    let body = json!({"name": "typo", "sender_account_ids": [account["id"]],
+        "steps": [{"subject": "Hi", "text": "Hello"}, {"text": "Dear {{ frist_name }},", "delay": "1d"}]});
+    let (status, error) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["code"], "invalid_template");
+    assert_eq!(error["error"]["field"], "steps[1].text");
+    let message = error["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("frist_name") && message.contains("line 1, column 9"), "{message}");
+    let (_, list) = api.get("/campaigns").await;
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "nothing stored");
+}
+
 async fn campaign(api: &Api, accounts: &[&str], steps: Value, extra: Value) -> String {
     let mut body = json!({"name": "test campaign", "sender_account_ids": accounts, "steps": steps});
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
@@ -134,7 +151,8 @@ async fn three_steps_two_accounts_twenty_leads_each_exactly_once() {
         {"text": "Following up, {{ first_name | default(\"there\") }}", "delay": "1s"},
         {"subject": "Last note for {{ company }}", "text": "Bye {{ first_name }}", "delay": "1s"}
     ]);
-    let cid = campaign(&api, &[&ann, &ben], steps, json!({})).await;
+    // `city` is a custom variable of these leads: declared, so the template may use it.
+    let cid = campaign(&api, &[&ann, &ben], steps, json!({"lead_variables": ["city"]})).await;
     let mut leads: Vec<Value> = (1..=20).map(lead).collect();
     // Lead 21 lacks first_name, which the first step needs without a default.
     leads.push(json!({"email": "lead21@example.test", "company": "Acme", "variables": {"city": "Oslo"}}));

@@ -143,7 +143,7 @@ async fn cli_runs_a_campaign_from_a_csv_file() {
     let campaign = dir.path().join("campaign.json");
     std::fs::write(
         &campaign,
-        serde_json::json!({"name": "cli", "sender_account_ids": [account],
+        serde_json::json!({"name": "cli", "sender_account_ids": [account], "lead_variables": ["city"],
             "steps": [{"subject": "Hi {{ first_name }}", "text": "Hello from {{ city }}"}]})
         .to_string(),
     )

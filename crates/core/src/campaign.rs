@@ -203,6 +203,10 @@ pub struct CampaignRequest {
     pub stop_on_reply: Option<bool>,
     /// A reply pauses every lead of the same domain (default false).
     pub stop_on_domain_reply: Option<bool>,
+    /// Custom variables the leads will carry (their `variables`, or extra CSV columns),
+    /// which templates may use without a default. Any other unknown variable is refused.
+    #[cfg_attr(feature = "openapi", schema(max_items = 100))]
+    pub lead_variables: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -267,7 +271,7 @@ impl CampaignRequest {
                 [("subject", s.subject.as_deref()), ("text", Some(s.text.as_str())), ("html", s.html.as_deref())]
             {
                 if let Some(t) = text {
-                    template::check_syntax(t)
+                    template::check(t, self.lead_variables.as_deref().unwrap_or_default())
                         .map_err(|e| bad(ErrorCode::InvalidTemplate, &format!("{field}.{part}"), e))?;
                 }
             }

@@ -14,9 +14,56 @@ fn env() -> Environment<'static> {
     env
 }
 
+/// The fields every lead has (some may be empty for a given lead).
+pub const LEAD_FIELDS: [&str; 4] = ["email", "first_name", "last_name", "company"];
+
 /// Checks a template compiles (at campaign creation).
 pub fn check_syntax(source: &str) -> Result<(), String> {
     env().template_from_str(source).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Checks a template before any lead meets it: it compiles, every filter exists, and every
+/// variable is a lead field, one of `lead_variables` (custom variables the campaign's leads
+/// carry), or has a default. The error names the problem and where (line and column).
+pub fn check(source: &str, lead_variables: &[String]) -> Result<(), String> {
+    let env = env();
+    let template = env.template_from_str(source).map_err(|e| e.to_string())?;
+    // Render once with every variable a lead may provide: what is still undefined is not a
+    // lead field and has no default; an unknown filter fails here too.
+    let mut probe: std::collections::BTreeMap<String, Value> =
+        LEAD_FIELDS.iter().map(|f| ((*f).to_owned(), Value::from("x"))).collect();
+    for v in lead_variables {
+        probe.insert(v.clone(), Value::from("x"));
+    }
+    match template.render(Value::from(probe.clone())) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == minijinja::ErrorKind::UndefinedError => {
+            let mut unknown: Vec<String> =
+                template.undeclared_variables(false).into_iter().filter(|v| !probe.contains_key(v)).collect();
+            unknown.sort();
+            let name = unknown.first().cloned().unwrap_or_default();
+            Err(format!(
+                "{}variable '{name}' is not a lead field ({}) nor in lead_variables, and has no default \
+                 (write {{{{ {name} | default(\"…\") }}}} or add it to lead_variables)",
+                position(source, &name),
+                LEAD_FIELDS.join(", ")
+            ))
+        }
+        Err(e) => Err(format!("{}{}", e.line().map(|l| format!("line {l}: ")).unwrap_or_default(), e)),
+    }
+}
+
+/// "line L, column C: " of the first use of a variable, or nothing if not found.
+fn position(source: &str, name: &str) -> String {
+    let Some(offset) = source.match_indices(name).map(|(i, _)| i).find(|i| {
+        let before = source[..*i].trim_end();
+        before.ends_with("{{") || before.ends_with('(') || before.ends_with(',') || before.ends_with("if")
+    }) else {
+        return String::new();
+    };
+    let line = source[..offset].matches('\n').count() + 1;
+    let column = offset - source[..offset].rfind('\n').map_or(0, |n| n + 1) + 1;
+    format!("line {line}, column {column}: ")
 }
 
 /// The variables a lead offers to templates.
@@ -52,6 +99,23 @@ pub fn render(source: &str, ctx: &Value) -> Result<String, String> {
         return Err("the rendered text still holds a placeholder".into());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::check;
+
+    #[test]
+    fn typos_unknown_filters_and_undeclared_variables_are_caught_with_their_place() {
+        let e = check("Hi {{ frist_name }}", &[]).unwrap_err();
+        assert!(e.contains("'frist_name'") && e.contains("line 1, column 7"), "{e}");
+        assert!(check("Hi {{ first_name }}", &[]).is_ok());
+        assert!(check("Hi {{ nick | default('there') }}", &[]).is_ok());
+        assert!(check("In {{ city }}", &["city".to_owned()]).is_ok());
+        let e = check("Hi\n{{ first_name | shout }}", &[]).unwrap_err();
+        assert!(e.contains("shout") && e.contains("line 2"), "{e}");
+        assert!(check("{{ oops", &[]).is_err());
+    }
 }
 
 #[cfg(test)]
