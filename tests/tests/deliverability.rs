@@ -26,6 +26,20 @@ async fn start(api: &Api, account: &str, leads: &[&str]) -> String {
     cid
 }
 
+/// A two-step campaign to lead01 (follow-up after `delay`), started; its campaign id and
+/// the first step as delivered.
+async fn first_step_to_lead01(api: &Api, mail: &Mail, account: &str, delay: &str) -> (String, String) {
+    let body = json!({"name": "one lead", "sender_account_ids": [account],
+        "steps": [{"subject": "Hi", "text": "Hello"}, {"text": "Following up", "delay": delay}]});
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let cid = c["id"].as_str().expect("id").to_owned();
+    let leads = json!({"leads": [{"email": "lead01@example.test"}]});
+    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&leads)).await;
+    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+    wait_for("the first step", 30, async || mail.messages("lead01").len() == 1).await;
+    (cid, mail.messages("lead01").remove(0))
+}
+
 async fn lead_states(api: &Api, cid: &str) -> Vec<(String, String)> {
     let (_, leads) = api.get(&format!("/campaigns/{cid}/leads")).await;
     leads
@@ -135,19 +149,7 @@ async fn a_reply_to_the_mailto_unsubscribe_address_suppresses_the_lead() {
     let api = Api::new(&stack);
     let ann =
         api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 100)).await;
-    let body = json!({"name": "u", "sender_account_ids": [ann],
-        "steps": [{"subject": "Hi", "text": "Hello"}, {"text": "Following up", "delay": "8s"}]});
-    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
-    let cid = c["id"].as_str().expect("id").to_owned();
-    api.call(
-        Method::POST,
-        &format!("/campaigns/{cid}/leads"),
-        Some(&json!({"leads": [{"email": "lead01@example.test"}]})),
-    )
-    .await;
-    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
-    wait_for("the first step", 30, async || mail.messages("lead01").len() == 1).await;
-    let sent = mail.messages("lead01").remove(0);
+    let (cid, sent) = first_step_to_lead01(&api, &mail, &ann, "8s").await;
     assert!(
         sent.contains("List-Unsubscribe:") && sent.contains("<mailto:ann@example.test?subject=unsubscribe>"),
         "{sent}"
@@ -191,19 +193,7 @@ async fn a_dsn_for_a_sender_side_refusal_pauses_the_mailbox_and_suppresses_nobod
     let api = Api::new(&stack);
     let ann =
         api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 100)).await;
-    let body = json!({"name": "dsn", "sender_account_ids": [ann],
-        "steps": [{"subject": "Hi", "text": "Hello"}, {"text": "Following up", "delay": "1h"}]});
-    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
-    let cid = c["id"].as_str().expect("id").to_owned();
-    api.call(
-        Method::POST,
-        &format!("/campaigns/{cid}/leads"),
-        Some(&json!({"leads": [{"email": "lead01@example.test"}]})),
-    )
-    .await;
-    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
-    wait_for("the first step", 30, async || mail.messages("lead01").len() == 1).await;
-    let sent = mail.messages("lead01").remove(0);
+    let (cid, sent) = first_step_to_lead01(&api, &mail, &ann, "1h").await;
     let message_id =
         sent.lines().find_map(|l| l.strip_prefix("Message-ID:").map(|v| v.trim().to_owned())).expect("Message-ID");
 
