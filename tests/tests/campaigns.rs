@@ -466,3 +466,40 @@ async fn custom_smtp_copies_land_in_the_sent_folder_and_campaign_limits_hold() {
         assert!(delivered_ids.contains(&id), "the Sent copy is the delivered message");
     }
 }
+
+#[tokio::test]
+async fn starting_says_whether_it_sends_now_and_if_not_why_and_when() {
+    let mail = Mail::start("ann:annpw lead01:x");
+    let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
+    let api = Api::new(&stack);
+    let ann = active_account(&api, &mail, "ann", 100).await;
+    let steps = json!([{"subject": "Hi", "text": "Hello"}]);
+
+    let empty = campaign(&api, &[&ann], steps.clone(), json!({})).await;
+    let started = act(&api, &empty, "start").await;
+    assert_eq!(started["outlook"]["sending_now"], false, "{started}");
+    assert_eq!(started["outlook"]["reason"], "no_leads", "{started}");
+
+    // A window open only tomorrow (UTC).
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).format("%a").to_string().to_lowercase();
+    let schedule = json!({"schedule": {"timezone": "UTC", "days": [tomorrow], "start": "00:00", "end": "23:59"}});
+    let closed = campaign(&api, &[&ann], steps.clone(), schedule).await;
+    add_leads(&api, &closed, vec![lead(1)]).await;
+    let started = act(&api, &closed, "start").await;
+    assert_eq!(started["outlook"]["reason"], "window_closed", "{started}");
+    let from = started["outlook"]["from"].as_str().expect("from");
+    let from = chrono::DateTime::parse_from_rfc3339(from).expect("RFC 3339");
+    assert!(from > chrono::Utc::now(), "{started}");
+
+    let open = campaign(&api, &[&ann], steps, json!({})).await;
+    add_leads(&api, &open, vec![lead(1)]).await;
+    let started = act(&api, &open, "start").await;
+    assert_eq!(
+        (started["outlook"]["sending_now"].clone(), started["outlook"]["reason"].clone()),
+        (json!(true), json!("sending")),
+        "{started}"
+    );
+    // A plain read does not carry the outlook.
+    let (_, view) = api.get(&format!("/campaigns/{open}")).await;
+    assert!(view.get("outlook").is_none(), "{view}");
+}

@@ -114,6 +114,34 @@ pub struct CampaignView {
     /// RFC 3339.
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// In the answer to start and resume: whether it can send now, and if not why and when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlook: Option<SendingOutlook>,
+}
+
+/// Whether a running campaign can send now; if not, why and from when.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SendingOutlook {
+    pub sending_now: bool,
+    pub reason: OutlookReason,
+    /// When sending can start (RFC 3339), when coldsend knows.
+    #[schema(format = DateTime)]
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutlookReason {
+    /// Leads are due and a mailbox may send.
+    Sending,
+    /// No lead is left to send to: add leads.
+    NoLeads,
+    /// The schedule's window is closed until `from`.
+    WindowClosed,
+    /// Every mailbox has used today's cap; the first resets at `from`.
+    CapsSpent,
+    /// Every mailbox is paused after sender-side refusals until `from` (earliest).
+    MailboxesPaused,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -164,6 +192,7 @@ pub struct CampaignService {
     pub accounts: AccountStore,
     pub store: CampaignStore,
     pub ledger: Ledger,
+    pub health: coldsend_core::storage::mailboxes::MailboxHealth,
     pub dispatch_queue: RedisStorage<Dispatch>,
     pub config: SendingConfig,
 }
@@ -270,6 +299,7 @@ impl CampaignService {
             stop_on_reply: c.stop_on_reply,
             stop_on_domain_reply: c.stop_on_domain_reply,
             stats,
+            outlook: None,
             created_at: c.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         })
     }
@@ -348,8 +378,58 @@ impl CampaignService {
         if state == CampaignState::Running {
             let row = self.store.get(&cid).await?.ok_or_else(|| CampaignError::NotFound(id.to_owned()))?;
             self.schedule_new_leads(&row).await?;
+            let outlook = self.outlook(&row).await?;
+            return Ok(CampaignView { outlook: Some(outlook), ..self.get(id).await? });
         }
         self.get(id).await
+    }
+
+    /// Why a running campaign will or will not send now, and from when.
+    async fn outlook(&self, row: &CampaignRow) -> Result<SendingOutlook, CampaignError> {
+        let now = Utc::now();
+        let at = |t: chrono::DateTime<Utc>| Some(t.to_rfc3339());
+        let states = self.store.lead_states(&row.campaign.id).await?;
+        if !states.values().any(|s| *s == LeadState::Active) {
+            return Ok(SendingOutlook { sending_now: false, reason: OutlookReason::NoLeads, from: None });
+        }
+        if !row.campaign.schedule.is_open(now) {
+            let from = at(row.campaign.schedule.next_open(now));
+            return Ok(SendingOutlook { sending_now: false, reason: OutlookReason::WindowClosed, from });
+        }
+        let mut earliest_reset: Option<chrono::DateTime<Utc>> = None;
+        let mut earliest_unpause: Option<chrono::DateTime<Utc>> = None;
+        let mut capped = 0;
+        let mut paused = 0;
+        let accounts = self.active_accounts(&row.campaign.accounts).await?;
+        for account in &accounts {
+            if let Some(p) = self.health.pause(&account.id).await?
+                && let Some(until) = chrono::DateTime::<Utc>::from_timestamp_millis(p.until_ms)
+                && until > now
+            {
+                paused += 1;
+                earliest_unpause = Some(earliest_unpause.map_or(until, |e| e.min(until)));
+                continue;
+            }
+            let settings = self.accounts.sending_settings(account, &self.config.default_timezone).await?;
+            let cap = capacity::effective_cap(account, &settings, &self.config.warmup, now);
+            let used =
+                self.ledger.used(&self.ledger.keys().cap(&account.id, capacity::local_date(&settings, now))).await?;
+            if used >= cap {
+                capped += 1;
+                let reset = capacity::next_local_midnight(&settings, now);
+                earliest_reset = Some(earliest_reset.map_or(reset, |e| e.min(reset)));
+            }
+        }
+        let blocked = capped + paused;
+        if !accounts.is_empty() && blocked == accounts.len() {
+            let (reason, from) = if paused == accounts.len() {
+                (OutlookReason::MailboxesPaused, earliest_unpause)
+            } else {
+                (OutlookReason::CapsSpent, [earliest_reset, earliest_unpause].into_iter().flatten().min())
+            };
+            return Ok(SendingOutlook { sending_now: false, reason, from: from.and_then(at) });
+        }
+        Ok(SendingOutlook { sending_now: true, reason: OutlookReason::Sending, from: at(now) })
     }
 
     async fn active_accounts(&self, ids: &[AccountId]) -> Result<Vec<coldsend_core::SenderAccount>, CampaignError> {

@@ -57,6 +57,7 @@ pub fn services_on(conn: redis::aio::ConnectionManager, settings: &Settings, key
         accounts: AccountStore::new(conn.clone(), prefix),
         store: CampaignStore::new(conn.clone(), prefix),
         ledger: Ledger::new(conn.clone(), prefix),
+        health: coldsend_core::storage::mailboxes::MailboxHealth::new(conn.clone(), prefix),
         dispatch_queue: queue_storage(conn, queues.dispatch()),
         config: settings.sending.clone(),
     };
