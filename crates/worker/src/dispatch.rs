@@ -665,6 +665,15 @@ async fn deliver(
             Some(c) => c,
             None => match open(state, account, step_timeout).await {
                 Ok(c) => c,
+                // Credentials refused, unopenable or gone: the mailbox's problem, never the
+                // lead's — kept like any sender-side refusal, and the mailbox pauses.
+                Err(e) if !e.is_transient() => {
+                    return Delivery::SenderRefused {
+                        message: e.to_string(),
+                        reason: BounceReason::AuthFailure,
+                        limit: None,
+                    };
+                }
                 Err(e) => return Delivery::Transient(e.to_string()),
             },
         };

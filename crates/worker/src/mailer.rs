@@ -170,13 +170,21 @@ fn classify_answer(step: Option<Step>, e: &lettre::transport::smtp::Error) -> De
         Some(s) => format!("{}: {text}", s.as_str()),
         None => text.clone(),
     };
-    if let Some(limit) = sender_limit(&text) {
+    // lettre puts the reply code in parentheses ("transient error (421): …"): read it apart.
+    let too_many_connections = e.status().is_some_and(|c| c.to_string() == "421");
+    let limit = sender_limit(&text).or(too_many_connections.then_some(SenderLimit::Rate));
+    if let Some(limit) = limit {
         let reason = if limit == SenderLimit::Daily { BounceReason::ExceedLimit } else { BounceReason::TooManyConn };
         return Delivery::SenderRefused { message, reason, limit: Some(limit) };
     }
     let permanent = e.is_permanent();
     match answer_class(&text, permanent) {
         (BounceClass::SenderSide, reason) if permanent => Delivery::SenderRefused { message, reason, limit: None },
+        // A permanent refusal of MAIL FROM is about our sender whatever its words: the lead
+        // is not at fault.
+        (_, reason) if permanent && step == Some(Step::MailFrom) => {
+            Delivery::SenderRefused { message, reason, limit: None }
+        }
         (BounceClass::AddressBad, _) if permanent && step != Some(Step::MailFrom) && step != Some(Step::Data) => {
             Delivery::Permanent { message, recipient: true }
         }
