@@ -177,11 +177,14 @@ impl AccountService {
     }
 
     pub async fn list(&self) -> Result<Vec<AccountView>, AccountError> {
-        let mut out = Vec::new();
-        for row in self.store.list().await? {
-            out.push(self.view(row).await?);
-        }
-        Ok(out)
+        let rows = self.store.list().await?;
+        let ids: Vec<AccountId> = rows.iter().map(|r| r.account.id).collect();
+        let pauses = self.health.pauses(&ids).await.map_err(|e| AccountError::Store(e.into()))?;
+        Ok(rows
+            .into_iter()
+            .zip(pauses)
+            .map(|(row, sending_pause)| AccountView { sending_pause, ..AccountView::from(row) })
+            .collect())
     }
 
     pub async fn get(&self, id: &str) -> Result<AccountView, AccountError> {

@@ -77,6 +77,16 @@ impl MailboxHealth {
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
+    /// The pauses of many mailboxes in one round trip (the account listing), in order.
+    pub async fn pauses(&self, accounts: &[AccountId]) -> Result<Vec<Option<MailboxPause>>, redis::RedisError> {
+        if accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = accounts.iter().map(|a| self.keys.mailbox_pause(a)).collect();
+        let raw: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(&mut self.conn.clone()).await?;
+        Ok(raw.into_iter().map(|r| r.and_then(|r| serde_json::from_str(&r).ok())).collect())
+    }
+
     /// Ends a pause (an operator resumed the mailbox, or a validation succeeded); `true` if
     /// there was one. The refusal count starts over too.
     pub async fn resume(&self, account: &AccountId) -> Result<bool, redis::RedisError> {
