@@ -108,10 +108,18 @@ impl Redis {
             redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(&mut conn).expect("client kill");
     }
 
+    /// Stalls the whole server for `secs` (DEBUG SLEEP): every client waits, none is dropped.
+    pub fn stall(&self, secs: f64) {
+        let mut conn = self.connection();
+        let _: redis::Value = redis::cmd("DEBUG").arg("SLEEP").arg(secs).query(&mut conn).expect("debug sleep");
+    }
+
     fn spawn(&mut self) {
         let log = File::create(self.dir.path().join("redis.log")).expect("redis log");
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
+            // DEBUG SLEEP stalls the server for [`Redis::stall`].
+            .args(["--enable-debug-command", "local"])
             .args(if self.persistent {
                 ["--appendonly", "yes", "--appendfsync", "always"]
             } else {
@@ -552,11 +560,29 @@ impl Stack {
 pub struct Api {
     pub http: reqwest::Client,
     pub base: String,
+    /// The stack's process logs, quoted when a wait times out.
+    logs: Vec<PathBuf>,
 }
 
 impl Api {
     pub fn new(stack: &Stack) -> Self {
-        Self { http: reqwest::Client::new(), base: format!("{}/api/public/v1", stack.base_url) }
+        let logs = std::iter::once(&stack.api).chain(&stack.workers).map(|p| p.log.clone()).collect();
+        Self { http: reqwest::Client::new(), base: format!("{}/api/public/v1", stack.base_url), logs }
+    }
+
+    /// The last warnings and errors the stack's processes logged (for failure messages).
+    pub fn trouble(&self) -> String {
+        let mut lines = Vec::new();
+        for path in &self.logs {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            lines.extend(
+                text.lines()
+                    .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+                    .map(str::to_owned),
+            );
+        }
+        let skip = lines.len().saturating_sub(40);
+        lines[skip..].join("\n")
     }
 
     pub async fn call(
@@ -600,14 +626,14 @@ impl Api {
 
     /// Polls until the account leaves PENDING_VALIDATION.
     pub async fn settled(&self, id: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (status, body) = self.get(&format!("/sender-accounts/{id}")).await;
             assert_eq!(status, reqwest::StatusCode::OK, "{body}");
             if body["status"] != "PENDING_VALIDATION" {
                 return body;
             }
-            assert!(Instant::now() < deadline, "still pending: {body}");
+            assert!(Instant::now() < deadline, "still pending: {body}\nwarnings and errors:\n{}", self.trouble());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

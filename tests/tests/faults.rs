@@ -105,6 +105,32 @@ async fn every_queue_consumes_again_after_redis_crashes_and_dropped_connections(
     }
 }
 
+/// A Redis that answers slowly (a snapshot fork of a large dataset, a loaded host) is not a
+/// broken Redis: a worker waits for the answer instead of dropping its connection and
+/// restarting every queue consumer, which would park in-flight jobs until their lease ran out.
+#[tokio::test]
+async fn a_redis_stalled_for_seconds_restarts_no_consumer_and_loses_no_job() {
+    const ROUNDS: usize = 4;
+    let mail = Mail::start("ann:annpw lead00:x");
+    let stack = Stack::start_with(Some(&mail), &env(&[]), 1);
+    let api = Api::new(&stack);
+    let ann =
+        api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 500)).await;
+    for round in 1..=ROUNDS {
+        let (status, _) = api.call(Method::POST, &format!("/sender-accounts/{ann}/validate"), None).await;
+        assert_eq!(status, 202, "round {round}");
+        // Stall Redis while the validation job is being fetched, run and recorded.
+        stack.redis.stall(2.0);
+        let settled = api.settled(&ann).await;
+        assert_eq!(settled["status"], "ACTIVE", "round {round}: {settled}");
+    }
+    let logs = stack.logs();
+    for sign in ["workers stopped", "restarting"] {
+        assert!(!logs.contains(sign), "a stall was taken for a broken Redis ({sign}):\n{}", api.trouble());
+    }
+    assert!(stack.workers[0].health_get("/readyz").0 == 200, "the worker is ready after the stalls");
+}
+
 #[tokio::test]
 async fn a_worker_killed_inside_data_never_causes_a_duplicate_where_sent_cannot_tell() {
     const KILLS: usize = 3;

@@ -130,6 +130,11 @@ impl Default for SendingConfig {
 pub struct RedisSettings {
     pub url: String,
     pub key_prefix: String,
+    /// How long one Redis command may take before the connection counts as broken.
+    /// The client library's default (500 ms) is shorter than one fork for a snapshot
+    /// of a large dataset or a loaded host's scheduling delay, and a broken connection
+    /// restarts every queue consumer of a worker.
+    pub response_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,7 +194,7 @@ pub struct LogSettings {
 
 impl Default for RedisSettings {
     fn default() -> Self {
-        Self { url: "redis://127.0.0.1:6379".into(), key_prefix: "coldsend".into() }
+        Self { url: "redis://127.0.0.1:6379".into(), key_prefix: "coldsend".into(), response_timeout_secs: 5 }
     }
 }
 

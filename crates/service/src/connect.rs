@@ -36,7 +36,9 @@ pub struct Services {
 pub async fn services(settings: &Settings) -> Result<Services, ConnectError> {
     let key = settings.sealing_key()?;
     let client = redis::Client::open(settings.redis.url.as_str()).map_err(ConnectError::Url)?;
-    let conn = redis::aio::ConnectionManager::new(client).await.map_err(ConnectError::Unreachable)?;
+    let conn = coldsend_core::storage::connect(client, &settings.redis, std::time::Duration::ZERO)
+        .await
+        .map_err(ConnectError::Unreachable)?;
     Ok(services_on(conn, settings, key))
 }
 

@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
 use coldsend_core::jobs::{Dispatch, Queues, Scan, ValidateAccount, queue_storage};
 use coldsend_core::settings::{Settings, redact_url};
+use coldsend_core::storage;
 use coldsend_core::storage::accounts::AccountStore;
 use coldsend_core::storage::campaigns::CampaignStore;
 use coldsend_core::storage::commands::CommandStream;
@@ -149,14 +150,12 @@ async fn supervise(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Resu
 async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let settings = &shared.settings;
     let client = redis::Client::open(settings.redis.url.as_str()).context("redis.url")?;
-    let conn = redis::aio::ConnectionManager::new(client.clone())
+    let conn = storage::connect(client.clone(), &settings.redis, Duration::ZERO)
         .await
         .with_context(|| format!("connecting to Redis at {}", redact_url(&settings.redis.url)))?;
-    // XREADGROUP blocks its connection: the command consumer reads on one of its own.
-    // Its replies may take as long as the BLOCK: give it a response timeout beyond that.
-    let blocking_config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(command_stream::READ_BLOCK + Duration::from_secs(5)));
-    let blocking = redis::aio::ConnectionManager::new_with_config(client, blocking_config)
+    // XREADGROUP blocks its connection: the command consumer reads on one of its own,
+    // whose replies may take as long as the BLOCK.
+    let blocking = storage::connect(client, &settings.redis, command_stream::READ_BLOCK)
         .await
         .context("second Redis connection")?;
     let name = replica_name(settings);

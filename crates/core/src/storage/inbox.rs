@@ -141,12 +141,10 @@ impl Inbox {
     /// An Inbox on its own connection, for [`Inbox::follow`] with blocks up to `max_block`.
     pub async fn for_following(
         client: redis::Client,
-        prefix: &str,
+        settings: &crate::settings::RedisSettings,
         max_block: std::time::Duration,
     ) -> Result<Self, redis::RedisError> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(max_block + std::time::Duration::from_secs(5)));
-        Ok(Self::new(ConnectionManager::new_with_config(client, config).await?, prefix))
+        Ok(Self::new(super::connect(client, settings, max_block).await?, &settings.key_prefix))
     }
 
     pub async fn record(&self, e: &InboxEvent) -> Result<String, redis::RedisError> {

@@ -46,3 +46,16 @@ pub(crate) fn unexpected(script: &str, answer: &str) -> redis::RedisError {
         format!("{script} answered '{answer}'"),
     ))
 }
+
+/// A self-reconnecting connection to the configured Redis, whose commands time out after
+/// `redis.response_timeout_secs`. `block` is the longest blocking read (XREADGROUP BLOCK,
+/// XREAD BLOCK) this connection will carry; its replies are allowed that much longer.
+pub async fn connect(
+    client: redis::Client,
+    settings: &crate::settings::RedisSettings,
+    block: std::time::Duration,
+) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+    let timeout = std::time::Duration::from_secs(settings.response_timeout_secs.max(1)) + block;
+    let config = redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(timeout));
+    redis::aio::ConnectionManager::new_with_config(client, config).await
+}

@@ -30,7 +30,7 @@ pub(crate) async fn inbox(
     }
     const BLOCK: Duration = Duration::from_secs(5);
     let client = redis::Client::open(settings.redis.url.as_str()).context("redis.url")?;
-    let following = Inbox::for_following(client, &settings.redis.key_prefix, BLOCK).await.context("connecting")?;
+    let following = Inbox::for_following(client, &settings.redis, BLOCK).await.context("connecting")?;
     loop {
         let events = match following.follow(&last, BLOCK.as_millis() as u64).await {
             Ok(events) => events,
