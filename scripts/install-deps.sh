@@ -3,7 +3,8 @@
 # Usage: scripts/install-deps.sh [run|test]
 #   run:  redis-server
 #   test: redis-server, postfix, dovecot (imapd, lmtpd), openssl, bc, iproute2, systemd (systemd-analyze),
-#         python3 + requests, redis, kubernetes-validate, schemathesis (the API fuzz test)
+#         python3 + requests, redis, kubernetes-validate, schemathesis (the API fuzz test),
+#         Node.js + npm and the test OAuth 2.0 authorization server's packages (tests/harness/oauth-as)
 set -euo pipefail
 what="${1:-test}"
 
@@ -20,6 +21,9 @@ want() { for p in "$@"; do have_pkg "$p" || missing+=("$p"); done; }
 want redis-server
 if [[ "$what" == "test" ]]; then
   want postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl bc iproute2 python3 python3-pip systemd
+  # Node.js runs the test authorization server; an installed node (any source) is kept.
+  command -v node >/dev/null || want nodejs
+  command -v npm >/dev/null || want npm
 fi
 
 if ((${#missing[@]})); then
@@ -39,6 +43,13 @@ for mod in requests:requests redis:redis kubernetes_validate:kubernetes-validate
       || python3 -m pip install --quiet --break-system-packages "${mod##*:}"
   fi
 done
+
+# The loopback OAuth 2.0 authorization server the OAuth2 tests sign in against (pinned by its lockfile).
+harness_as="$(dirname "$0")/../tests/harness/oauth-as"
+if [[ "$what" == "test" && ! -f "$harness_as/node_modules/oidc-provider/package.json" ]]; then
+  echo "install-deps: installing the test authorization server's npm packages"
+  npm ci --prefix "$harness_as" --no-audit --no-fund --loglevel=error
+fi
 
 command -v cargo >/dev/null || {
   echo "install-deps: cargo not found; install Rust (rustup) 1.88 or newer" >&2

@@ -97,7 +97,18 @@ async fn main() {
             coldsend_core::jobs::queue_storage(conn.clone(), "bench:scan".into()),
             coldsend_core::jobs::queue_storage(conn.clone(), "bench:dispatch".into()),
         );
+        let tokens = coldsend_service::oauth::AccessTokens::new(
+            AccountStore::new(conn.clone(), "cstest"),
+            coldsend_core::storage::oauth::OAuthTokens::new(conn.clone(), "cstest"),
+            Inbox::new(conn.clone(), "cstest"),
+            key.clone(),
+            Default::default(),
+        )
+        .expect("token client");
+        let signin =
+            coldsend_worker::signin::SignIn::new(AccountStore::new(conn.clone(), "cstest"), key.clone(), tokens);
         let state = Arc::new(ScanState {
+            signin,
             store: ScanStore::new(conn.clone(), "cstest"),
             health: coldsend_core::storage::mailboxes::MailboxHealth::new(conn.clone(), "cstest"),
             accounts: AccountStore::new(conn.clone(), "cstest"),

@@ -179,6 +179,11 @@ pub struct Mail {
 impl Mail {
     /// Users as "name:password[:profile] ..." at example.test.
     pub fn start(users: &str) -> Self {
+        Self::start_with(users, &[])
+    }
+
+    /// With harness settings, e.g. `("MH_OAUTH_ACCESS_TTL", "5")` (tests/harness/start.sh).
+    pub fn start_with(users: &str, settings: &[(&str, &str)]) -> Self {
         // A randomly chosen port can be taken between the choice and the bind: retry.
         let mut last_error = String::new();
         for _ in 0..3 {
@@ -187,6 +192,7 @@ impl Mail {
                 .arg(repo_root().join("tests/harness/start.sh"))
                 .arg(&dir)
                 .env("MH_USERS", users)
+                .envs(settings.iter().copied())
                 .stdin(Stdio::null())
                 .output()
                 .expect("run tests/harness/start.sh");
@@ -260,6 +266,39 @@ impl Mail {
             .filter_map(|e| std::fs::read(e.path()).ok())
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .collect()
+    }
+
+    /// A value the harness printed (`MH_OAUTH_TOKEN_URL`, …).
+    pub fn setting(&self, name: &str) -> String {
+        self.env.get(name).cloned().unwrap_or_else(|| panic!("the harness printed no {name}"))
+    }
+
+    /// Runs tests/harness/oauth_client.py (`login EMAIL PASSWORD`, `refresh RT`, `revoke RT`)
+    /// against the harness's authorization server; returns its JSON answer.
+    pub fn oauth(&self, args: &[&str]) -> serde_json::Value {
+        let out = Command::new("python3")
+            .arg(repo_root().join("tests/harness/oauth_client.py"))
+            .args(args)
+            .envs(self.env.iter().filter(|(k, _)| k.starts_with("MH_OAUTH_")))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run oauth_client.py");
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("oauth_client.py {args:?}: {text} {}", String::from_utf8_lossy(&out.stderr)))
+    }
+
+    /// Signs `email` in at the authorization server (the real code flow with PKCE, consent
+    /// scripted) and returns the refresh token.
+    pub fn refresh_token(&self, email: &str, password: &str) -> String {
+        let tokens = self.oauth(&["login", email, password]);
+        tokens["refresh_token"].as_str().unwrap_or_else(|| panic!("no refresh token: {tokens}")).to_owned()
+    }
+
+    /// How many tokens the authorization server issued for `grant_type` (e.g. `refresh_token`).
+    pub fn tokens_issued(&self, grant_type: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("log/oauth-as.log")).unwrap_or_default();
+        log.lines().filter(|l| *l == format!("grant.success {grant_type}")).count()
     }
 
     /// Lines of Postfix's log containing `needle` (for failure messages).

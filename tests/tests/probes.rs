@@ -6,7 +6,7 @@ use std::time::Duration;
 use coldsend_core::account::{Endpoint, Host, Port};
 use coldsend_core::{ProbeFailure, ValidationCode};
 use coldsend_tests::{Mail, fixtures};
-use coldsend_worker::probe::{ProbeContext, probe_imap, probe_smtp};
+use coldsend_worker::probe::{Login, ProbeContext, probe_imap, probe_smtp};
 use coldsend_worker::trust::TrustStore;
 use lettre::transport::smtp::extension::ClientId;
 use secrecy::SecretString;
@@ -36,8 +36,8 @@ fn ep(host: &str, port: u16, tls: bool, user: &str) -> Endpoint {
     }
 }
 
-fn pw(p: &str) -> SecretString {
-    SecretString::from(p.to_owned())
+fn pw(p: &str) -> Login {
+    Login::Password(SecretString::from(p.to_owned()))
 }
 
 fn code(r: Result<(), ProbeFailure>) -> ValidationCode {

@@ -2,7 +2,7 @@
 //! that a duplicate or late job cannot apply out of order.
 
 use coldsend_core::sealed::SealingKey;
-use coldsend_core::storage::accounts::{AccountStore, Recorded, StoreError};
+use coldsend_core::storage::accounts::{AccountStore, Credentials, Recorded, StoreError};
 use coldsend_core::{AccountStatus, ProbeFailure, Protocol, SenderAccountRequest, ValidationCode, ValidationReport};
 use coldsend_tests::{ENCRYPTION_KEY, Redis};
 use secrecy::{ExposeSecret, SecretString};
@@ -63,7 +63,8 @@ async fn stale_and_late_validation_results_are_discarded() {
 
     // Credentials open only with the right key, and are stored sealed.
     let creds = store.credentials(&row.account.id, &key()).await.expect("open").expect("exists");
-    assert_eq!(creds.smtp_password.expose_secret(), "smtp-secret");
+    let Credentials::Password { smtp_password, .. } = creds else { panic!("a password account") };
+    assert_eq!(smtp_password.expose_secret(), "smtp-secret");
     let other = SealingKey::from_text(&SecretString::from(SealingKey::generate_text())).expect("key");
     assert!(matches!(store.credentials(&row.account.id, &other).await, Err(StoreError::Credentials(..))));
 

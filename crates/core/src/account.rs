@@ -10,6 +10,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::oauth::AuthMethod;
+
 /// Opaque identifier of a sender account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -293,7 +295,7 @@ pub struct Endpoint {
     pub username: String,
 }
 
-/// A sender account as it arrives, before it is stored: carries its passwords.
+/// A sender account as it arrives, before it is stored: carries its secrets.
 #[derive(Debug, Clone)]
 pub struct NewSenderAccount {
     pub email: EmailAddress,
@@ -301,9 +303,16 @@ pub struct NewSenderAccount {
     pub inbox_type: InboxType,
     pub daily_limit: DailyLimit,
     pub smtp: Endpoint,
-    pub smtp_password: SecretString,
     pub imap: Endpoint,
-    pub imap_password: SecretString,
+    pub auth: AuthMethod,
+    pub secrets: AccountSecrets,
+}
+
+/// The secrets a new account arrives with; sealed before they are stored.
+#[derive(Debug, Clone)]
+pub enum AccountSecrets {
+    Password { smtp: SecretString, imap: SecretString },
+    OAuth2 { refresh_token: SecretString, client_secret: Option<SecretString> },
 }
 
 /// Lifecycle of an account: usable for sending only when `Active`.
@@ -314,14 +323,21 @@ pub enum AccountStatus {
     PendingValidation,
     Active,
     ValidationFailed,
+    /// An OAuth2 account whose grant the provider refused (revoked, expired, consent
+    /// withdrawn): it neither sends nor scans until the consent flow is run again.
+    NeedsReauth,
 }
 
 impl AccountStatus {
+    pub const ALL: [AccountStatus; 4] =
+        [Self::PendingValidation, Self::Active, Self::ValidationFailed, Self::NeedsReauth];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PendingValidation => "PENDING_VALIDATION",
             Self::Active => "ACTIVE",
             Self::ValidationFailed => "VALIDATION_FAILED",
+            Self::NeedsReauth => "NEEDS_REAUTH",
         }
     }
 }
@@ -336,6 +352,8 @@ pub struct SenderAccount {
     pub daily_limit: DailyLimit,
     pub smtp: Endpoint,
     pub imap: Endpoint,
+    #[serde(default)]
+    pub auth: AuthMethod,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
 }

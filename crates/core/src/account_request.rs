@@ -11,7 +11,10 @@ use serde_json::{Map, Value};
 
 use crate::error_code::{ErrorCode, without_value};
 
-use crate::account::{DailyLimit, DisplayName, EmailAddress, Endpoint, Host, InboxType, NewSenderAccount, Port};
+use crate::account::{
+    AccountSecrets, DailyLimit, DisplayName, EmailAddress, Endpoint, Host, InboxType, NewSenderAccount, Port,
+};
+use crate::oauth::{AuthMethod, OAuthClient, OAuthProvider};
 
 /// Largest body accepted by the API, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -53,26 +56,60 @@ pub struct SenderAccountRequest {
     pub smtp_host: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub smtp_port: Option<i64>,
+    /// Required with passwords; with OAuth2 it defaults to email_address.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 320))]
-    pub smtp_username: String,
+    pub smtp_username: Option<String>,
+    /// Required with passwords; absent with OAuth2.
     #[cfg_attr(feature = "openapi", schema(format = Password, min_length = 1, max_length = 1024))]
-    pub smtp_password: String,
+    pub smtp_password: Option<String>,
     /// STARTTLS, or implicit TLS on port 465. Defaults to true.
     pub smtp_use_tls: Option<bool>,
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 253))]
     pub imap_host: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub imap_port: Option<i64>,
+    /// Required with passwords; with OAuth2 it defaults to email_address.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 320))]
-    pub imap_username: String,
+    pub imap_username: Option<String>,
+    /// Required with passwords; absent with OAuth2.
     #[cfg_attr(feature = "openapi", schema(format = Password, min_length = 1, max_length = 1024))]
-    pub imap_password: String,
+    pub imap_password: Option<String>,
     /// Implicit TLS (993). When false, STARTTLS is used if the server offers it. Defaults to true.
     pub imap_use_ssl: Option<bool>,
+    /// Not in the provider documentation: absent (or `{"type": "PASSWORD"}`) means the
+    /// passwords above; `{"type": "OAUTH2", …}` signs in with a refresh token instead.
+    pub auth: Option<AuthRequest>,
+}
+
+/// The optional `auth` object of a registration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "type": "OAUTH2", "provider": "MICROSOFT", "refresh_token": "0.AXoA…"
+})))]
+pub struct AuthRequest {
+    /// PASSWORD or OAUTH2.
+    #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(PASSWORD|OAUTH2)$"))]
+    pub kind: String,
+    /// GOOGLE, MICROSOFT (client from the server's `[oauth]` settings) or CUSTOM.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(GOOGLE|MICROSOFT|CUSTOM)$"))]
+    pub provider: Option<String>,
+    /// A refresh token the operator already holds; sealed at rest, never returned.
+    #[cfg_attr(feature = "openapi", schema(format = Password, min_length = 1, max_length = 8192))]
+    pub refresh_token: Option<String>,
+    /// CUSTOM only: the OAuth client and the token endpoint that refreshes its tokens.
+    pub client_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(format = Password))]
+    pub client_secret: Option<String>,
+    pub token_url: Option<String>,
+    pub authorize_url: Option<String>,
+    pub scopes: Option<Vec<String>>,
 }
 
 /// Every field the request may carry, in documentation order.
-pub const FIELDS: [&str; 14] = [
+pub const FIELDS: [&str; 15] = [
     "email_address",
     "display_name",
     "inbox_type",
@@ -87,19 +124,14 @@ pub const FIELDS: [&str; 14] = [
     "imap_username",
     "imap_password",
     "imap_use_ssl",
+    "auth",
 ];
 
 /// Fields required whatever the inbox type.
-const ALWAYS_REQUIRED: [&str; 8] = [
-    "email_address",
-    "display_name",
-    "inbox_type",
-    "daily_limit",
-    "smtp_username",
-    "smtp_password",
-    "imap_username",
-    "imap_password",
-];
+const ALWAYS_REQUIRED: [&str; 4] = ["email_address", "display_name", "inbox_type", "daily_limit"];
+
+/// Fields required with passwords (and refused with OAuth2's, which carry none).
+const PASSWORD_FIELDS: [&str; 4] = ["smtp_username", "smtp_password", "imap_username", "imap_password"];
 
 /// Why a request was rejected; `code` is stable and machine-readable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -173,12 +205,35 @@ impl SenderAccountRequest {
         let daily_limit = DailyLimit::parse(self.daily_limit, inbox_type)
             .map_err(|m| RequestError::field(ErrorCode::DailyLimitExceeded, "daily_limit", m))?;
         let preset = inbox_type.preset();
+        let (auth, secrets) = match self.auth {
+            Some(a) if a.kind == "OAUTH2" => a.into_oauth()?,
+            Some(a) if a.kind == "PASSWORD" => {
+                if let Some(f) = a.set_fields().first() {
+                    return Err(RequestError::field(
+                        ErrorCode::InvalidAuth,
+                        &format!("auth.{f}"),
+                        format!("auth.{f} is only for \"type\": \"OAUTH2\""),
+                    ));
+                }
+                (AuthMethod::Password, password_secrets(self.smtp_password, self.imap_password)?)
+            }
+            Some(a) => {
+                return Err(RequestError::field(
+                    ErrorCode::InvalidAuth,
+                    "auth.type",
+                    format!("unknown auth.type '{}'; expected PASSWORD or OAUTH2", a.kind),
+                ));
+            }
+            None => (AuthMethod::Password, password_secrets(self.smtp_password, self.imap_password)?),
+        };
+        // OAuth2 signs in as the mailbox itself unless told otherwise.
+        let username = |given: Option<String>| given.unwrap_or_else(|| email.as_str().to_owned());
         let smtp = endpoint(
             "smtp",
             self.smtp_host,
             self.smtp_port,
             self.smtp_use_tls,
-            self.smtp_username,
+            username(self.smtp_username),
             preset.map(|p| p.smtp),
         )?;
         let imap = endpoint(
@@ -186,13 +241,111 @@ impl SenderAccountRequest {
             self.imap_host,
             self.imap_port,
             self.imap_use_ssl,
-            self.imap_username,
+            username(self.imap_username),
             preset.map(|p| p.imap),
         )?;
-        let smtp_password = password("smtp_password", self.smtp_password)?;
-        let imap_password = password("imap_password", self.imap_password)?;
-        Ok(NewSenderAccount { email, display_name, inbox_type, daily_limit, smtp, smtp_password, imap, imap_password })
+        Ok(NewSenderAccount { email, display_name, inbox_type, daily_limit, smtp, imap, auth, secrets })
     }
+}
+
+fn password_secrets(smtp: Option<String>, imap: Option<String>) -> Result<AccountSecrets, RequestError> {
+    let missing = |f: &str| RequestError::field(ErrorCode::MissingField, f, format!("missing required field '{f}'"));
+    Ok(AccountSecrets::Password {
+        smtp: password("smtp_password", smtp.ok_or_else(|| missing("smtp_password"))?)?,
+        imap: password("imap_password", imap.ok_or_else(|| missing("imap_password"))?)?,
+    })
+}
+
+impl AuthRequest {
+    /// The OAuth2-only fields this object sets.
+    fn set_fields(&self) -> Vec<&'static str> {
+        [
+            ("provider", self.provider.is_some()),
+            ("refresh_token", self.refresh_token.is_some()),
+            ("client_id", self.client_id.is_some()),
+            ("client_secret", self.client_secret.is_some()),
+            ("token_url", self.token_url.is_some()),
+            ("authorize_url", self.authorize_url.is_some()),
+            ("scopes", self.scopes.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, set)| set.then_some(f))
+        .collect()
+    }
+
+    fn into_oauth(self) -> Result<(AuthMethod, AccountSecrets), RequestError> {
+        let bad = |f: &str, m: String| RequestError::field(ErrorCode::InvalidAuth, &format!("auth.{f}"), m);
+        let raw = self.provider.ok_or_else(|| bad("provider", "auth.provider is required with OAUTH2".into()))?;
+        let provider = OAuthProvider::ALL.into_iter().find(|p| p.as_str() == raw).ok_or_else(|| {
+            bad("provider", format!("unknown auth.provider '{raw}'; expected GOOGLE, MICROSOFT or CUSTOM"))
+        })?;
+        let refresh = self.refresh_token.ok_or_else(|| {
+            bad(
+                "refresh_token",
+                "auth.refresh_token is required here; to sign in through the provider instead, \
+                 POST /api/public/v1/sender-accounts/oauth/{provider}/start"
+                    .into(),
+            )
+        })?;
+        let refresh_token = token("refresh_token", refresh)?;
+        let client_secret = self.client_secret.map(|s| token("client_secret", s)).transpose()?;
+        let client = if provider == OAuthProvider::Custom {
+            let client_id = self
+                .client_id
+                .filter(|c| !c.trim().is_empty() && !c.chars().any(char::is_control))
+                .ok_or_else(|| bad("client_id", "auth.client_id is required with provider CUSTOM".into()))?;
+            let token_url = http_url("token_url", self.token_url)?
+                .ok_or_else(|| bad("token_url", "auth.token_url is required with provider CUSTOM".into()))?;
+            let authorize_url = http_url("authorize_url", self.authorize_url)?;
+            let scopes = self.scopes.unwrap_or_default();
+            if scopes.iter().any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control())) {
+                return Err(bad("scopes", "each scope must be a non-empty word without spaces".into()));
+            }
+            Some(OAuthClient { client_id, token_url, authorize_url, scopes })
+        } else {
+            let own = [
+                ("client_id", self.client_id.is_some()),
+                ("client_secret", client_secret.is_some()),
+                ("token_url", self.token_url.is_some()),
+                ("authorize_url", self.authorize_url.is_some()),
+                ("scopes", self.scopes.is_some()),
+            ];
+            if let Some((f, _)) = own.into_iter().find(|(_, set)| *set) {
+                return Err(bad(
+                    f,
+                    format!("auth.{f} is only for provider CUSTOM; {raw} uses the server's [oauth] settings"),
+                ));
+            }
+            None
+        };
+        Ok((AuthMethod::OAuth2 { provider, client }, AccountSecrets::OAuth2 { refresh_token, client_secret }))
+    }
+}
+
+fn token(field: &str, raw: String) -> Result<SecretString, RequestError> {
+    if raw.is_empty() || raw.len() > 8192 || raw.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(RequestError::field(
+            ErrorCode::InvalidAuth,
+            &format!("auth.{field}"),
+            format!("auth.{field} must be 1-8192 printable characters without spaces"),
+        ));
+    }
+    Ok(SecretString::from(raw))
+}
+
+fn http_url(field: &str, raw: Option<String>) -> Result<Option<String>, RequestError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let ok = (raw.starts_with("https://") || raw.starts_with("http://"))
+        && raw.len() <= 2048
+        && !raw.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(RequestError::field(
+            ErrorCode::InvalidAuth,
+            &format!("auth.{field}"),
+            format!("auth.{field} must be an http(s) URL"),
+        ));
+    }
+    Ok(Some(raw))
 }
 
 fn check_field_names(map: &Map<String, Value>) -> Result<(), RequestError> {
@@ -206,6 +359,22 @@ fn check_field_names(map: &Map<String, Value>) -> Result<(), RequestError> {
     // An explicit null counts as missing for required fields.
     let present = |f: &str| map.get(f).is_some_and(|v| !v.is_null());
     if let Some(missing) = ALWAYS_REQUIRED.into_iter().find(|f| !present(f)) {
+        return Err(RequestError::field(
+            ErrorCode::MissingField,
+            missing,
+            format!("missing required field '{missing}'"),
+        ));
+    }
+    let oauth = map.get("auth").and_then(|a| a.get("type")).and_then(Value::as_str) == Some("OAUTH2");
+    if oauth {
+        if let Some(f) = ["smtp_password", "imap_password"].into_iter().find(|f| present(f)) {
+            return Err(RequestError::field(
+                ErrorCode::InvalidAuth,
+                f,
+                format!("{f} must be left out when auth.type is OAUTH2 (the account signs in with tokens)"),
+            ));
+        }
+    } else if let Some(missing) = PASSWORD_FIELDS.into_iter().find(|f| !present(f)) {
         return Err(RequestError::field(
             ErrorCode::MissingField,
             missing,

@@ -33,6 +33,7 @@ pub enum ErrorCode {
     InvalidSettings,
     InvalidCursor,
     InvalidToken,
+    InvalidAuth,
     // --- campaigns
     InvalidName,
     InvalidAccount,
@@ -48,6 +49,8 @@ pub enum ErrorCode {
     // --- the server side (retrying later can help)
     StorageUnavailable,
     EnqueueFailed,
+    /// The OAuth2 authorization server refused or could not be reached.
+    OauthFailed,
 }
 
 impl ErrorCode {
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::InvalidSettings => "invalid_settings",
             ErrorCode::InvalidCursor => "invalid_cursor",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InvalidAuth => "invalid_auth",
             ErrorCode::InvalidName => "invalid_name",
             ErrorCode::InvalidAccount => "invalid_account",
             ErrorCode::UnknownAccount => "unknown_account",
@@ -90,6 +94,7 @@ impl ErrorCode {
             ErrorCode::DuplicateAccount => "duplicate_account",
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::EnqueueFailed => "enqueue_failed",
+            ErrorCode::OauthFailed => "oauth_failed",
         }
     }
 }

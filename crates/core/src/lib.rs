@@ -14,6 +14,7 @@ pub mod classify;
 pub mod error_code;
 pub mod jobs;
 pub mod lead;
+pub mod oauth;
 pub mod schedule;
 pub mod sealed;
 pub mod send_key;

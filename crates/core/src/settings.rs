@@ -22,7 +22,85 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub sending: SendingConfig,
     pub scan: ScanConfig,
+    pub oauth: OAuthSettings,
     pub log: LogSettings,
+}
+
+/// OAuth2 sign-in: the clients coldsend is registered as at Google and Microsoft, and
+/// where the provider sends the browser back after consent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthSettings {
+    /// The public URL of `coldsend serve`'s `/oauth/callback`, registered as a redirect
+    /// URI at each provider (e.g. `https://coldsend.example.com/oauth/callback`). Empty:
+    /// `http://<api.listen>/oauth/callback`.
+    pub redirect_url: String,
+    /// How long a started sign-in waits for its callback, in seconds.
+    pub consent_ttl_secs: u64,
+    /// Each token endpoint request must answer within this many seconds.
+    pub request_timeout_secs: u64,
+    pub google: OAuthProviderSettings,
+    pub microsoft: OAuthProviderSettings,
+}
+
+/// One provider's OAuth client and endpoints. (Fields left out of the file keep that
+/// provider's defaults: the file is layered over [`OAuthSettings::default`].)
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthProviderSettings {
+    pub client_id: String,
+    /// File holding the client secret; wins over the env var. Neither: a public client (PKCE only).
+    pub client_secret_file: Option<PathBuf>,
+    pub client_secret_env: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    /// Device authorization endpoint (RFC 8628), for `coldsend accounts connect --device`.
+    pub device_url: String,
+    pub scopes: Vec<String>,
+}
+
+impl OAuthProviderSettings {
+    /// The client secret from its file or env var, if either is set.
+    pub fn client_secret(&self) -> Result<Option<SecretString>, SettingsError> {
+        if let Some(path) = &self.client_secret_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| SettingsError::Key(format!("cannot read {}: {e}", path.display())))?;
+            return Ok(Some(SecretString::from(text.trim().to_owned())));
+        }
+        Ok(std::env::var(&self.client_secret_env).ok().filter(|v| !v.is_empty()).map(SecretString::from))
+    }
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        Self {
+            redirect_url: String::new(),
+            consent_ttl_secs: 600,
+            request_timeout_secs: 15,
+            google: OAuthProviderSettings {
+                client_id: String::new(),
+                client_secret_file: None,
+                client_secret_env: "COLDSEND_OAUTH_GOOGLE_CLIENT_SECRET".into(),
+                authorize_url: "https://accounts.google.com/o/oauth2/v2/auth".into(),
+                token_url: "https://oauth2.googleapis.com/token".into(),
+                device_url: "https://oauth2.googleapis.com/device/code".into(),
+                scopes: vec!["https://mail.google.com/".into()],
+            },
+            microsoft: OAuthProviderSettings {
+                client_id: String::new(),
+                client_secret_file: None,
+                client_secret_env: "COLDSEND_OAUTH_MICROSOFT_CLIENT_SECRET".into(),
+                authorize_url: "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize".into(),
+                token_url: "https://login.microsoftonline.com/organizations/oauth2/v2.0/token".into(),
+                device_url: "https://login.microsoftonline.com/organizations/oauth2/v2.0/devicecode".into(),
+                scopes: vec![
+                    "https://outlook.office.com/SMTP.Send".into(),
+                    "https://outlook.office.com/IMAP.AccessAsUser.All".into(),
+                    "offline_access".into(),
+                ],
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

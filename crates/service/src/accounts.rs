@@ -2,12 +2,14 @@
 
 use apalis::prelude::TaskSink;
 use apalis_redis::RedisStorage;
-use coldsend_core::account::AccountId;
+use coldsend_core::account::{AccountId, NewSenderAccount, SenderAccount};
 use coldsend_core::jobs::ValidateAccount;
 use coldsend_core::sealed::SealingKey;
 use coldsend_core::storage::accounts::{AccountRow, AccountStore, StoreError};
 use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
+use coldsend_core::storage::oauth::OAuthTokens;
 use coldsend_core::{AccountStatus, InboxType, ProbeFailure, RequestError, SenderAccountRequest};
+use secrecy::SecretString;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -63,6 +65,10 @@ pub struct AccountView {
     pub imap_port: u16,
     pub imap_username: String,
     pub imap_use_ssl: bool,
+    /// How coldsend signs in: `{"type": "PASSWORD"}`, or `{"type": "OAUTH2", "provider": …}`
+    /// (never a secret).
+    #[schema(value_type = Object)]
+    pub auth: coldsend_core::oauth::AuthMethod,
     pub status: AccountStatus,
     /// The failure that keeps the account from ACTIVE (SMTP's first), if any.
     pub error: Option<ProbeFailure>,
@@ -104,7 +110,11 @@ impl From<AccountRow> for AccountView {
         };
         let (error, validation) = match &row.report {
             Some(r) => (
-                if row.status == AccountStatus::ValidationFailed { r.first_failure().cloned() } else { None },
+                if matches!(row.status, AccountStatus::ValidationFailed | AccountStatus::NeedsReauth) {
+                    r.first_failure().cloned()
+                } else {
+                    None
+                },
                 Some(ValidationView { smtp: probe(&r.smtp), imap: probe(&r.imap), checked_at: rfc3339(r.checked_at) }),
             ),
             None => (None, None),
@@ -123,6 +133,7 @@ impl From<AccountRow> for AccountView {
             imap_port: a.imap.port.get(),
             imap_username: a.imap.username,
             imap_use_ssl: a.imap.tls,
+            auth: a.auth,
             status: row.status,
             error,
             validation,
@@ -139,6 +150,18 @@ pub struct AccountService {
     health: MailboxHealth,
     key: SealingKey,
     validate_queue: RedisStorage<ValidateAccount>,
+    tokens: OAuthTokens,
+}
+
+/// The body of `PUT /sender-accounts/{id}/oauth`: a new grant for an OAuth2 account.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    #[schema(format = Password)]
+    pub refresh_token: String,
+    /// CUSTOM only: replaces the stored client secret.
+    #[schema(format = Password)]
+    pub client_secret: Option<String>,
 }
 
 impl AccountService {
@@ -147,8 +170,69 @@ impl AccountService {
         health: MailboxHealth,
         key: SealingKey,
         validate_queue: RedisStorage<ValidateAccount>,
+        tokens: OAuthTokens,
     ) -> Self {
-        Self { store, health, key, validate_queue }
+        Self { store, health, key, validate_queue, tokens }
+    }
+
+    /// Gives an OAuth2 account a new grant (after NEEDS_REAUTH, or to switch the consenting
+    /// user's token) and validates it again; its campaigns resume once it is ACTIVE.
+    pub async fn relink(&self, id: &str, body: &[u8]) -> Result<AccountView, AccountError> {
+        let parsed = parse_id(id)?;
+        let bad =
+            |m: String| RequestError::new(coldsend_core::error_code::ErrorCode::InvalidAuth, m, Some("refresh_token"));
+        let req: GrantRequest = serde_json::from_slice(body).map_err(|e| {
+            bad(format!(
+                "expected {{\"refresh_token\": \"…\"}}: {}",
+                coldsend_core::error_code::without_value(&e.to_string())
+            ))
+        })?;
+        let row = self.store.get(&parsed).await?.ok_or_else(|| AccountError::NotFound(id.to_owned()))?;
+        if !row.account.auth.is_oauth() {
+            return Err(bad("this account signs in with passwords; register it with auth.type OAUTH2".into()).into());
+        }
+        let valid = |t: &str| !t.is_empty() && t.len() <= 8192 && !t.chars().any(|c| c.is_control() || c == ' ');
+        if !valid(&req.refresh_token) || req.client_secret.as_deref().is_some_and(|s| !valid(s)) {
+            return Err(bad("refresh_token and client_secret must be 1-8192 printable characters".into()).into());
+        }
+        self.relink_grant(
+            &row.account,
+            SecretString::from(req.refresh_token),
+            req.client_secret.map(SecretString::from),
+        )
+        .await
+    }
+
+    /// Stores a new grant for an existing OAuth2 account and queues its validation.
+    pub async fn relink_grant(
+        &self,
+        account: &SenderAccount,
+        refresh_token: SecretString,
+        client_secret: Option<SecretString>,
+    ) -> Result<AccountView, AccountError> {
+        let generation = self
+            .tokens
+            .relink(account, &self.key, &refresh_token, client_secret.as_ref())
+            .await
+            .map_err(|e| AccountError::Store(e.into()))?
+            .ok_or_else(|| AccountError::NotFound(account.id.to_string()))?;
+        tracing::info!(account_id = %account.id, "OAuth2 grant replaced; validating again");
+        self.enqueue(account.id, generation).await?;
+        self.get(&account.id.to_string()).await
+    }
+
+    /// The stored account with this address (any case), if any.
+    pub async fn find_by_email(&self, email: &str) -> Result<Option<AccountRow>, AccountError> {
+        let want = email.to_ascii_lowercase();
+        Ok(self.store.list().await?.into_iter().find(|r| r.account.email.as_str().to_ascii_lowercase() == want))
+    }
+
+    /// Stores a parsed new account and queues its validation.
+    pub async fn register_parsed(&self, new: NewSenderAccount) -> Result<AccountView, AccountError> {
+        let row = self.store.create(new, &self.key).await?;
+        tracing::info!(account_id = %row.account.id, email = %row.account.email, "sender account registered");
+        self.enqueue(row.account.id, row.generation).await?;
+        Ok(row.into())
     }
 
     /// The view of a row, with its sending pause.
@@ -169,11 +253,7 @@ impl AccountService {
     /// Parses a raw JSON body, stores the account as PENDING_VALIDATION and queues its
     /// validation. A rejected body stores nothing.
     pub async fn register(&self, body: &[u8]) -> Result<AccountView, AccountError> {
-        let new = SenderAccountRequest::parse_body(body)?;
-        let row = self.store.create(new, &self.key).await?;
-        tracing::info!(account_id = %row.account.id, email = %row.account.email, "sender account registered");
-        self.enqueue(row.account.id, row.generation).await?;
-        Ok(row.into())
+        self.register_parsed(SenderAccountRequest::parse_body(body)?).await
     }
 
     pub async fn list(&self) -> Result<Vec<AccountView>, AccountError> {

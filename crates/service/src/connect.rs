@@ -54,6 +54,7 @@ pub fn services_on(conn: redis::aio::ConnectionManager, settings: &Settings, key
         coldsend_core::storage::mailboxes::MailboxHealth::new(conn.clone(), prefix),
         key,
         validate,
+        coldsend_core::storage::oauth::OAuthTokens::new(conn.clone(), prefix),
     );
     let campaigns = CampaignService {
         accounts: AccountStore::new(conn.clone(), prefix),

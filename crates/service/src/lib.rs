@@ -15,4 +15,5 @@ pub mod commands;
 pub mod connect;
 pub mod health;
 pub mod leads_csv;
+pub mod oauth;
 pub mod suppression;

@@ -68,19 +68,28 @@ pub struct DispatchState {
     pub health: MailboxHealth,
     /// The master inbox, where a mailbox's refusals are told.
     pub inbox: Inbox,
+    /// Passwords or OAuth2 access tokens.
+    pub signin: crate::signin::SignIn,
 }
 
 /// Why a session to the account's server could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error(transparent)]
-    Credentials(#[from] coldsend_core::storage::accounts::StoreError),
-    #[error("the account's credentials are gone")]
-    CredentialsGone,
+    SignIn(#[from] crate::signin::SignInError),
     #[error("{:?} {}: {}", .0.protocol, .0.code.as_str(), .0.message)]
     Refused(coldsend_core::ProbeFailure),
     #[error("connecting timed out")]
     Timeout,
+}
+
+impl From<crate::signin::OpenError> for SessionError {
+    fn from(e: crate::signin::OpenError) -> Self {
+        match e {
+            crate::signin::OpenError::SignIn(e) => Self::SignIn(e),
+            crate::signin::OpenError::Refused(f) => Self::Refused(f),
+        }
+    }
 }
 
 impl SessionError {
@@ -88,8 +97,7 @@ impl SessionError {
     /// operator acts (credentials refused, unopenable or gone).
     pub fn is_transient(&self) -> bool {
         match self {
-            SessionError::Credentials(e) => e.is_transient(),
-            SessionError::CredentialsGone => false,
+            SessionError::SignIn(e) => e.is_transient(),
             SessionError::Refused(f) => f.code != coldsend_core::ValidationCode::AuthFailed,
             SessionError::Timeout => true,
         }
@@ -110,14 +118,9 @@ pub enum Unsendable {
 }
 
 impl DispatchState {
-    /// The account's opened passwords and a probe context bounded by `limit`.
-    pub async fn connect_context(
-        &self,
-        account: &SenderAccount,
-        limit: Duration,
-    ) -> Result<(coldsend_core::storage::accounts::Credentials, ProbeContext), SessionError> {
-        let creds = self.accounts.credentials(&account.id, &self.key).await?.ok_or(SessionError::CredentialsGone)?;
-        Ok((creds, ProbeContext { time_limit: limit, ..self.probe.clone() }))
+    /// A probe context whose steps are bounded by `limit`.
+    pub fn connect_context(&self, limit: Duration) -> ProbeContext {
+        ProbeContext { time_limit: limit, ..self.probe.clone() }
     }
 
     pub fn pacer_for(config: &SendingConfig) -> Option<DefaultKeyedRateLimiter<AccountId>> {
@@ -241,6 +244,8 @@ struct MailboxView {
 }
 
 const VIEW_TTL: Duration = Duration::from_secs(2);
+/// A send that could not sign in (token endpoint down) waits this long.
+const SIGN_IN_RETRY: Duration = Duration::from_secs(30);
 
 async fn load_view(state: &DispatchState, acct: &AccountId) -> Result<Option<MailboxView>, BoxDynError> {
     let Some(row) = state.accounts.get(acct).await? else { return Ok(None) };
@@ -552,6 +557,19 @@ async fn record(
             warn!(error = %message, recipient, "permanent failure; not retried");
             metrics::send_outcome(acct, if recipient { "bounced" } else { "failed" });
         }
+        Delivery::SignInNeeded { message, transient } => {
+            // The step is kept with no attempt counted; the chain waits for the token
+            // endpoint, or ends (the account is NEEDS_REAUTH) until a new sign-in.
+            let retry_at = now_ms + SIGN_IN_RETRY.as_millis() as i64;
+            state.ledger.release(key, acct, due.followup, claim, retry_at, u32::MAX, &message).await?;
+            warn!(error = %message, "cannot sign in to the mailbox; the lead is kept");
+            metrics::send_outcome(acct, "sign_in_needed");
+            return Ok(if transient {
+                Next::WaitUntil(Utc::now() + chrono::Duration::from_std(SIGN_IN_RETRY).unwrap_or_default())
+            } else {
+                Next::Refresh
+            });
+        }
         Delivery::SenderRefused { message, reason, limit } => {
             if sender_refused(state, from, due, claim, lead, &message, reason, limit).await? {
                 return Ok(Next::Refresh);
@@ -665,6 +683,11 @@ async fn deliver(
             Some(c) => c,
             None => match open(state, account, step_timeout).await {
                 Ok(c) => c,
+                // An OAuth2 account without a usable grant (refused: NEEDS_REAUTH now; or
+                // its token endpoint down): nobody's fault but the sign-in's.
+                Err(SessionError::SignIn(e)) if matches!(e, crate::signin::SignInError::Access(_)) => {
+                    return Delivery::SignInNeeded { message: e.to_string(), transient: e.is_transient() };
+                }
                 // Credentials refused, unopenable or gone: the mailbox's problem, never the
                 // lead's — kept like any sender-side refusal, and the mailbox pauses.
                 Err(e) if !e.is_transient() => {
@@ -707,10 +730,12 @@ async fn open(
     account: &SenderAccount,
     limit: Duration,
 ) -> Result<AsyncSmtpConnection, SessionError> {
-    let (creds, ctx) = state.connect_context(account, limit).await?;
-    match tokio::time::timeout(limit, probe::open_session(&ctx, &account.smtp, &creds.smtp_password)).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(f)) => Err(SessionError::Refused(f)),
+    let ctx = &state.connect_context(limit);
+    let opening = state.signin.open(account, coldsend_core::Protocol::Smtp, |login| async move {
+        probe::open_session(ctx, &account.smtp, &login).await
+    });
+    match tokio::time::timeout(limit, opening).await {
+        Ok(result) => Ok(result?),
         Err(_) => Err(SessionError::Timeout),
     }
 }

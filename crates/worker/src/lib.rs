@@ -14,6 +14,7 @@ pub mod probe;
 pub mod runtime;
 pub mod scan;
 pub mod sent_copy;
+pub mod signin;
 pub mod sweeper;
 pub mod trust;
 pub mod validate_job;

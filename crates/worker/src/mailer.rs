@@ -94,6 +94,9 @@ pub enum Delivery {
     /// the mailbox hit its provider's quota or rate limit (`limit`): nothing was sent, the
     /// lead is not at fault, the step waits and the mailbox is told.
     SenderRefused { message: String, reason: BounceReason, limit: Option<SenderLimit> },
+    /// No session: the account's OAuth2 sign-in failed (its grant refused, or its token
+    /// endpoint unavailable when `transient`). Nothing was sent; the lead is not at fault.
+    SignInNeeded { message: String, transient: bool },
     /// Died or timed out after the body was sent: it may or may not have been accepted.
     Unknown(String),
     /// The claim on this send was lost before DATA (swept after a stall): not sent.

@@ -25,6 +25,10 @@ use coldsend_core::storage::commands::CommandStream;
 use coldsend_core::storage::inbox::Inbox;
 use coldsend_core::storage::ledger::Ledger;
 use coldsend_core::storage::mailboxes::MailboxHealth;
+use coldsend_core::storage::oauth::OAuthTokens;
+use coldsend_service::oauth::AccessTokens;
+
+use crate::signin::SignIn;
 use coldsend_core::storage::scan::ScanStore;
 use coldsend_core::unsubscribe::UnsubscribeSigner;
 use coldsend_service::commands::CommandHandler;
@@ -161,7 +165,7 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
     let name = replica_name(settings);
     info!(worker = %name, "workers starting");
     let queues = Queues::new(&settings.redis.key_prefix);
-    let states = build_states(shared, &conn, &queues);
+    let states = build_states(shared, &conn, &queues)?;
 
     // The generation stops when the process stops or when any of its queues stops.
     let (gen_tx, gen_rx) = watch::channel(false);
@@ -244,9 +248,18 @@ struct States {
     scan: Arc<ScanState>,
 }
 
-fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &Queues) -> States {
+fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &Queues) -> anyhow::Result<States> {
     let settings = &shared.settings;
     let prefix = &settings.redis.key_prefix;
+    let tokens = AccessTokens::new(
+        AccountStore::new(conn.clone(), prefix),
+        OAuthTokens::new(conn.clone(), prefix),
+        Inbox::new(conn.clone(), prefix),
+        shared.key.clone(),
+        settings.oauth.clone(),
+    )
+    .context("OAuth2 token client")?;
+    let signin = SignIn::new(AccountStore::new(conn.clone(), prefix), shared.key.clone(), tokens);
     let dispatch_storage = queue_storage::<Dispatch>(conn.clone(), queues.dispatch());
     let dispatch = Arc::new(DispatchState {
         accounts: AccountStore::new(conn.clone(), prefix),
@@ -261,10 +274,11 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         sessions: Default::default(),
         health: MailboxHealth::new(conn.clone(), prefix),
         inbox: Inbox::new(conn.clone(), prefix),
+        signin: signin.clone(),
     });
     let validate = Arc::new(ValidateState {
         store: AccountStore::new(conn.clone(), prefix),
-        key: shared.key.clone(),
+        signin: signin.clone(),
         probe: shared.probe.clone(),
         health: MailboxHealth::new(conn.clone(), prefix),
         ledger: Ledger::new(conn.clone(), prefix),
@@ -274,6 +288,7 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         store: ScanStore::new(conn.clone(), prefix),
         health: MailboxHealth::new(conn.clone(), prefix),
         accounts: AccountStore::new(conn.clone(), prefix),
+        signin,
         campaigns: CampaignStore::new(conn.clone(), prefix),
         ledger: Ledger::new(conn.clone(), prefix),
         inbox: Inbox::new(conn.clone(), prefix),
@@ -285,7 +300,7 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         dispatch_queue: dispatch_storage,
         sessions: Default::default(),
     });
-    States { validate, dispatch, scan }
+    Ok(States { validate, dispatch, scan })
 }
 
 /// `(queue, Monitor)`: a monitor running one queue's worker (a macro because apalis's

@@ -52,8 +52,8 @@ pub enum ScanError {
     Incomplete { folder: String },
     #[error("IMAP login: {} {}", .0.code.as_str(), .0.message)]
     Login(coldsend_core::ProbeFailure),
-    #[error("the account's credentials are gone")]
-    CredentialsGone,
+    #[error("IMAP sign-in: {0}")]
+    SignIn(#[from] crate::signin::SignInError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
@@ -78,7 +78,7 @@ impl ScanError {
     pub fn is_transient(&self) -> bool {
         match self {
             ScanError::Login(f) => f.code != coldsend_core::ValidationCode::AuthFailed,
-            ScanError::CredentialsGone => false,
+            ScanError::SignIn(e) => e.is_transient(),
             ScanError::Accounts(e) => e.is_transient(),
             ScanError::Campaigns(e) => e.is_transient(),
             _ => true,
@@ -91,6 +91,8 @@ pub struct ScanState {
     /// Sender-side bounces count against the mailbox (and may pause its sending).
     pub health: MailboxHealth,
     pub accounts: AccountStore,
+    /// Passwords or OAuth2 access tokens.
+    pub signin: crate::signin::SignIn,
     pub campaigns: CampaignStore,
     pub ledger: Ledger,
     pub inbox: Inbox,
@@ -246,12 +248,15 @@ pub async fn scan_pass(
         }
         return result;
     }
-    let creds = state.accounts.credentials(&account.id, &state.key).await?.ok_or(ScanError::CredentialsGone)?;
-    let ctx = ProbeContext { time_limit: t, ..state.probe.clone() };
-    let mut session = tokio::time::timeout(t, open_imap_session(&ctx, &account.imap, &creds.imap_password))
-        .await
-        .map_err(|_| ScanError::timeout("LOGIN", ""))?
-        .map_err(ScanError::Login)?;
+    let ctx = &ProbeContext { time_limit: t, ..state.probe.clone() };
+    let opening = state.signin.open(account, coldsend_core::Protocol::Imap, |login| async move {
+        open_imap_session(ctx, &account.imap, &login).await
+    });
+    let mut session = match tokio::time::timeout(t, opening).await.map_err(|_| ScanError::timeout("LOGIN", ""))? {
+        Ok(s) => s,
+        Err(crate::signin::OpenError::Refused(f)) => return Err(ScanError::Login(f)),
+        Err(crate::signin::OpenError::SignIn(e)) => return Err(ScanError::SignIn(e)),
+    };
     let result = scan_folders(state, account, &mut session, settings, t).await;
     if result.is_ok() && keep {
         state.keep(account.id, session).await;

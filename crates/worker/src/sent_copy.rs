@@ -51,9 +51,14 @@ enum CopyError {
 pub async fn append(state: &DispatchState, account: &SenderAccount, message: &[u8]) {
     let limit = Duration::from_secs(state.config.smtp_timeout_secs);
     let result = tokio::time::timeout(limit, async {
-        let (creds, ctx) = state.connect_context(account, limit).await?;
-        let mut session =
-            open_imap_session(&ctx, &account.imap, &creds.imap_password).await.map_err(SessionError::Refused)?;
+        let ctx = &state.connect_context(limit);
+        let mut session = state
+            .signin
+            .open(account, coldsend_core::Protocol::Imap, |login| async move {
+                open_imap_session(ctx, &account.imap, &login).await
+            })
+            .await
+            .map_err(SessionError::from)?;
         let settings = state.accounts.sending_settings(account, &state.config.default_timezone).await?;
         let folder = find_sent_folder(&mut session, settings.imap_sent_folder.as_deref())
             .await?

@@ -8,20 +8,21 @@ use std::sync::Arc;
 
 use apalis::prelude::{BoxDynError, Data};
 use apalis_redis::RedisStorage;
+use coldsend_core::account::SenderAccount;
 use coldsend_core::jobs::{Dispatch, ValidateAccount, wake_mailbox};
-use coldsend_core::sealed::SealingKey;
 use coldsend_core::storage::accounts::{AccountStore, Recorded, StoreError};
 use coldsend_core::storage::ledger::Ledger;
 use coldsend_core::storage::mailboxes::MailboxHealth;
 use coldsend_core::{ProbeFailure, Protocol, ValidationCode, ValidationReport};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::probe::{self, ProbeContext};
+use crate::probe::{self, Login, ProbeContext};
+use crate::signin::{SignIn, SignInError};
 
 /// What the handler needs, shared by all its runs.
 pub struct ValidateState {
     pub store: AccountStore,
-    pub key: SealingKey,
+    pub signin: SignIn,
     pub probe: ProbeContext,
     /// A successful validation ends a sending pause and wakes the mailbox's send loop.
     pub health: MailboxHealth,
@@ -46,13 +47,26 @@ async fn run(job: ValidateAccount, state: &ValidateState) -> Result<(), BoxDynEr
         info!(current = row.generation, "a newer validation was requested; skipping this one");
         return Ok(());
     }
-    let report = match state.store.credentials(&job.account_id, &state.key).await {
-        Ok(Some(creds)) => probe::validate(&state.probe, &row.account, &creds).await,
-        Ok(None) => return Ok(()),
+    let report = match check(state, &row.account).await {
+        Ok(report) => report,
+        Err(SignInError::Gone) => return Ok(()),
         // A wrong encryption key is an operator error that retrying cannot fix: the account
         // says so instead of waiting in PENDING_VALIDATION forever.
-        Err(e @ StoreError::Credentials(..)) => unopenable(&e),
-        Err(e) => return Err(e.into()),
+        Err(SignInError::Store(e @ StoreError::Credentials(..))) => unopenable(&e),
+        Err(SignInError::Store(e)) => return Err(e.into()),
+        // The grant was refused: the account is NEEDS_REAUTH (status, report and event
+        // already written); a validation result would only hide that.
+        Err(e) if e.needs_reauth() => {
+            info!("OAuth2 grant refused; the account needs a new sign-in");
+            return Ok(());
+        }
+        // No access token (token endpoint unreachable, client misconfigured): AUTH_FAILED
+        // with the cause, so the operator sees it.
+        Err(e) => ValidationReport {
+            smtp: Some(e.to_failure(Protocol::Smtp)),
+            imap: Some(e.to_failure(Protocol::Imap)),
+            checked_at: time::OffsetDateTime::now_utc(),
+        },
     };
     match state.store.record_validation(&job.account_id, job.generation, &report).await? {
         Recorded::Stored if report.passed() => {
@@ -71,6 +85,24 @@ async fn run(job: ValidateAccount, state: &ValidateState) -> Result<(), BoxDynEr
         Recorded::Gone => info!("account was deleted meanwhile; result discarded"),
     }
     Ok(())
+}
+
+/// Probes both protocols with the account's logins; an OAuth2 access token refused by
+/// either server is fetched anew and both are probed once more.
+async fn check(state: &ValidateState, account: &SenderAccount) -> Result<ValidationReport, SignInError> {
+    let smtp = state.signin.login(account, Protocol::Smtp, None).await?;
+    let Login::Bearer(token) = &smtp else {
+        let imap = state.signin.login(account, Protocol::Imap, None).await?;
+        return Ok(probe::validate(&state.probe, (&account.smtp, &smtp), (&account.imap, &imap)).await);
+    };
+    let report = probe::validate(&state.probe, (&account.smtp, &smtp), (&account.imap, &smtp)).await;
+    let refused = [&report.smtp, &report.imap].into_iter().flatten().any(|f| f.code == ValidationCode::AuthFailed);
+    if !refused {
+        return Ok(report);
+    }
+    info!("access token refused during validation; fetching a new one");
+    let fresh = state.signin.login(account, Protocol::Smtp, Some(token)).await?;
+    Ok(probe::validate(&state.probe, (&account.smtp, &fresh), (&account.imap, &fresh)).await)
 }
 
 /// The report for an account whose sealed passwords this worker's key cannot open.

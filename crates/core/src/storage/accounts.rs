@@ -8,7 +8,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use secrecy::SecretString;
 
-use crate::account::{AccountId, AccountStatus, NewSenderAccount, SenderAccount};
+use crate::account::{AccountId, AccountSecrets, AccountStatus, NewSenderAccount, SenderAccount};
 use crate::capacity::SendingSettings;
 use crate::sealed::{SealError, SealingKey};
 use crate::validation::ValidationReport;
@@ -47,9 +47,13 @@ pub struct AccountRow {
 }
 
 /// Decrypted credentials, only ever held by the worker while it connects.
-pub struct Credentials {
-    pub smtp_password: SecretString,
-    pub imap_password: SecretString,
+pub enum Credentials {
+    Password {
+        smtp_password: SecretString,
+        imap_password: SecretString,
+    },
+    /// An OAuth2 account's grant; [`super::oauth::OAuthTokens`] turns it into access tokens.
+    OAuth2(super::oauth::Grant),
 }
 
 /// What recording a validation result did.
@@ -108,25 +112,23 @@ impl AccountStore {
             daily_limit: new.daily_limit,
             smtp: new.smtp,
             imap: new.imap,
+            auth: new.auth,
             created_at: now,
         };
         let record = serde_json::to_string(&account).map_err(|e| StoreError::Corrupt(id.to_string(), e.to_string()))?;
-        let smtp = key.seal(&new.smtp_password, &seal_context(&id, "smtp"));
-        let imap = key.seal(&new.imap_password, &seal_context(&id, "imap"));
         let created_ms = now.unix_timestamp_nanos() / 1_000_000;
-        let (created, existing): (i64, String) = CREATE
-            .key(self.account_key(&id))
-            .key(self.emails_key())
+        let mut call = CREATE.key(self.account_key(&id));
+        call.key(self.emails_key())
             .key(self.index_key())
             .arg(id.to_string())
             // The index is case-insensitive: Carol@Example.Test and carol@example.test are one mailbox.
             .arg(account.email.as_str().to_ascii_lowercase())
             .arg(record)
-            .arg(smtp)
-            .arg(imap)
-            .arg(created_ms.to_string())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .arg(created_ms.to_string());
+        for (field, value) in sealed_secrets(&id, &new.secrets, key) {
+            call.arg(field).arg(value);
+        }
+        let (created, existing): (i64, String) = call.invoke_async(&mut self.conn.clone()).await?;
         if created == 0 {
             return Err(StoreError::Duplicate { email: account.email.to_string(), id: existing });
         }
@@ -240,24 +242,75 @@ impl AccountStore {
         Ok(n == 1)
     }
 
-    /// Opens the account's sealed passwords.
+    /// Opens the account's sealed secrets: its passwords, or its OAuth2 grant (refresh
+    /// token, client secret and the last access token).
     pub async fn credentials(&self, id: &AccountId, key: &SealingKey) -> Result<Option<Credentials>, StoreError> {
-        let (smtp, imap): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        let fields: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(self.account_key(id))
-            .arg("smtp_password")
-            .arg("imap_password")
+            .arg(&SECRET_FIELDS)
             .query_async(&mut self.conn.clone())
             .await?;
-        let (Some(smtp), Some(imap)) = (smtp, imap) else { return Ok(None) };
-        let open = |sealed: &str, proto: &str| {
-            key.open(sealed, &seal_context(id, proto)).map_err(|e| StoreError::Credentials(id.to_string(), e))
+        let get = |i: usize| fields.get(i).cloned().flatten();
+        let open = |sealed: &str, field: &str| {
+            key.open(sealed, &seal_context(id, field)).map_err(|e| StoreError::Credentials(id.to_string(), e))
         };
-        Ok(Some(Credentials { smtp_password: open(&smtp, "smtp")?, imap_password: open(&imap, "imap")? }))
+        if let Some(refresh_sealed) = get(2) {
+            let access = match (get(4), get(5).and_then(|v| v.parse().ok()), get(6).and_then(|v| v.parse().ok())) {
+                (Some(sealed), Some(expires_at_ms), Some(lifetime_ms)) => Some(super::oauth::AccessToken {
+                    token: open(&sealed, "oauth_access")?,
+                    expires_at_ms,
+                    lifetime_ms,
+                }),
+                _ => None,
+            };
+            return Ok(Some(Credentials::OAuth2(super::oauth::Grant {
+                refresh_token: open(&refresh_sealed, "oauth_refresh")?,
+                client_secret: get(3).map(|s| open(&s, "oauth_client_secret")).transpose()?,
+                access,
+                refresh_sealed,
+            })));
+        }
+        let (Some(smtp), Some(imap)) = (get(0), get(1)) else { return Ok(None) };
+        Ok(Some(Credentials::Password {
+            smtp_password: open(&smtp, "smtp_password")?,
+            imap_password: open(&imap, "imap_password")?,
+        }))
     }
 }
 
-fn seal_context(id: &AccountId, proto: &str) -> String {
-    format!("coldsend/account/{id}/{proto}_password")
+/// The hash fields holding sealed secrets (and the access token's timing), in the order
+/// [`AccountStore::credentials`] reads them.
+const SECRET_FIELDS: [&str; 7] = [
+    "smtp_password",
+    "imap_password",
+    "oauth_refresh",
+    "oauth_client_secret",
+    "oauth_access",
+    "oauth_expires_ms",
+    "oauth_lifetime_ms",
+];
+
+/// The additional data each sealed field is bound to: a sealed value copied into another
+/// account or another field does not open.
+pub(super) fn seal_context(id: &AccountId, field: &str) -> String {
+    format!("coldsend/account/{id}/{field}")
+}
+
+/// `(field, sealed value)` for each secret a new account arrives with.
+pub(super) fn sealed_secrets(
+    id: &AccountId,
+    secrets: &AccountSecrets,
+    key: &SealingKey,
+) -> Vec<(&'static str, String)> {
+    let seal = |field: &'static str, v: &SecretString| (field, key.seal(v, &seal_context(id, field)));
+    match secrets {
+        AccountSecrets::Password { smtp, imap } => vec![seal("smtp_password", smtp), seal("imap_password", imap)],
+        AccountSecrets::OAuth2 { refresh_token, client_secret } => {
+            std::iter::once(seal("oauth_refresh", refresh_token))
+                .chain(client_secret.iter().map(|s| seal("oauth_client_secret", s)))
+                .collect()
+        }
+    }
 }
 
 fn row_from_fields(id: &AccountId, f: &HashMap<String, String>) -> Result<AccountRow, StoreError> {

@@ -58,17 +58,20 @@ pub enum InboxKind {
     SenderRefused,
     /// A reply asking to be taken off: the address is suppressed.
     Unsubscribe,
+    /// The provider refused an OAuth2 account's grant: it waits for the consent flow.
+    NeedsReauth,
     Other,
 }
 
 impl InboxKind {
-    pub const ALL: [InboxKind; 7] = [
+    pub const ALL: [InboxKind; 8] = [
         InboxKind::Reply,
         InboxKind::AutoReply,
         InboxKind::Bounce,
         InboxKind::Complaint,
         InboxKind::SenderRefused,
         InboxKind::Unsubscribe,
+        InboxKind::NeedsReauth,
         InboxKind::Other,
     ];
 
@@ -80,6 +83,7 @@ impl InboxKind {
             InboxKind::Complaint => "complaint",
             InboxKind::SenderRefused => "sender_refused",
             InboxKind::Unsubscribe => "unsubscribe",
+            InboxKind::NeedsReauth => "needs_reauth",
             InboxKind::Other => "other",
         }
     }

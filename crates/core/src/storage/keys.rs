@@ -107,9 +107,15 @@ impl Keys {
         format!("{}:chain:{{{a}}}", self.p)
     }
     /// hash: `record` (account JSON, no secrets), `email` (lower-case), `smtp_password` /
-    /// `imap_password` (sealed), `status`, `generation`, `report`, `sending`.
+    /// `imap_password` (sealed), `status`, `generation`, `report`, `sending`; for OAuth2
+    /// accounts instead of passwords `oauth_refresh`, `oauth_client_secret`, `oauth_access`
+    /// (sealed), `oauth_expires_ms`, `oauth_lifetime_ms`.
     pub fn account(&self, a: &AccountId) -> String {
         format!("{}:account:{a}", self.p)
+    }
+    /// string (PX): holder of the account's OAuth2 token refresh, so replicas refresh once.
+    pub fn oauth_lease(&self, a: &AccountId) -> String {
+        format!("{}:oauth-lease:{a}", self.p)
     }
     /// hash: lower-case address → account id (one account per address).
     pub fn account_emails(&self) -> String {

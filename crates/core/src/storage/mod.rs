@@ -7,6 +7,7 @@
 //! - [`ledger`]: send records, due queues, cap counters, gap markers, chains — where the
 //!   cap, the gap and at-most-once are enforced;
 //! - [`mailboxes`]: sender-side refusals and the sending pause they lead to;
+//! - [`oauth`]: OAuth2 grants, the refresh lease, rotated refresh tokens;
 //! - [`scan`]: IMAP scan cursors, "already acted on" records, last-scan facts;
 //! - [`inbox`]: the master-inbox stream;
 //! - [`commands`]: the command streams (the Redis-level contract for other languages);
@@ -25,6 +26,7 @@ pub mod inbox;
 pub mod keys;
 pub mod ledger;
 pub mod mailboxes;
+pub mod oauth;
 pub mod queues;
 pub mod scan;
 

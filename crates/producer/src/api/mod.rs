@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sender-accounts", post(sender_accounts::create).get(sender_accounts::list))
         .route("/sender-accounts/{id}", get(sender_accounts::show).delete(sender_accounts::remove))
         .route("/sender-accounts/{id}/validate", post(sender_accounts::validate))
+        .route("/sender-accounts/{id}/oauth", axum::routing::put(sender_accounts::relink))
         .route("/sender-accounts/{id}/resume-sending", post(sender_accounts::resume_sending))
         .route("/sender-accounts/{id}/usage", get(campaigns::usage))
         .route("/sender-accounts/{id}/sending", get(campaigns::get_sending).put(campaigns::put_sending))

@@ -16,6 +16,7 @@ use super::{campaigns, sender_accounts, suppression};
         sender_accounts::show,
         sender_accounts::remove,
         sender_accounts::validate,
+        sender_accounts::relink,
         sender_accounts::resume_sending,
         campaigns::usage,
         campaigns::get_sending,

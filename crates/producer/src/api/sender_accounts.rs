@@ -61,6 +61,25 @@ pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Re
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Give an OAuth2 account a new grant (a refresh token from a new sign-in): ends
+/// NEEDS_REAUTH once the account validates, and its campaigns go on.
+#[utoipa::path(put, path = "/api/public/v1/sender-accounts/{id}/oauth", operation_id = "relinkSenderAccount", tag = "sender-accounts",
+    params(("id" = String, Path, description = "Account id")),
+    request_body = coldsend_service::accounts::GrantRequest,
+    responses((status = 202, description = "Stored; a validation job is queued", body = AccountView),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn relink(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<AccountView>), ApiError> {
+    let body = read_body(body)?;
+    let view = state.accounts.relink(&id, &body).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
 /// Validate the account's SMTP and IMAP connections again.
 #[utoipa::path(post, path = "/api/public/v1/sender-accounts/{id}/validate", operation_id = "validateSenderAccount", tag = "sender-accounts",
     params(("id" = String, Path, description = "Account id")),

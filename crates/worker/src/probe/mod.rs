@@ -13,10 +13,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use coldsend_core::account::{Endpoint, SenderAccount};
-use coldsend_core::storage::accounts::Credentials;
+use coldsend_core::account::Endpoint;
 use coldsend_core::{ProbeFailure, Protocol, ValidationCode, ValidationReport};
 use lettre::transport::smtp::extension::ClientId;
+use secrecy::SecretString;
 
 use crate::trust::TrustStore;
 
@@ -31,12 +31,22 @@ pub struct ProbeContext {
     pub time_limit: Duration,
 }
 
+/// How to sign in to one protocol: a password (AUTH PLAIN/LOGIN, IMAP LOGIN) or an
+/// OAuth2 access token (SASL XOAUTH2 on both).
+pub enum Login {
+    Password(SecretString),
+    Bearer(SecretString),
+}
+
+impl Login {
+    pub fn is_bearer(&self) -> bool {
+        matches!(self, Self::Bearer(_))
+    }
+}
+
 /// Checks both protocols at once; the account is usable only when both pass.
-pub async fn validate(ctx: &ProbeContext, account: &SenderAccount, creds: &Credentials) -> ValidationReport {
-    let (smtp, imap) = tokio::join!(
-        probe_smtp(ctx, &account.smtp, &creds.smtp_password),
-        probe_imap(ctx, &account.imap, &creds.imap_password),
-    );
+pub async fn validate(ctx: &ProbeContext, smtp: (&Endpoint, &Login), imap: (&Endpoint, &Login)) -> ValidationReport {
+    let (smtp, imap) = tokio::join!(probe_smtp(ctx, smtp.0, smtp.1), probe_imap(ctx, imap.0, imap.1));
     ValidationReport { smtp: smtp.err(), imap: imap.err(), checked_at: time::OffsetDateTime::now_utc() }
 }
 

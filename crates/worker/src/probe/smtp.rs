@@ -6,11 +6,11 @@ use coldsend_core::{ProbeFailure, Protocol, ValidationCode};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
 use rustls_pki_types::ServerName;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::{ProbeContext, classify_network, failure, resolve, within_limit};
+use super::{Login, ProbeContext, classify_network, failure, resolve, within_limit};
 
 const SMTP: Protocol = Protocol::Smtp;
 /// The port where TLS starts before the greeting (RFC 8314).
@@ -18,9 +18,9 @@ const IMPLICIT_TLS_PORT: u16 = 465;
 /// Ports that always greet in plaintext (STARTTLS follows). Other ports are sniffed.
 const PLAINTEXT_PORTS: [u16; 3] = [25, 587, 2525];
 
-pub async fn probe_smtp(ctx: &ProbeContext, ep: &Endpoint, password: &SecretString) -> Result<(), ProbeFailure> {
+pub async fn probe_smtp(ctx: &ProbeContext, ep: &Endpoint, login: &Login) -> Result<(), ProbeFailure> {
     within_limit(ctx, SMTP, async {
-        let mut conn = open_session(ctx, ep, password).await?;
+        let mut conn = open_session(ctx, ep, login).await?;
         // A failed QUIT after a successful AUTH does not make the account unusable.
         let _ = conn.quit().await;
         Ok(())
@@ -33,7 +33,7 @@ pub async fn probe_smtp(ctx: &ProbeContext, ep: &Endpoint, password: &SecretStri
 pub async fn open_session(
     ctx: &ProbeContext,
     ep: &Endpoint,
-    password: &SecretString,
+    login: &Login,
 ) -> Result<AsyncSmtpConnection, ProbeFailure> {
     let addrs = resolve(SMTP, ep).await?;
     let tls = || {
@@ -76,11 +76,16 @@ pub async fn open_session(
         }
         conn.starttls(tls()?, &ctx.helo).await.map_err(|e| classify_smtp(&e, "STARTTLS"))?;
     }
-    let creds = Credentials::new(ep.username.clone(), password.expose_secret().to_owned());
-    let auth = conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds).await;
+    let (secret, mechanisms): (_, &[Mechanism]) = match login {
+        Login::Password(p) => (p, &[Mechanism::Plain, Mechanism::Login]),
+        // lettre leaves XOAUTH2 out of its defaults: it is asked for by name.
+        Login::Bearer(t) => (t, &[Mechanism::Xoauth2]),
+    };
+    let creds = Credentials::new(ep.username.clone(), secret.expose_secret().to_owned());
+    let auth = conn.auth(mechanisms, &creds).await;
     if let Err(e) = auth {
         conn.abort().await;
-        return Err(classify_auth(&e));
+        return Err(if login.is_bearer() { classify_bearer(&e) } else { classify_auth(&e) });
     }
     Ok(conn)
 }
@@ -215,6 +220,21 @@ fn classify_auth(err: &lettre::transport::smtp::Error) -> ProbeFailure {
         return failure(SMTP, ValidationCode::AuthFailed, format!("AUTH: {err} (coldsend supports PLAIN and LOGIN)"));
     }
     classify_smtp(err, "AUTH")
+}
+
+/// A refused XOAUTH2 token: the server sends an error challenge (334 + JSON) before its
+/// 535, which lettre 0.11 reports as a client error ("does not expect a challenge"),
+/// neither permanent nor transient. Either way the token was not accepted.
+fn classify_bearer(err: &lettre::transport::smtp::Error) -> ProbeFailure {
+    if err.is_permanent() || err.is_client() {
+        let said = if err.is_permanent() { format!(": server replied {err}") } else { String::new() };
+        return failure(
+            SMTP,
+            ValidationCode::AuthFailed,
+            format!("AUTH XOAUTH2: the OAuth2 access token was refused{said}"),
+        );
+    }
+    classify_smtp(err, "AUTH XOAUTH2")
 }
 
 #[cfg(test)]
