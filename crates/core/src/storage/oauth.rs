@@ -151,8 +151,8 @@ impl OAuthTokens {
         })
     }
 
-    /// Gives an existing account a new grant and a new validation generation; `None` if
-    /// the account does not exist.
+    /// Gives an existing account a new grant and a new validation generation (a client
+    /// secret, when given, replaces the stored one); `None` if the account does not exist.
     pub async fn relink(
         &self,
         account: &SenderAccount,
