@@ -428,3 +428,89 @@ async fn reserve_refuses_an_address_whose_whole_domain_is_suppressed() {
     assert_eq!(w.lead_state(0).await, Some(LeadState::Suppressed));
     assert_eq!(w.used().await, 0);
 }
+
+/// The OAuth2 token scripts: the refresh lease, the fenced store of a rotated refresh
+/// token with its access token, NEEDS_REAUTH once, and a new grant.
+#[tokio::test]
+async fn oauth_token_scripts_fence_on_the_refresh_token_and_mark_needs_reauth_once() {
+    use coldsend_core::account::AccountStatus;
+    use coldsend_core::sealed::SealingKey;
+    use coldsend_core::storage::accounts::{AccountStore, Credentials};
+    use coldsend_core::storage::oauth::{AccessToken, Marked, OAuthTokens, Stored};
+    use secrecy::{ExposeSecret, SecretString};
+
+    let redis = Redis::start();
+    let conn =
+        redis::aio::ConnectionManager::new(redis::Client::open(redis.url()).expect("url")).await.expect("connect");
+    let (accounts, tokens) = (AccountStore::new(conn.clone(), P), OAuthTokens::new(conn.clone(), P));
+    let key = SealingKey::from_text(&SecretString::from(SealingKey::generate_text())).expect("key");
+    let body = serde_json::json!({
+        "email_address": "ann@example.test", "display_name": "Ann", "inbox_type": "CUSTOM_SMTP", "daily_limit": 10,
+        "smtp_host": "127.0.0.1", "smtp_port": 587, "imap_host": "127.0.0.1", "imap_port": 993,
+        "auth": {"type": "OAUTH2", "provider": "CUSTOM", "refresh_token": "rt-1", "client_id": "c",
+                 "client_secret": "cs", "token_url": "http://127.0.0.1:1/token"}
+    });
+    let new = coldsend_core::SenderAccountRequest::parse_value(body).expect("valid");
+    assert_eq!(new.smtp.username, "ann@example.test", "OAuth2 signs in as the mailbox by default");
+    let row = accounts.create(new, &key).await.expect("create");
+    let id = row.account.id;
+    let grant = |c: Option<Credentials>| match c {
+        Some(Credentials::OAuth2(g)) => g,
+        _ => panic!("an OAuth2 grant"),
+    };
+    let g = grant(accounts.credentials(&id, &key).await.expect("open"));
+    let report =
+        coldsend_core::ValidationReport { smtp: None, imap: None, checked_at: time::OffsetDateTime::now_utc() };
+    assert_eq!(g.refresh_token.expose_secret(), "rt-1");
+    assert_eq!(g.client_secret.as_ref().map(|s| s.expose_secret().to_owned()), Some("cs".into()));
+    assert!(g.access.is_none());
+
+    // The lease: one holder at a time; only the holder releases it.
+    let ttl = std::time::Duration::from_secs(30);
+    assert!(tokens.try_lease(&id, "a", ttl).await.expect("lease"));
+    assert!(!tokens.try_lease(&id, "b", ttl).await.expect("lease"));
+    assert!(!tokens.release_lease(&id, "b").await.expect("release"));
+    assert!(tokens.release_lease(&id, "a").await.expect("release"));
+    assert!(tokens.try_lease(&id, "b", ttl).await.expect("lease"));
+
+    // Stored with the rotated refresh token; the old sealed value no longer fences.
+    let access =
+        |t: &str| AccessToken { token: SecretString::from(t.to_owned()), expires_at_ms: 2_000, lifetime_ms: 1_000 };
+    let rotated = SecretString::from("rt-2".to_owned());
+    let stored = tokens.store(&id, &key, &g.refresh_sealed, Some(&rotated), &access("at-1")).await.expect("store");
+    assert_eq!(stored, Stored::Stored);
+    let g2 = grant(accounts.credentials(&id, &key).await.expect("open"));
+    assert_eq!(g2.refresh_token.expose_secret(), "rt-2");
+    assert_eq!(g2.access.as_ref().map(|a| a.token.expose_secret().to_owned()), Some("at-1".into()));
+    assert!(g2.access.as_ref().is_some_and(|a| a.due(1_750) && !a.due(1_700)), "renewed a quarter early");
+    let late = tokens.store(&id, &key, &g.refresh_sealed, None, &access("at-old")).await.expect("store");
+    assert_eq!(late, Stored::Superseded, "a refresh made with the old token is discarded");
+    redis.assert_nowhere("rt-2");
+    redis.assert_nowhere("at-1");
+
+    // NEEDS_REAUTH: only for the current grant, once.
+    assert_eq!(tokens.needs_reauth(&id, &g.refresh_sealed, &report).await.expect("mark"), Marked::Superseded);
+    assert_eq!(tokens.needs_reauth(&id, &g2.refresh_sealed, &report).await.expect("mark"), Marked::Marked);
+    assert_eq!(tokens.needs_reauth(&id, &g2.refresh_sealed, &report).await.expect("mark"), Marked::Already);
+    let row = accounts.get(&id).await.expect("get").expect("row");
+    assert_eq!(row.status, AccountStatus::NeedsReauth);
+    assert!(grant(accounts.credentials(&id, &key).await.expect("open")).access.is_none(), "access token dropped");
+
+    // A new grant: pending validation under a new generation, the client secret kept.
+    let generation = tokens
+        .relink(&row.account, &key, &SecretString::from("rt-3".to_owned()), None)
+        .await
+        .expect("relink")
+        .expect("exists");
+    assert_eq!(generation, row.generation + 1);
+    let g3 = grant(accounts.credentials(&id, &key).await.expect("open"));
+    assert_eq!(g3.refresh_token.expose_secret(), "rt-3");
+    assert_eq!(g3.client_secret.map(|s| s.expose_secret().to_owned()), Some("cs".into()));
+    assert_eq!(accounts.get(&id).await.expect("get").expect("row").status, AccountStatus::PendingValidation);
+
+    // Gone: every script says so.
+    assert!(accounts.delete(&id).await.expect("delete"));
+    assert_eq!(tokens.store(&id, &key, &g3.refresh_sealed, None, &access("x")).await.expect("store"), Stored::Gone);
+    assert_eq!(tokens.needs_reauth(&id, &g3.refresh_sealed, &report).await.expect("mark"), Marked::Gone);
+    assert_eq!(tokens.relink(&row.account, &key, &rotated, None).await.expect("relink"), None);
+}

@@ -134,12 +134,14 @@ impl OAuthTokens {
         &self,
         id: &AccountId,
         refused_sealed: &str,
-        report_json: &str,
+        report: &crate::validation::ValidationReport,
     ) -> Result<Marked, redis::RedisError> {
+        let json = serde_json::to_string(report)
+            .map_err(|e| redis::RedisError::from((redis::ErrorKind::Client, "report", e.to_string())))?;
         let answer: String = NEEDS_REAUTH
             .key(self.keys.account(id))
             .arg(refused_sealed)
-            .arg(report_json)
+            .arg(json)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match answer.as_str() {

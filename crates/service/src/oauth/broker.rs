@@ -171,8 +171,7 @@ impl AccessTokens {
             imap: Some(failure(Protocol::Imap)),
             checked_at: time::OffsetDateTime::now_utc(),
         };
-        let json = serde_json::to_string(&report).unwrap_or_default();
-        if self.tokens.needs_reauth(&account.id, &grant.refresh_sealed, &json).await? == Marked::Marked {
+        if self.tokens.needs_reauth(&account.id, &grant.refresh_sealed, &report).await? == Marked::Marked {
             warn!(account_id = %account.id, reason = %why, "OAuth2 grant refused: account NEEDS_REAUTH");
             metrics::counter!("coldsend_accounts_needs_reauth_total").increment(1);
             self.inbox
