@@ -262,3 +262,99 @@ fn mint(mail: &Mail, key: &str, claims: &str) -> String {
     assert!(out.status.success(), "mint-jwt: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// The consent flow through the API: start answers the provider's URL; the user signs in
+/// and consents there (scripted here against the real authorization server's pages); the
+/// provider sends the browser to coldsend's callback, which creates the account; running
+/// it again for the same address renews that account's grant instead of a duplicate.
+#[tokio::test]
+async fn the_consent_flow_creates_the_account_and_a_second_sign_in_renews_its_grant() {
+    let mail = Mail::start("ann:annpw");
+    let stack = Stack::start(Some(&mail));
+    let api = Api::new(&stack);
+    let body = json!({
+        "email_address": "ann@example.test", "display_name": "Ann", "inbox_type": "CUSTOM_SMTP", "daily_limit": 50,
+        "smtp_host": "127.0.0.1", "smtp_port": mail.submission_port(), "smtp_use_tls": true,
+        "imap_host": "127.0.0.1", "imap_port": mail.imaps_port(), "imap_use_ssl": true,
+        "auth": {"client_id": mail.setting("MH_OAUTH_CLIENT_ID"), "client_secret": mail.setting("MH_OAUTH_CLIENT_SECRET"),
+                 "token_url": mail.setting("MH_OAUTH_TOKEN_URL"), "authorize_url": mail.setting("MH_OAUTH_AUTH_URL"),
+                 "scopes": [mail.setting("MH_OAUTH_SCOPE")]}
+    });
+    // Mistakes show before anyone visits the provider.
+    let mut bad = body.clone();
+    bad["daily_limit"] = json!(0);
+    let (status, e) = api.call(Method::POST, "/sender-accounts/oauth/custom/start", Some(&bad)).await;
+    assert_eq!(status, 422, "{e}");
+    let (status, e) = api.call(Method::POST, "/sender-accounts/oauth/yahoo/start", Some(&body)).await;
+    assert_eq!(status, 422, "{e}");
+
+    let mut ids = Vec::new();
+    for round in 0..2 {
+        let (status, started) = api.call(Method::POST, "/sender-accounts/oauth/custom/start", Some(&body)).await;
+        assert_eq!(status, 200, "{started}");
+        let callback = consent(&mail, started["authorization_url"].as_str().expect("url"), "annpw").await;
+        assert!(callback.starts_with(&format!("{}/oauth/callback?", stack.base_url)), "{callback}");
+        let page = reqwest::get(&callback).await.expect("callback");
+        assert_eq!(page.status(), 200, "round {round}: {}", page.text().await.unwrap_or_default());
+        // The state is good for one callback: a replay is refused and changes nothing.
+        let replay = reqwest::get(&callback).await.expect("replay");
+        assert_eq!(replay.status(), 400);
+        let (_, list) = api.get("/sender-accounts").await;
+        let accounts = list.as_array().expect("list");
+        assert_eq!(accounts.len(), 1, "round {round}: one account for the address: {list}");
+        let id = accounts[0]["id"].as_str().expect("id").to_owned();
+        let settled = api.settled(&id).await;
+        assert_eq!(settled["status"], "ACTIVE", "round {round}: {settled}");
+        assert_eq!(settled["auth"]["provider"], "CUSTOM");
+        ids.push(id);
+    }
+    assert_eq!(ids[0], ids[1], "the second sign-in renewed the same account");
+
+    // A denied consent: the callback says so, nothing is created.
+    let (_, started) = api.call(Method::POST, "/sender-accounts/oauth/custom/start", Some(&body)).await;
+    let denied = reqwest::get(format!(
+        "{}/oauth/callback?state={}&error=access_denied",
+        stack.base_url,
+        started["state"].as_str().expect("state")
+    ))
+    .await
+    .expect("callback");
+    assert_eq!(denied.status(), 400);
+    let text = denied.text().await.unwrap_or_default();
+    assert!(text.contains("access_denied"), "{text}");
+}
+
+/// Drives the authorization server's sign-in pages like a browser (cookies, no automatic
+/// redirects) and returns the URL it finally redirects to (the app's callback).
+async fn consent(mail: &Mail, authorization_url: &str, password: &str) -> String {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("client");
+    let issuer = mail.setting("MH_OAUTH_ISSUER");
+    let absolute = |loc: &str| if loc.starts_with("http") { loc.to_owned() } else { format!("{issuer}{loc}") };
+    let location = |r: &reqwest::Response| {
+        r.headers().get("location").and_then(|v| v.to_str().ok()).map(absolute).expect("a redirect")
+    };
+    let first = browser.get(authorization_url).send().await.expect("authorize");
+    let interaction = location(&first);
+    let uid = interaction.rsplit('/').next().expect("uid").to_owned();
+    browser.get(&interaction).send().await.expect("login page");
+    let email = "ann@example.test";
+    let mut next = browser
+        .post(format!("{issuer}/interaction/{uid}/login"))
+        .form(&[("login", email), ("password", password)])
+        .send()
+        .await
+        .expect("login");
+    for _ in 0..10 {
+        let to = location(&next);
+        if !to.starts_with(&issuer) {
+            return to;
+        }
+        next = browser.get(&to).send().await.expect("redirect");
+    }
+    panic!("the authorization server never redirected back");
+}

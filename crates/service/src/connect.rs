@@ -20,6 +20,8 @@ pub enum ConnectError {
     Unreachable(redis::RedisError),
     #[error(transparent)]
     Settings(#[from] coldsend_core::settings::SettingsError),
+    #[error("OAuth2: {0}")]
+    OAuth(String),
 }
 
 /// The producer's services on one Redis connection.
@@ -30,6 +32,8 @@ pub struct Services {
     pub campaigns: CampaignService,
     pub suppression: crate::suppression::SuppressionService,
     pub signer: std::sync::Arc<UnsubscribeSigner>,
+    /// OAuth2 sign-ins (the consent flow).
+    pub consent: crate::oauth::Consent,
 }
 
 /// Connects to Redis and builds the services.
@@ -39,11 +43,16 @@ pub async fn services(settings: &Settings) -> Result<Services, ConnectError> {
     let conn = coldsend_core::storage::connect(client, &settings.redis, std::time::Duration::ZERO)
         .await
         .map_err(ConnectError::Unreachable)?;
-    Ok(services_on(conn, settings, key))
+    services_on(conn, settings, key)
 }
 
 /// Builds the services on an existing connection (the worker shares its own).
-pub fn services_on(conn: redis::aio::ConnectionManager, settings: &Settings, key: SealingKey) -> Services {
+pub fn services_on(
+    conn: redis::aio::ConnectionManager,
+    settings: &Settings,
+    key: SealingKey,
+) -> Result<Services, ConnectError> {
+    let key_for_consent = key.clone();
     let prefix = &settings.redis.key_prefix;
     let queues = Queues::new(prefix);
     let signer = std::sync::Arc::new(UnsubscribeSigner::new(key.derive("unsubscribe")));
@@ -65,11 +74,20 @@ pub fn services_on(conn: redis::aio::ConnectionManager, settings: &Settings, key
         config: settings.sending.clone(),
     };
     let suppression = crate::suppression::SuppressionService::new(CampaignStore::new(conn_for_inbox.clone(), prefix));
-    Services {
+    let consent = crate::oauth::Consent::new(
+        coldsend_core::storage::oauth::OAuthTokens::new(conn_for_inbox.clone(), prefix),
+        accounts.clone(),
+        key_for_consent,
+        settings.oauth.clone(),
+        format!("http://{}/oauth/callback", settings.api.listen),
+    )
+    .map_err(|e| ConnectError::OAuth(e.to_string()))?;
+    Ok(Services {
         inbox: coldsend_core::storage::inbox::Inbox::new(conn_for_inbox, prefix),
+        consent,
         accounts,
         campaigns,
         suppression,
         signer,
-    }
+    })
 }

@@ -177,7 +177,7 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
         })
     };
     let sweeper = tokio::spawn(crate::sweeper::run(states.dispatch.clone(), states.scan.clone(), gen_rx.clone()));
-    let services = coldsend_service::connect::services_on(conn.clone(), settings, shared.key.clone());
+    let services = coldsend_service::connect::services_on(conn.clone(), settings, shared.key.clone())?;
     let consumer = command_stream::CommandConsumer::new(
         CommandStream::new(blocking, &settings.redis.key_prefix, &name),
         CommandHandler::new(services),

@@ -117,6 +117,10 @@ impl Keys {
     pub fn oauth_lease(&self, a: &AccountId) -> String {
         format!("{}:oauth-lease:{a}", self.p)
     }
+    /// string (PX, sealed): a started OAuth2 sign-in awaiting its callback, by `state`.
+    pub fn oauth_consent(&self, state: &str) -> String {
+        format!("{}:oauth-consent:{state}", self.p)
+    }
     /// hash: lower-case address → account id (one account per address).
     pub fn account_emails(&self) -> String {
         format!("{}:account-emails", self.p)

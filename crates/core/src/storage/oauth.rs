@@ -174,4 +174,25 @@ impl OAuthTokens {
             .await?;
         Ok(u64::try_from(generation).ok())
     }
+
+    /// Keeps a started sign-in (sealed by the caller) until its callback, for `ttl`.
+    pub async fn save_consent(
+        &self,
+        state: &str,
+        sealed: &str,
+        ttl: std::time::Duration,
+    ) -> Result<(), redis::RedisError> {
+        redis::cmd("SET")
+            .arg(self.keys.oauth_consent(state))
+            .arg(sealed)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
+    /// Takes a started sign-in out (once: a replayed callback finds nothing).
+    pub async fn take_consent(&self, state: &str) -> Result<Option<String>, redis::RedisError> {
+        redis::cmd("GETDEL").arg(self.keys.oauth_consent(state)).query_async(&mut self.conn.clone()).await
+    }
 }

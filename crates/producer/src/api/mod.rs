@@ -3,6 +3,7 @@
 mod auth;
 mod campaigns;
 mod error;
+mod oauth;
 mod openapi;
 mod sender_accounts;
 mod suppression;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub suppression: coldsend_service::suppression::SuppressionService,
     pub signer: Arc<UnsubscribeSigner>,
     pub keys: Arc<KeyVerifier>,
+    pub consent: coldsend_service::oauth::Consent,
 }
 
 /// The whole API. `openapi.json` and the unsubscribe link need no key; everything else does.
@@ -43,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sender-accounts/{id}", get(sender_accounts::show).delete(sender_accounts::remove))
         .route("/sender-accounts/{id}/validate", post(sender_accounts::validate))
         .route("/sender-accounts/{id}/oauth", axum::routing::put(sender_accounts::relink))
+        .route("/sender-accounts/oauth/{provider}/start", post(oauth::start))
         .route("/sender-accounts/{id}/resume-sending", post(sender_accounts::resume_sending))
         .route("/sender-accounts/{id}/usage", get(campaigns::usage))
         .route("/sender-accounts/{id}/sending", get(campaigns::get_sending).put(campaigns::put_sending))
@@ -61,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/unsubscribe", get(campaigns::unsubscribe_page).post(campaigns::unsubscribe));
     Router::new()
         .nest("/api/public/v1", v1)
+        .route("/oauth/callback", get(oauth::callback))
         .fallback(error::not_found)
         .layer(middleware::map_response(error::json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -17,6 +17,7 @@ use super::{campaigns, sender_accounts, suppression};
         sender_accounts::remove,
         sender_accounts::validate,
         sender_accounts::relink,
+        super::oauth::start,
         sender_accounts::resume_sending,
         campaigns::usage,
         campaigns::get_sending,

@@ -30,6 +30,7 @@ pub(crate) async fn serve(settings: Settings) -> anyhow::Result<()> {
         suppression: s.suppression,
         signer: s.signer,
         keys: Arc::new(keys),
+        consent: s.consent,
     });
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await

@@ -3,6 +3,8 @@
 
 pub mod broker;
 pub mod client;
+pub mod consent;
 
 pub use broker::{AccessError, AccessTokens};
 pub use client::{ClientSpec, OAuthError, TokenClient};
+pub use consent::{Consent, ConsentError, ConsentStart};
