@@ -358,3 +358,46 @@ async fn consent(mail: &Mail, authorization_url: &str, password: &str) -> String
     }
     panic!("the authorization server never redirected back");
 }
+
+/// The CLI's loopback sign-in: `coldsend accounts connect` prints the URL, takes the
+/// provider's redirect on its own 127.0.0.1 port, and registers the account.
+#[tokio::test]
+async fn the_cli_connects_a_mailbox_through_a_loopback_redirect() {
+    use std::io::BufRead;
+    let mail = Mail::start("ann:annpw");
+    let stack = Stack::start(Some(&mail));
+    let api = Api::new(&stack);
+    let body = json!({
+        "email_address": "ann@example.test", "display_name": "Ann", "inbox_type": "CUSTOM_SMTP", "daily_limit": 50,
+        "smtp_host": "127.0.0.1", "smtp_port": mail.submission_port(), "smtp_use_tls": true,
+        "imap_host": "127.0.0.1", "imap_port": mail.imaps_port(), "imap_use_ssl": true,
+        "auth": {"client_id": mail.setting("MH_OAUTH_CLIENT_ID"), "client_secret": mail.setting("MH_OAUTH_CLIENT_SECRET"),
+                 "token_url": mail.setting("MH_OAUTH_TOKEN_URL"), "authorize_url": mail.setting("MH_OAUTH_AUTH_URL"),
+                 "scopes": [mail.setting("MH_OAUTH_SCOPE")]}
+    });
+    let file = tempfile::NamedTempFile::new().expect("file");
+    std::fs::write(file.path(), body.to_string()).expect("write");
+    let mut cli = std::process::Command::new(coldsend_tests::bin("coldsend"))
+        .args(["accounts", "connect", "custom", "--wait", "--timeout", "60", "--file"])
+        .arg(file.path())
+        .envs(stack.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("coldsend accounts connect");
+    let mut out = std::io::BufReader::new(cli.stdout.take().expect("stdout"));
+    let mut url = String::new();
+    out.read_line(&mut url).expect("the sign-in URL");
+    let callback = consent(&mail, url.trim(), "annpw").await;
+    assert!(callback.starts_with("http://127.0.0.1:"), "{callback}");
+    let page =
+        reqwest::Client::builder().no_proxy().build().expect("client").get(&callback).send().await.expect("callback");
+    assert_eq!(page.status(), 200);
+    let status = tokio::task::spawn_blocking(move || cli.wait_with_output()).await.expect("join").expect("wait");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).expect("output");
+    assert!(status.status.success(), "{rest}\n{}", String::from_utf8_lossy(&status.stderr));
+    let printed: Value = serde_json::from_str(&rest).expect("the account as JSON");
+    assert_eq!(printed["status"], "ACTIVE", "{printed}");
+    assert_eq!(api.get("/sender-accounts").await.1.as_array().map(Vec::len), Some(1));
+}

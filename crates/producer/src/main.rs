@@ -118,7 +118,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Accounts(cmd) => {
             let settings = load(cli.config)?;
             let s = services(&settings).await.context("connecting")?;
-            cli::accounts::accounts(&s.accounts, &s.campaigns, cmd).await
+            cli::accounts::accounts(&s.accounts, &s.campaigns, &s.consent, cmd).await
         }
         Command::Campaigns(cmd) => {
             let settings = load(cli.config)?;

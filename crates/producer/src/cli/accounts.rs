@@ -9,6 +9,7 @@ use coldsend_core::AccountStatus;
 use coldsend_core::capacity::SendingSettings;
 use coldsend_service::accounts::{AccountService, AccountView};
 use coldsend_service::campaigns::CampaignService;
+use coldsend_service::oauth::Consent;
 
 use super::json;
 
@@ -19,6 +20,21 @@ pub(crate) enum AccountsCommand {
         #[arg(long, short)]
         file: PathBuf,
         /// Wait until validation finishes and exit non-zero if it failed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Connect a mailbox with OAuth2: prints the provider's sign-in URL, receives the
+    /// provider's redirect on a loopback port (as `gh auth login` does), and registers the
+    /// account (or renews an existing one's grant). FILE is the registration JSON without
+    /// passwords; a CUSTOM provider's client goes in its `auth`.
+    Connect {
+        /// google, microsoft or custom.
+        provider: String,
+        #[arg(long, short)]
+        file: PathBuf,
+        /// Give up waiting for the browser after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
         #[arg(long)]
         wait: bool,
     },
@@ -61,21 +77,75 @@ pub(crate) enum AccountsCommand {
     },
 }
 
+fn read_body(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    if file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
+        Ok(buf)
+    } else {
+        std::fs::read(file).with_context(|| format!("reading {}", file.display()))
+    }
+}
+
+/// The callback's query, as the provider sends it.
+#[derive(serde::Deserialize)]
+struct Callback {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+}
+
+/// The loopback redirect (RFC 8252): a listener on 127.0.0.1 that takes one callback.
+async fn connect(consent: &Consent, provider: &str, body: &[u8], timeout: Duration) -> anyhow::Result<AccountView> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a loopback port")?;
+    let redirect = format!("http://127.0.0.1:{}/oauth/callback", listener.local_addr()?.port());
+    let started = consent.start(provider, body, Some(redirect)).await?;
+    eprintln!("Open this URL in a browser and sign in as the mailbox:");
+    println!("{}", started.authorization_url);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Callback>(1);
+    let app = axum::Router::new().route(
+        "/oauth/callback",
+        axum::routing::get(move |axum::extract::Query(q): axum::extract::Query<Callback>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(q).await;
+                axum::response::Html("<!doctype html><p>coldsend received the sign-in. You can close this window.</p>")
+            }
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let received = tokio::time::timeout(timeout, async {
+        loop {
+            // Only the callback of this sign-in counts (a stray request to the port does not).
+            match rx.recv().await {
+                Some(q) if q.state.as_deref() == Some(started.state.as_str()) => return Some(q),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    })
+    .await;
+    server.abort();
+    let q = match received {
+        Ok(Some(q)) => q,
+        _ => bail!("no sign-in arrived within {} s", timeout.as_secs()),
+    };
+    Ok(consent.finish(&started.state, q.code.as_deref(), q.error.as_deref()).await?)
+}
+
 pub(crate) async fn accounts(
     service: &AccountService,
     campaigns: &CampaignService,
+    consent: &Consent,
     cmd: AccountsCommand,
 ) -> anyhow::Result<()> {
     match cmd {
         AccountsCommand::Add { file, wait } => {
-            let body = if file.as_os_str() == "-" {
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
-                buf
-            } else {
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?
-            };
-            let view = service.register(&body).await?;
+            let view = service.register(&read_body(&file)?).await?;
+            finish(service, view, wait).await
+        }
+        AccountsCommand::Connect { provider, file, timeout, wait } => {
+            let view = connect(consent, &provider, &read_body(&file)?, Duration::from_secs(timeout)).await?;
             finish(service, view, wait).await
         }
         AccountsCommand::List { json } => {
@@ -159,8 +229,10 @@ pub(crate) async fn finish(service: &AccountService, mut view: AccountView, wait
         }
     }
     print(&view)?;
-    if view.status == AccountStatus::ValidationFailed {
-        bail!("account {} failed validation", view.id);
+    match view.status {
+        AccountStatus::ValidationFailed => bail!("account {} failed validation", view.id),
+        AccountStatus::NeedsReauth => bail!("account {} needs a new OAuth2 sign-in (its grant was refused)", view.id),
+        _ => {}
     }
     Ok(())
 }
