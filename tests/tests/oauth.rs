@@ -37,6 +37,40 @@ fn oauth_account(mail: &Mail, user: &str, refresh_token: &str) -> Value {
     })
 }
 
+/// ann plus `n` leads at the harness (with its settings), and the leads' addresses.
+fn mail_with_leads(n: usize, settings: &[(&str, &str)]) -> (Mail, Vec<String>) {
+    let leads: Vec<String> = (1..=n).map(|i| format!("lead{i:02}@example.test")).collect();
+    let users = std::iter::once("ann:annpw".to_owned())
+        .chain((1..=n).map(|i| format!("lead{i:02}:x")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    (Mail::start_with(&users, settings), leads)
+}
+
+/// Quick sends `gap` seconds apart and a scan every second.
+fn paced(gap: &'static str) -> Vec<(&'static str, &'static str)> {
+    let mut env = FAST_SENDING.to_vec();
+    env.extend([
+        ("COLDSEND_SENDING__MIN_GAP_SECS", gap),
+        ("COLDSEND_SCAN__INTERVAL_SECS", "1"),
+        ("COLDSEND_SCAN__MIN_INTERVAL_SECS", "1"),
+    ]);
+    env
+}
+
+/// The registration JSON for the consent flow: no refresh token; the harness's client and
+/// its endpoints in `auth`.
+fn consent_body(mail: &Mail) -> Value {
+    json!({
+        "email_address": "ann@example.test", "display_name": "Ann", "inbox_type": "CUSTOM_SMTP", "daily_limit": 50,
+        "smtp_host": "127.0.0.1", "smtp_port": mail.submission_port(), "smtp_use_tls": true,
+        "imap_host": "127.0.0.1", "imap_port": mail.imaps_port(), "imap_use_ssl": true,
+        "auth": {"client_id": mail.setting("MH_OAUTH_CLIENT_ID"), "client_secret": mail.setting("MH_OAUTH_CLIENT_SECRET"),
+                 "token_url": mail.setting("MH_OAUTH_TOKEN_URL"), "authorize_url": mail.setting("MH_OAUTH_AUTH_URL"),
+                 "scopes": [mail.setting("MH_OAUTH_SCOPE")]}
+    })
+}
+
 async fn campaign(api: &Api, account: &str, leads: &[String]) -> String {
     let body = json!({"name": "oauth", "sender_account_ids": [account], "steps": [{"subject": "Hello", "text": "Hi"}]});
     let (status, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
@@ -61,20 +95,9 @@ async fn file_copies_in_sent(api: &Api, id: &str) {
 #[tokio::test]
 async fn an_oauth_account_sends_and_scans_across_refreshes_with_one_refresh_per_expiry_for_two_replicas() {
     const TTL: u64 = 5;
-    let leads: Vec<String> = (1..=8).map(|i| format!("lead{i:02}@example.test")).collect();
-    let users = std::iter::once("ann:annpw".to_owned())
-        .chain((1..=8).map(|i| format!("lead{i:02}:x")))
-        .collect::<Vec<_>>()
-        .join(" ");
     let ttl = TTL.to_string();
-    let mail = Mail::start_with(&users, &[("MH_OAUTH_ACCESS_TTL", &ttl)]);
-    let mut env = FAST_SENDING.to_vec();
-    env.extend([
-        ("COLDSEND_SENDING__MIN_GAP_SECS", "2"),
-        ("COLDSEND_SCAN__INTERVAL_SECS", "1"),
-        ("COLDSEND_SCAN__MIN_INTERVAL_SECS", "1"),
-    ]);
-    let stack = Stack::start_with(Some(&mail), &env, 2);
+    let (mail, leads) = mail_with_leads(8, &[("MH_OAUTH_ACCESS_TTL", &ttl)]);
+    let stack = Stack::start_with(Some(&mail), &paced("2"), 2);
     let api = Api::new(&stack);
 
     let first_refresh_token = mail.refresh_token("ann@example.test", "annpw");
@@ -124,20 +147,9 @@ async fn an_oauth_account_sends_and_scans_across_refreshes_with_one_refresh_per_
 
 #[tokio::test]
 async fn a_revoked_grant_pauses_the_mailbox_without_failing_a_lead_and_a_new_grant_resumes_it() {
-    let leads: Vec<String> = (1..=6).map(|i| format!("lead{i:02}@example.test")).collect();
-    let users = std::iter::once("ann:annpw".to_owned())
-        .chain((1..=6).map(|i| format!("lead{i:02}:x")))
-        .collect::<Vec<_>>()
-        .join(" ");
     // Like Google: the refresh token is not rotated, so revoking it ends the grant.
-    let mail = Mail::start_with(&users, &[("MH_OAUTH_ACCESS_TTL", "3"), ("MH_OAUTH_ROTATE", "false")]);
-    let mut env = FAST_SENDING.to_vec();
-    env.extend([
-        ("COLDSEND_SENDING__MIN_GAP_SECS", "3"),
-        ("COLDSEND_SCAN__INTERVAL_SECS", "1"),
-        ("COLDSEND_SCAN__MIN_INTERVAL_SECS", "1"),
-    ]);
-    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let (mail, leads) = mail_with_leads(6, &[("MH_OAUTH_ACCESS_TTL", "3"), ("MH_OAUTH_ROTATE", "false")]);
+    let stack = Stack::start_with(Some(&mail), &paced("3"), 1);
     let api = Api::new(&stack);
     let refresh_token = mail.refresh_token("ann@example.test", "annpw");
     let (status, created) = api.create(&oauth_account(&mail, "ann", &refresh_token)).await;
@@ -272,14 +284,7 @@ async fn the_consent_flow_creates_the_account_and_a_second_sign_in_renews_its_gr
     let mail = Mail::start("ann:annpw");
     let stack = Stack::start(Some(&mail));
     let api = Api::new(&stack);
-    let body = json!({
-        "email_address": "ann@example.test", "display_name": "Ann", "inbox_type": "CUSTOM_SMTP", "daily_limit": 50,
-        "smtp_host": "127.0.0.1", "smtp_port": mail.submission_port(), "smtp_use_tls": true,
-        "imap_host": "127.0.0.1", "imap_port": mail.imaps_port(), "imap_use_ssl": true,
-        "auth": {"client_id": mail.setting("MH_OAUTH_CLIENT_ID"), "client_secret": mail.setting("MH_OAUTH_CLIENT_SECRET"),
-                 "token_url": mail.setting("MH_OAUTH_TOKEN_URL"), "authorize_url": mail.setting("MH_OAUTH_AUTH_URL"),
-                 "scopes": [mail.setting("MH_OAUTH_SCOPE")]}
-    });
+    let body = consent_body(&mail);
     // Mistakes show before anyone visits the provider.
     let mut bad = body.clone();
     bad["daily_limit"] = json!(0);
@@ -367,14 +372,7 @@ async fn the_cli_connects_a_mailbox_through_a_loopback_redirect() {
     let mail = Mail::start("ann:annpw");
     let stack = Stack::start(Some(&mail));
     let api = Api::new(&stack);
-    let body = json!({
-        "email_address": "ann@example.test", "display_name": "Ann", "inbox_type": "CUSTOM_SMTP", "daily_limit": 50,
-        "smtp_host": "127.0.0.1", "smtp_port": mail.submission_port(), "smtp_use_tls": true,
-        "imap_host": "127.0.0.1", "imap_port": mail.imaps_port(), "imap_use_ssl": true,
-        "auth": {"client_id": mail.setting("MH_OAUTH_CLIENT_ID"), "client_secret": mail.setting("MH_OAUTH_CLIENT_SECRET"),
-                 "token_url": mail.setting("MH_OAUTH_TOKEN_URL"), "authorize_url": mail.setting("MH_OAUTH_AUTH_URL"),
-                 "scopes": [mail.setting("MH_OAUTH_SCOPE")]}
-    });
+    let body = consent_body(&mail);
     let file = tempfile::NamedTempFile::new().expect("file");
     std::fs::write(file.path(), body.to_string()).expect("write");
     let mut cli = std::process::Command::new(coldsend_tests::bin("coldsend"))
