@@ -126,6 +126,12 @@ async fn main() {
             queue,
             dispatch_queue,
             sessions: Default::default(),
+            connection: coldsend_worker::connection_health::ConnectionHealth::new(
+                AccountStore::new(conn.clone(), "cstest"),
+                Inbox::new(conn.clone(), "cstest"),
+                coldsend_core::jobs::queue_storage(conn.clone(), "bench:validate".into()),
+                Default::default(),
+            ),
         });
         let account = AccountStore::new(conn.clone(), "cstest")
             .get(&id.parse().expect("id"))

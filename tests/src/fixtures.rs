@@ -113,3 +113,84 @@ impl StallingSmtp {
         Self { port, bodies_received, accepted }
     }
 }
+
+/// A TCP relay in front of a real server that can be taken down and brought back on the
+/// same port: down, it stops listening (new connections are refused) and cuts every
+/// relayed connection, as a server restarting elsewhere or a network outage would.
+pub struct Relay {
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Connections accepted while up.
+    pub accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Relay {
+    pub fn start(target: u16) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let first = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = first.local_addr().expect("addr").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (flag, count) = (up.clone(), accepted.clone());
+        std::thread::spawn(move || {
+            let mut listener = Some(first);
+            let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+            loop {
+                if !flag.load(Ordering::SeqCst) {
+                    if listener.take().is_some() {
+                        for s in live.lock().expect("lock").drain(..) {
+                            let _ = s.shutdown(std::net::Shutdown::Both);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                let Some(l) = listener.as_ref() else {
+                    // Back up: listen on the same port again (std sets SO_REUSEADDR).
+                    listener = TcpListener::bind(("127.0.0.1", port)).ok();
+                    if let Some(l) = &listener {
+                        l.set_nonblocking(true).expect("nonblocking");
+                    }
+                    continue;
+                };
+                l.set_nonblocking(true).expect("nonblocking");
+                match l.accept() {
+                    Ok((client, _)) => {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let _ = client.set_nonblocking(false);
+                        let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                        let mut registry = live.lock().expect("lock");
+                        for s in [&client, &server] {
+                            if let Ok(c) = s.try_clone() {
+                                registry.push(c);
+                            }
+                        }
+                        for (mut from, mut to) in
+                            [(client.try_clone().expect("clone"), server.try_clone().expect("clone")), (server, client)]
+                        {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut from, &mut to);
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                            });
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Self { port, up, accepted }
+    }
+
+    /// Stops listening and cuts every relayed connection.
+    pub fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// Listens again on the same port.
+    pub fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

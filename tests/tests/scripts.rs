@@ -514,3 +514,110 @@ async fn oauth_token_scripts_fence_on_the_refresh_token_and_mark_needs_reauth_on
     assert_eq!(tokens.needs_reauth(&id, &g3.refresh_sealed, &report).await.expect("mark"), Marked::Gone);
     assert_eq!(tokens.relink(&row.account, &key, &rotated, None).await.expect("relink"), None);
 }
+
+#[tokio::test]
+async fn connection_health_scripts_count_per_protocol_disconnect_once_and_reconnect_on_a_doubling_schedule() {
+    use coldsend_core::account::AccountStatus;
+    use coldsend_core::sealed::SealingKey;
+    use coldsend_core::storage::accounts::{AccountStore, ConnectFailure, Recorded};
+    use coldsend_core::{ProbeFailure, Protocol, ValidationCode, ValidationReport};
+    use secrecy::SecretString;
+
+    let redis = Redis::start();
+    let conn =
+        redis::aio::ConnectionManager::new(redis::Client::open(redis.url()).expect("url")).await.expect("connect");
+    let accounts = AccountStore::new(conn.clone(), P);
+    let key = SealingKey::from_text(&SecretString::from(SealingKey::generate_text())).expect("key");
+    let body = coldsend_tests::account_json("ann", "pw", 587, true, 993, 10);
+    let new = coldsend_core::SenderAccountRequest::parse_value(body).expect("valid");
+    let id = accounts.create(new, &key).await.expect("create").account.id;
+    let failed = |protocol| ValidationReport {
+        smtp: (protocol == Protocol::Smtp).then(|| ProbeFailure {
+            protocol,
+            code: ValidationCode::ConnectionRefused,
+            message: "refused".into(),
+        }),
+        imap: (protocol == Protocol::Imap).then(|| ProbeFailure {
+            protocol,
+            code: ValidationCode::ConnectionRefused,
+            message: "refused".into(),
+        }),
+        checked_at: time::OffsetDateTime::now_utc(),
+    };
+    let passed = ValidationReport { smtp: None, imap: None, checked_at: time::OffsetDateTime::now_utc() };
+    let status = async || accounts.get(&id).await.expect("get").expect("row").status;
+
+    // Only an ACTIVE account counts failures.
+    assert_eq!(
+        accounts.connect_failed(&id, &failed(Protocol::Smtp), 3, 0).await.expect("count"),
+        ConnectFailure::NotActive
+    );
+    assert_eq!(accounts.record_validation(&id, 1, &passed).await.expect("record"), Recorded::Stored);
+
+    // Failures in a row per protocol: a session opened with one protocol resets only its count.
+    assert_eq!(
+        accounts.connect_failed(&id, &failed(Protocol::Smtp), 3, 0).await.expect("c"),
+        ConnectFailure::Counted(1)
+    );
+    assert_eq!(
+        accounts.connect_failed(&id, &failed(Protocol::Smtp), 3, 0).await.expect("c"),
+        ConnectFailure::Counted(2)
+    );
+    accounts.connect_succeeded(&id, Protocol::Imap).await.expect("imap ok");
+    assert_eq!(
+        accounts.connect_failed(&id, &failed(Protocol::Imap), 3, 0).await.expect("c"),
+        ConnectFailure::Counted(1)
+    );
+    accounts.connect_succeeded(&id, Protocol::Smtp).await.expect("smtp ok");
+    assert_eq!(
+        accounts.connect_failed(&id, &failed(Protocol::Smtp), 3, 0).await.expect("c"),
+        ConnectFailure::Counted(1)
+    );
+    assert_eq!(
+        accounts.connect_failed(&id, &failed(Protocol::Smtp), 3, 0).await.expect("c"),
+        ConnectFailure::Counted(2)
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(
+        accounts.connect_failed(&id, &failed(Protocol::Smtp), 3, now + 1000).await.expect("c"),
+        ConnectFailure::Disconnected
+    );
+    // Replicas failing at the same moment: the status changes (and is told) once.
+    assert_eq!(
+        accounts.connect_failed(&id, &failed(Protocol::Imap), 1, 0).await.expect("c"),
+        ConnectFailure::NotActive
+    );
+    let row = accounts.get(&id).await.expect("get").expect("row");
+    assert_eq!(row.status, AccountStatus::Disconnected);
+    assert_eq!(row.reconnect_at_ms, Some(now + 1000));
+    assert_eq!(row.report.and_then(|r| r.smtp).map(|f| f.code), Some(ValidationCode::ConnectionRefused));
+
+    // Re-validation: not before it is due; then once per due time, each delay doubling to the cap.
+    assert_eq!(accounts.reconnect_due(&id, now, 1000, 3000).await.expect("due"), None);
+    let g2 = accounts.reconnect_due(&id, now + 1000, 1000, 3000).await.expect("due").expect("generation");
+    assert_eq!(g2, 2);
+    assert_eq!(accounts.reconnect_due(&id, now + 1000, 1000, 3000).await.expect("due"), None, "one replica wins");
+    assert_eq!(accounts.get(&id).await.expect("get").expect("row").reconnect_at_ms, Some(now + 1000 + 2000));
+    assert_eq!(accounts.reconnect_due(&id, now + 3000, 1000, 3000).await.expect("due"), Some(3));
+    assert_eq!(accounts.get(&id).await.expect("get").expect("row").reconnect_at_ms, Some(now + 3000 + 3000));
+
+    // A failed validation (scheduled or asked for) keeps it DISCONNECTED; so does asking.
+    assert_eq!(accounts.record_validation(&id, 3, &failed(Protocol::Imap)).await.expect("r"), Recorded::Stored);
+    assert_eq!(status().await, AccountStatus::Disconnected);
+    assert_eq!(accounts.request_validation(&id).await.expect("ask"), Some(4));
+    assert_eq!(status().await, AccountStatus::Disconnected);
+    // A passed one reconnects it, with a clean record: counting starts from zero.
+    assert_eq!(accounts.record_validation(&id, 4, &passed).await.expect("r"), Recorded::Reconnected);
+    let row = accounts.get(&id).await.expect("get").expect("row");
+    assert_eq!((row.status, row.reconnect_at_ms), (AccountStatus::Active, None));
+    assert_eq!(
+        accounts.connect_failed(&id, &failed(Protocol::Smtp), 3, 0).await.expect("c"),
+        ConnectFailure::Counted(1)
+    );
+    // Any other account still goes PENDING_VALIDATION when asked, and VALIDATION_FAILED on failure.
+    assert_eq!(accounts.request_validation(&id).await.expect("ask"), Some(5));
+    assert_eq!(status().await, AccountStatus::PendingValidation);
+    assert_eq!(accounts.record_validation(&id, 5, &failed(Protocol::Smtp)).await.expect("r"), Recorded::Stored);
+    assert_eq!(status().await, AccountStatus::ValidationFailed);
+    assert_eq!(accounts.reconnect_due(&id, now + 100_000, 1000, 3000).await.expect("due"), None);
+}

@@ -326,11 +326,15 @@ pub enum AccountStatus {
     /// An OAuth2 account whose grant the provider refused (revoked, expired, consent
     /// withdrawn): it neither sends nor scans until the consent flow is run again.
     NeedsReauth,
+    /// Was ACTIVE, then sends or scans failed to connect or sign in too many times in a
+    /// row: it neither sends nor scans, and is re-validated on a backoff schedule (or at
+    /// once on request) until a validation passes and it is ACTIVE again.
+    Disconnected,
 }
 
 impl AccountStatus {
-    pub const ALL: [AccountStatus; 4] =
-        [Self::PendingValidation, Self::Active, Self::ValidationFailed, Self::NeedsReauth];
+    pub const ALL: [AccountStatus; 5] =
+        [Self::PendingValidation, Self::Active, Self::ValidationFailed, Self::NeedsReauth, Self::Disconnected];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -338,6 +342,7 @@ impl AccountStatus {
             Self::Active => "ACTIVE",
             Self::ValidationFailed => "VALIDATION_FAILED",
             Self::NeedsReauth => "NEEDS_REAUTH",
+            Self::Disconnected => "DISCONNECTED",
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub sending: SendingConfig,
     pub scan: ScanConfig,
+    pub health: HealthConfig,
     pub oauth: OAuthSettings,
     pub log: LogSettings,
 }
@@ -200,6 +201,25 @@ impl Default for SendingConfig {
             sender_refusal_pause_secs: 86_400,
             sender_refusal_retry_secs: 3600,
         }
+    }
+}
+
+/// When a mailbox stops by itself: repeated connection failures (DISCONNECTED).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Sends or scans in a row that fail to connect or sign in before an ACTIVE mailbox
+    /// becomes DISCONNECTED (stops sending and scanning).
+    pub disconnect_after_failures: u32,
+    /// First automatic re-validation of a DISCONNECTED mailbox, seconds after it stopped;
+    /// the delay doubles after each failed one, up to `reconnect_max_secs`.
+    pub reconnect_first_secs: u64,
+    pub reconnect_max_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { disconnect_after_failures: 5, reconnect_first_secs: 60, reconnect_max_secs: 3600 }
     }
 }
 
@@ -403,6 +423,12 @@ impl Settings {
             && !self.sending.public_base_url.starts_with("http://")
         {
             return invalid("sending.public_base_url", "must start with https:// (or http://)");
+        }
+        if !(1..=1000).contains(&self.health.disconnect_after_failures) {
+            return invalid("health.disconnect_after_failures", "must be 1-1000");
+        }
+        if self.health.reconnect_first_secs == 0 || self.health.reconnect_max_secs < self.health.reconnect_first_secs {
+            return invalid("health", "reconnect_first_secs must be at least 1 and at most reconnect_max_secs");
         }
         if !["auto", "text", "json"].contains(&self.log.format.as_str()) {
             return invalid("log.format", "must be auto, text or json");

@@ -77,6 +77,10 @@ pub struct AccountView {
     /// Set while sending is paused after sender-side refusals (blocked, spam, DMARC,
     /// quota): until when, why, and the server's words. `POST …/resume-sending` ends it.
     pub sending_pause: Option<MailboxPause>,
+    /// While DISCONNECTED: when the next automatic re-validation runs (`POST …/validate`
+    /// runs one at once).
+    #[schema(format = DateTime)]
+    pub next_revalidation_at: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
 }
@@ -110,7 +114,10 @@ impl From<AccountRow> for AccountView {
         };
         let (error, validation) = match &row.report {
             Some(r) => (
-                if matches!(row.status, AccountStatus::ValidationFailed | AccountStatus::NeedsReauth) {
+                if matches!(
+                    row.status,
+                    AccountStatus::ValidationFailed | AccountStatus::NeedsReauth | AccountStatus::Disconnected
+                ) {
                     r.first_failure().cloned()
                 } else {
                     None
@@ -138,6 +145,10 @@ impl From<AccountRow> for AccountView {
             error,
             validation,
             sending_pause: None,
+            next_revalidation_at: row
+                .reconnect_at_ms
+                .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+                .map(rfc3339),
             created_at: rfc3339(a.created_at),
         }
     }

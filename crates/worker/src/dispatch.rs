@@ -70,6 +70,8 @@ pub struct DispatchState {
     pub inbox: Inbox,
     /// Passwords or OAuth2 access tokens.
     pub signin: crate::signin::SignIn,
+    /// Failures to connect or sign in count toward DISCONNECTED.
+    pub connection: crate::connection_health::ConnectionHealth,
 }
 
 /// Why a session to the account's server could not be opened.
@@ -93,6 +95,20 @@ impl From<crate::signin::OpenError> for SessionError {
 }
 
 impl SessionError {
+    /// As the failure a validation would have reported.
+    fn to_failure(&self) -> coldsend_core::ProbeFailure {
+        use coldsend_core::{ProbeFailure, Protocol, ValidationCode};
+        match self {
+            SessionError::SignIn(e) => e.to_failure(Protocol::Smtp),
+            SessionError::Refused(f) => f.clone(),
+            SessionError::Timeout => ProbeFailure {
+                protocol: Protocol::Smtp,
+                code: ValidationCode::Timeout,
+                message: "connecting and signing in timed out".into(),
+            },
+        }
+    }
+
     /// Whether trying again later can help (the network, the server) or not until an
     /// operator acts (credentials refused, unopenable or gone).
     pub fn is_transient(&self) -> bool {
@@ -244,6 +260,8 @@ struct MailboxView {
 }
 
 const VIEW_TTL: Duration = Duration::from_secs(2);
+/// Longest wait before a send retries a server it could not reach.
+const MAX_UNREACHABLE_RETRY_MS: i64 = 5 * 60 * 1000;
 /// A send that could not sign in (token endpoint down) waits this long.
 const SIGN_IN_RETRY: Duration = Duration::from_secs(30);
 
@@ -570,6 +588,18 @@ async fn record(
                 Next::Refresh
             });
         }
+        Delivery::Unreachable(failure) => {
+            // The step is kept with no attempt counted; after enough failures in a row the
+            // mailbox is DISCONNECTED and this chain ends until a validation passes.
+            let failures = state.ledger.send_record(key).await?.map_or(0, |r| r.attempts);
+            let retry_at = now_ms + backoff_ms(&state.config, failures).min(MAX_UNREACHABLE_RETRY_MS);
+            let message = format!("{:?} {}: {}", failure.protocol, failure.code.as_str(), failure.message);
+            state.ledger.release(key, acct, due.followup, claim, retry_at, u32::MAX, &message).await?;
+            metrics::send_outcome(acct, "unreachable");
+            if state.connection.failed(from.account, failure).await? {
+                return Ok(Next::Refresh);
+            }
+        }
         Delivery::SenderRefused { message, reason, limit } => {
             if sender_refused(state, from, due, claim, lead, &message, reason, limit).await? {
                 return Ok(Next::Refresh);
@@ -688,16 +718,9 @@ async fn deliver(
                 Err(SessionError::SignIn(e)) if matches!(e, crate::signin::SignInError::Access(_)) => {
                     return Delivery::SignInNeeded { message: e.to_string(), transient: e.is_transient() };
                 }
-                // Credentials refused, unopenable or gone: the mailbox's problem, never the
-                // lead's — kept like any sender-side refusal, and the mailbox pauses.
-                Err(e) if !e.is_transient() => {
-                    return Delivery::SenderRefused {
-                        message: e.to_string(),
-                        reason: BounceReason::AuthFailure,
-                        limit: None,
-                    };
-                }
-                Err(e) => return Delivery::Transient(e.to_string()),
+                // Unreachable, or credentials refused, unopenable or gone: the mailbox's
+                // problem, never the lead's.
+                Err(e) => return Delivery::Unreachable(e.to_failure()),
             },
         };
         let ledger = &state.ledger;
@@ -734,8 +757,12 @@ async fn open(
     let opening = state.signin.open(account, coldsend_core::Protocol::Smtp, |login| async move {
         probe::open_session(ctx, &account.smtp, &login).await
     });
-    match tokio::time::timeout(limit, opening).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(SessionError::Timeout),
+    let session = match tokio::time::timeout(limit, opening).await {
+        Ok(result) => result?,
+        Err(_) => return Err(SessionError::Timeout),
+    };
+    if let Err(e) = state.connection.succeeded(&account.id, coldsend_core::Protocol::Smtp).await {
+        warn!(error = %e, "could not reset the mailbox's failure count");
     }
+    Ok(session)
 }

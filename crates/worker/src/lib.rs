@@ -4,9 +4,11 @@
 //!   mapped to exactly one [`coldsend_core::ValidationCode`];
 //! - [`trust`]: which certificates a TLS connection accepts;
 //! - [`validate_job`]: the `ValidateAccount` job handler;
+//! - [`connection_health`]: repeated connection failures → DISCONNECTED, and back;
 //! - [`runtime`]: wiring of queues, workers and shutdown.
 
 pub mod command_stream;
+pub mod connection_health;
 pub mod dispatch;
 pub mod mailer;
 pub mod metrics;

@@ -97,6 +97,9 @@ pub enum Delivery {
     /// No session: the account's OAuth2 sign-in failed (its grant refused, or its token
     /// endpoint unavailable when `transient`). Nothing was sent; the lead is not at fault.
     SignInNeeded { message: String, transient: bool },
+    /// No session: the server could not be reached, or refused our credentials. Nothing
+    /// was sent; the lead is not at fault, the failure counts toward DISCONNECTED.
+    Unreachable(coldsend_core::ProbeFailure),
     /// Died or timed out after the body was sent: it may or may not have been accepted.
     Unknown(String),
     /// The claim on this send was lost before DATA (swept after a stall): not sent.

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connection_health::ConnectionHealth;
 use anyhow::Context as _;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
 use coldsend_core::jobs::{Dispatch, Queues, Scan, ValidateAccount, queue_storage};
@@ -261,6 +262,12 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
     .context("OAuth2 token client")?;
     let signin = SignIn::new(AccountStore::new(conn.clone(), prefix), shared.key.clone(), tokens);
     let dispatch_storage = queue_storage::<Dispatch>(conn.clone(), queues.dispatch());
+    let connection = ConnectionHealth::new(
+        AccountStore::new(conn.clone(), prefix),
+        Inbox::new(conn.clone(), prefix),
+        queue_storage::<ValidateAccount>(conn.clone(), queues.validate_account()),
+        settings.health.clone(),
+    );
     let dispatch = Arc::new(DispatchState {
         accounts: AccountStore::new(conn.clone(), prefix),
         campaigns: CampaignStore::new(conn.clone(), prefix),
@@ -275,6 +282,7 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         health: MailboxHealth::new(conn.clone(), prefix),
         inbox: Inbox::new(conn.clone(), prefix),
         signin: signin.clone(),
+        connection: connection.clone(),
     });
     let validate = Arc::new(ValidateState {
         store: AccountStore::new(conn.clone(), prefix),
@@ -283,6 +291,7 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         health: MailboxHealth::new(conn.clone(), prefix),
         ledger: Ledger::new(conn.clone(), prefix),
         dispatch_queue: dispatch_storage.clone(),
+        connection: connection.clone(),
     });
     let scan = Arc::new(ScanState {
         store: ScanStore::new(conn.clone(), prefix),
@@ -299,6 +308,7 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         queue: queue_storage::<Scan>(conn.clone(), queues.scan()),
         dispatch_queue: dispatch_storage,
         sessions: Default::default(),
+        connection,
     });
     Ok(States { validate, dispatch, scan })
 }

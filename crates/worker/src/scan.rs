@@ -73,6 +73,26 @@ impl ScanError {
         ScanError::Imap { command, folder: folder.to_owned(), source }
     }
 
+    /// The failure to reach or sign in at the IMAP server, when that is what went wrong
+    /// (it counts toward DISCONNECTED; a folder's trouble or Redis's does not). An
+    /// OAuth2 grant refused is NEEDS_REAUTH instead, and a token endpoint down is not
+    /// the mailbox's fault.
+    fn login_failure(&self) -> Option<coldsend_core::ProbeFailure> {
+        use coldsend_core::{ProbeFailure, Protocol, ValidationCode};
+        match self {
+            ScanError::Login(f) => Some(f.clone()),
+            ScanError::Timeout { command: "LOGIN", .. } => Some(ProbeFailure {
+                protocol: Protocol::Imap,
+                code: ValidationCode::Timeout,
+                message: "connecting and logging in timed out".into(),
+            }),
+            ScanError::SignIn(e) if !matches!(e, crate::signin::SignInError::Access(_)) && !e.is_transient() => {
+                Some(e.to_failure(Protocol::Imap))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether trying again soon can help (network, server, Redis) or not before an
     /// operator acts (credentials refused or unopenable).
     pub fn is_transient(&self) -> bool {
@@ -105,6 +125,8 @@ pub struct ScanState {
     /// Sessions kept logged in between scans, by mailbox, with when they were last used.
     pub sessions:
         tokio::sync::Mutex<std::collections::HashMap<coldsend_core::AccountId, (ImapSession, std::time::Instant)>>,
+    /// Failures to log in count toward DISCONNECTED.
+    pub connection: crate::connection_health::ConnectionHealth,
 }
 
 impl ScanState {
@@ -195,9 +217,20 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
     // Keep the session for the next scan only when it comes soon enough to find it alive.
     let keep = state.config.keep_sessions > 0 && interval < state.config.session_idle_secs;
     let fetched = match scan_mailbox(state, &row.account, &settings, keep).await {
-        Ok(n) => n,
+        Ok(n) => {
+            state.connection.succeeded(acct, coldsend_core::Protocol::Imap).await?;
+            n
+        }
         Err(e) => {
             warn!(error = %e, transient = e.is_transient(), "scan failed; next scan as scheduled");
+            if let Some(failure) = e.login_failure()
+                && state.connection.failed(&row.account, failure).await?
+            {
+                // DISCONNECTED: no more scans until a validation passes (the sweep then
+                // starts a new chain).
+                state.ledger.keep_chain_at(&chain, &job.token, 0).await?;
+                return Ok(());
+            }
             0
         }
     };

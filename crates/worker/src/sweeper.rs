@@ -1,7 +1,8 @@
 //! Periodic repair, run by every replica (each step is idempotent and atomic):
 //! - sends a dead worker left SENDING are requeued (never reached DATA) or marked
 //!   UNCERTAIN (died during DATA);
-//! - an ACTIVE mailbox with running campaigns but no live chain gets one.
+//! - an ACTIVE mailbox with running campaigns but no live chain gets one;
+//! - a DISCONNECTED mailbox is re-validated when its backoff says so.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,7 +59,9 @@ async fn resume_and_scan(
             info!(campaign_id = %cid, lead_id = %lid, "lead resumed after out of office");
         }
     }
-    for row in state.accounts.list().await? {
+    let rows = state.accounts.list().await?;
+    state.connection.revalidate_due(&rows).await?;
+    for row in rows {
         if row.status == AccountStatus::Active && crate::scan::wake_scan(scans, &row.account.id, false).await? {
             info!(account_id = %row.account.id, "started a scan chain");
         }

@@ -28,6 +28,8 @@ pub struct ValidateState {
     pub health: MailboxHealth,
     pub ledger: Ledger,
     pub dispatch_queue: RedisStorage<Dispatch>,
+    /// Tells the master inbox when a DISCONNECTED mailbox is back.
+    pub connection: crate::connection_health::ConnectionHealth,
 }
 
 pub async fn validate_account(job: ValidateAccount, state: Data<Arc<ValidateState>>) -> Result<(), BoxDynError> {
@@ -75,6 +77,11 @@ async fn run(job: ValidateAccount, state: &ValidateState) -> Result<(), BoxDynEr
                 info!("sending pause ended by a successful validation");
                 wake_mailbox(&state.ledger, &state.dispatch_queue, &job.account_id, true).await?;
             }
+        }
+        Recorded::Reconnected => {
+            state.connection.reconnected(&row.account).await?;
+            state.health.resume(&job.account_id).await?;
+            wake_mailbox(&state.ledger, &state.dispatch_queue, &job.account_id, true).await?;
         }
         Recorded::Stored => {
             for f in [&report.smtp, &report.imap].into_iter().flatten() {

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use crate::account::{AccountId, AccountSecrets, AccountStatus, NewSenderAccount, SenderAccount};
 use crate::capacity::SendingSettings;
 use crate::sealed::{SealError, SealingKey};
-use crate::validation::ValidationReport;
+use crate::validation::{Protocol, ValidationReport};
 
 use super::keys::Keys;
 use super::{lua_script, unexpected};
@@ -44,6 +44,8 @@ pub struct AccountRow {
     pub status: AccountStatus,
     pub generation: u64,
     pub report: Option<ValidationReport>,
+    /// While DISCONNECTED: when the next automatic re-validation is due (ms).
+    pub reconnect_at_ms: Option<i64>,
 }
 
 /// Decrypted credentials, only ever held by the worker while it connects.
@@ -60,6 +62,8 @@ pub enum Credentials {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     Stored,
+    /// Stored, and the account was DISCONNECTED: it is ACTIVE again.
+    Reconnected,
     /// The account was deleted meanwhile.
     Gone,
     /// A newer validation request superseded this one.
@@ -75,6 +79,21 @@ lua_script!(RECORD, "account_record_validation");
 lua_script!(SET_IF_EXISTS, "account_set_field");
 
 lua_script!(DELETE, "account_delete");
+
+lua_script!(CONNECT_FAILED, "account_connect_failed");
+
+lua_script!(RECONNECT_DUE, "account_reconnect_due");
+
+/// What counting a connection or sign-in failure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// Counted: this many in a row so far.
+    Counted(u32),
+    /// That was one too many: the account is DISCONNECTED now.
+    Disconnected,
+    /// The account is not ACTIVE (already DISCONNECTED, being validated) or is gone.
+    NotActive,
+}
 
 /// Sender accounts in Redis.
 #[derive(Clone)]
@@ -132,7 +151,13 @@ impl AccountStore {
         if created == 0 {
             return Err(StoreError::Duplicate { email: account.email.to_string(), id: existing });
         }
-        Ok(AccountRow { account, status: AccountStatus::PendingValidation, generation: 1, report: None })
+        Ok(AccountRow {
+            account,
+            status: AccountStatus::PendingValidation,
+            generation: 1,
+            report: None,
+            reconnect_at_ms: None,
+        })
     }
 
     pub async fn get(&self, id: &AccountId) -> Result<Option<AccountRow>, StoreError> {
@@ -182,7 +207,7 @@ impl AccountStore {
     ) -> Result<Recorded, StoreError> {
         let status = if report.passed() { AccountStatus::Active } else { AccountStatus::ValidationFailed };
         let json = serde_json::to_string(report).map_err(|e| StoreError::Corrupt(id.to_string(), e.to_string()))?;
-        let outcome: String = RECORD
+        let (outcome, before): (String, String) = RECORD
             .key(self.account_key(id))
             .arg(generation.to_string())
             .arg(status.as_str())
@@ -190,11 +215,67 @@ impl AccountStore {
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match outcome.as_str() {
+            "stored" if status == AccountStatus::Active && before == AccountStatus::Disconnected.as_str() => {
+                Recorded::Reconnected
+            }
             "stored" => Recorded::Stored,
             "stale" => Recorded::Stale,
             "gone" => Recorded::Gone,
             other => return Err(unexpected("account_record_validation", other).into()),
         })
+    }
+
+    /// Counts a failure to connect to or sign in at the account's SMTP or IMAP server
+    /// (the protocol of `report`'s failure); the `limit`-th in a row for that protocol
+    /// (no session opened between) makes an ACTIVE account DISCONNECTED with
+    /// `report` saying which protocol failed how, first re-validated at `reconnect_at_ms`.
+    pub async fn connect_failed(
+        &self,
+        id: &AccountId,
+        report: &ValidationReport,
+        limit: u32,
+        reconnect_at_ms: i64,
+    ) -> Result<ConnectFailure, StoreError> {
+        let json = serde_json::to_string(report).map_err(|e| StoreError::Corrupt(id.to_string(), e.to_string()))?;
+        let (outcome, n): (String, u32) = CONNECT_FAILED
+            .key(self.account_key(id))
+            .arg(limit)
+            .arg(json)
+            .arg(reconnect_at_ms)
+            .arg(connect_failures_field(report.first_failure().map_or(Protocol::Smtp, |f| f.protocol)))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match outcome.as_str() {
+            "counted" => ConnectFailure::Counted(n),
+            "disconnected" => ConnectFailure::Disconnected,
+            "inactive" | "gone" => ConnectFailure::NotActive,
+            other => return Err(unexpected("account_connect_failed", other).into()),
+        })
+    }
+
+    /// A session opened with `protocol`: its count of failures in a row starts over.
+    pub async fn connect_succeeded(&self, id: &AccountId, protocol: Protocol) -> Result<(), StoreError> {
+        let _: i64 = self.conn.clone().hdel(self.account_key(id), connect_failures_field(protocol)).await?;
+        Ok(())
+    }
+
+    /// The generation of an automatic re-validation of a DISCONNECTED account, if one is
+    /// due now (the next is moved out: `first_delay_ms` doubling up to `max_delay_ms`).
+    pub async fn reconnect_due(
+        &self,
+        id: &AccountId,
+        now_ms: i64,
+        first_delay_ms: u64,
+        max_delay_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let generation: i64 = RECONNECT_DUE
+            .key(self.account_key(id))
+            .arg(now_ms)
+            .arg(first_delay_ms)
+            .arg(max_delay_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(u64::try_from(generation).ok())
     }
 
     /// Removes the account and its credentials; `false` if it did not exist.
@@ -278,6 +359,14 @@ impl AccountStore {
     }
 }
 
+/// The hash field counting one protocol's connection failures in a row.
+fn connect_failures_field(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Smtp => "connect_failures_smtp",
+        Protocol::Imap => "connect_failures_imap",
+    }
+}
+
 /// The hash fields holding sealed secrets (and the access token's timing), in the order
 /// [`AccountStore::credentials`] reads them.
 const SECRET_FIELDS: [&str; 7] = [
@@ -326,5 +415,9 @@ fn row_from_fields(id: &AccountId, f: &HashMap<String, String>) -> Result<Accoun
         Some(r) => Some(serde_json::from_str(r).map_err(|e| corrupt(&e.to_string()))?),
         None => None,
     };
-    Ok(AccountRow { account, status, generation, report })
+    let reconnect_at_ms = match status {
+        AccountStatus::Disconnected => f.get("reconnect_at").and_then(|v| v.parse().ok()),
+        _ => None,
+    };
+    Ok(AccountRow { account, status, generation, report, reconnect_at_ms })
 }

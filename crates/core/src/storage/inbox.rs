@@ -33,6 +33,26 @@ pub struct InboxEvent {
     pub bounce: Option<BounceFacts>,
 }
 
+impl InboxEvent {
+    /// An event about a mailbox itself (its health, its sign-in), dated now.
+    pub fn about_account(account: &crate::account::SenderAccount, kind: InboxKind, subject: &str, words: &str) -> Self {
+        Self {
+            id: String::new(),
+            account_id: account.id.to_string(),
+            campaign_id: None,
+            lead_id: None,
+            kind,
+            from: account.email.to_string(),
+            subject: subject.to_owned(),
+            snippet: words.chars().take(300).collect(),
+            received_at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            bounce: None,
+        }
+    }
+}
+
 /// What a bounce (or a live refusal) said about one recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -60,11 +80,15 @@ pub enum InboxKind {
     Unsubscribe,
     /// The provider refused an OAuth2 account's grant: it waits for the consent flow.
     NeedsReauth,
+    /// An ACTIVE mailbox stopped after repeated connection or sign-in failures.
+    Disconnected,
+    /// A DISCONNECTED mailbox passed a validation and is ACTIVE again.
+    Reconnected,
     Other,
 }
 
 impl InboxKind {
-    pub const ALL: [InboxKind; 8] = [
+    pub const ALL: [InboxKind; 10] = [
         InboxKind::Reply,
         InboxKind::AutoReply,
         InboxKind::Bounce,
@@ -72,6 +96,8 @@ impl InboxKind {
         InboxKind::SenderRefused,
         InboxKind::Unsubscribe,
         InboxKind::NeedsReauth,
+        InboxKind::Disconnected,
+        InboxKind::Reconnected,
         InboxKind::Other,
     ];
 
@@ -84,6 +110,8 @@ impl InboxKind {
             InboxKind::SenderRefused => "sender_refused",
             InboxKind::Unsubscribe => "unsubscribe",
             InboxKind::NeedsReauth => "needs_reauth",
+            InboxKind::Disconnected => "disconnected",
+            InboxKind::Reconnected => "reconnected",
             InboxKind::Other => "other",
         }
     }

@@ -219,7 +219,15 @@ pub(crate) fn print(view: &AccountView) -> anyhow::Result<()> {
 pub(crate) async fn finish(service: &AccountService, mut view: AccountView, wait: bool) -> anyhow::Result<()> {
     if wait {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while view.status == AccountStatus::PendingValidation {
+        // A DISCONNECTED account stays DISCONNECTED while it is validated: its new report
+        // says the validation ended.
+        let before = view.validation.as_ref().map(|v| v.checked_at.clone());
+        let pending = |v: &AccountView| {
+            v.status == AccountStatus::PendingValidation
+                || v.status == AccountStatus::Disconnected
+                    && v.validation.as_ref().map(|v| v.checked_at.clone()) == before
+        };
+        while pending(&view) {
             if tokio::time::Instant::now() > deadline {
                 print(&view)?;
                 bail!("validation still pending after 120 s: is a coldsend-worker running?");
@@ -232,6 +240,7 @@ pub(crate) async fn finish(service: &AccountService, mut view: AccountView, wait
     match view.status {
         AccountStatus::ValidationFailed => bail!("account {} failed validation", view.id),
         AccountStatus::NeedsReauth => bail!("account {} needs a new OAuth2 sign-in (its grant was refused)", view.id),
+        AccountStatus::Disconnected => bail!("account {} is still DISCONNECTED: its server cannot be reached", view.id),
         _ => {}
     }
     Ok(())

@@ -175,20 +175,7 @@ impl AccessTokens {
             warn!(account_id = %account.id, reason = %why, "OAuth2 grant refused: account NEEDS_REAUTH");
             metrics::counter!("coldsend_accounts_needs_reauth_total").increment(1);
             self.inbox
-                .record(&InboxEvent {
-                    id: String::new(),
-                    account_id: account.id.to_string(),
-                    campaign_id: None,
-                    lead_id: None,
-                    kind: InboxKind::NeedsReauth,
-                    from: account.email.to_string(),
-                    subject: "OAuth2 sign-in needed".into(),
-                    snippet: message.chars().take(300).collect(),
-                    received_at: time::OffsetDateTime::now_utc()
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
-                    bounce: None,
-                })
+                .record(&InboxEvent::about_account(account, InboxKind::NeedsReauth, "OAuth2 sign-in needed", &message))
                 .await?;
         }
         Ok(())
