@@ -163,6 +163,10 @@ pub struct Campaign {
     pub daily_limit: Option<u32>,
     pub stop_on_reply: bool,
     pub stop_on_domain_reply: bool,
+    /// Custom variables its templates may use without a default (kept so edits are
+    /// checked against the same list).
+    #[serde(default)]
+    pub lead_variables: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
 }
@@ -300,6 +304,7 @@ impl CampaignRequest {
             daily_limit: self.daily_limit,
             stop_on_reply: self.stop_on_reply.unwrap_or(true),
             stop_on_domain_reply: self.stop_on_domain_reply.unwrap_or(false),
+            lead_variables: self.lead_variables.unwrap_or_default(),
             created_at: time::OffsetDateTime::now_utc(),
         })
     }

@@ -52,6 +52,9 @@ pub enum LeadState {
     Paused,
     /// A permanent SMTP failure, or a template that cannot be rendered for it.
     Failed,
+    /// Taken out by an operator after its thread had started (a lead with sends is
+    /// stopped, never erased).
+    Stopped,
 }
 
 impl LeadState {
@@ -65,6 +68,7 @@ impl LeadState {
             Self::Suppressed => "SUPPRESSED",
             Self::Paused => "PAUSED",
             Self::Failed => "FAILED",
+            Self::Stopped => "STOPPED",
         }
     }
 
@@ -78,6 +82,7 @@ impl LeadState {
             Self::Suppressed,
             Self::Paused,
             Self::Failed,
+            Self::Stopped,
         ]
         .into_iter()
         .find(|x| x.as_str() == s)

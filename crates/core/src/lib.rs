@@ -6,9 +6,11 @@
 //! scripts that make up the shared state. Nothing in this crate speaks SMTP, IMAP or HTTP.
 
 pub mod account;
+pub mod account_patch;
 pub mod account_request;
 pub mod bounce;
 pub mod campaign;
+pub mod campaign_patch;
 pub mod capacity;
 pub mod classify;
 pub mod error_code;

@@ -5,7 +5,7 @@ use apalis_redis::RedisStorage;
 use coldsend_core::account::{AccountId, NewSenderAccount, SenderAccount};
 use coldsend_core::jobs::ValidateAccount;
 use coldsend_core::sealed::SealingKey;
-use coldsend_core::storage::accounts::{AccountRow, AccountStore, StoreError};
+use coldsend_core::storage::accounts::{AccountRow, AccountStore, StoreError, Updated};
 use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
 use coldsend_core::storage::oauth::OAuthTokens;
 use coldsend_core::{AccountStatus, InboxType, ProbeFailure, RequestError, SenderAccountRequest};
@@ -234,8 +234,10 @@ impl AccountService {
 
     /// The stored account with this address (any case), if any.
     pub async fn find_by_email(&self, email: &str) -> Result<Option<AccountRow>, AccountError> {
-        let want = email.to_ascii_lowercase();
-        Ok(self.store.list().await?.into_iter().find(|r| r.account.email.as_str().to_ascii_lowercase() == want))
+        match self.store.id_by_email(email).await? {
+            Some(id) => Ok(self.store.get(&id).await?),
+            None => Ok(None),
+        }
     }
 
     /// Stores a parsed new account and queues its validation.
@@ -282,6 +284,23 @@ impl AccountService {
         let parsed = parse_id(id)?;
         let row = self.store.get(&parsed).await?.ok_or_else(|| AccountError::NotFound(id.to_owned()))?;
         self.view(row).await
+    }
+
+    /// Applies a partial registration body (`PATCH`); a change to hosts, ports, TLS,
+    /// usernames or passwords validates the account again before it sends or scans.
+    pub async fn update(&self, id: &str, body: &[u8]) -> Result<AccountView, AccountError> {
+        let parsed = parse_id(id)?;
+        let row = self.store.get(&parsed).await?.ok_or_else(|| AccountError::NotFound(id.to_owned()))?;
+        let patched = coldsend_core::account_patch::apply(&row.account, body)?;
+        match self.store.update(&patched, &self.key).await? {
+            Updated::Gone => return Err(AccountError::NotFound(id.to_owned())),
+            Updated::Stored => tracing::info!(account_id = %parsed, "sender account edited"),
+            Updated::Revalidate(generation) => {
+                tracing::info!(account_id = %parsed, "sender account's connection edited; validating again");
+                self.enqueue(parsed, generation).await?;
+            }
+        }
+        self.get(id).await
     }
 
     /// Starts a new validation; an older one still running will not overwrite it.

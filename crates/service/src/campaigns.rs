@@ -53,6 +53,7 @@ impl From<CampaignStoreError> for CampaignError {
             CampaignStoreError::NotAllowed(n) => Self::NotAllowed(n),
             CampaignStoreError::NotFound(id) => Self::NotFound(id.to_string()),
             CampaignStoreError::Corrupt(..) => Self::Corrupt(e.to_string()),
+            CampaignStoreError::Locked { .. } => Self::Conflict(e.to_string()),
             CampaignStoreError::Redis(_) | CampaignStoreError::Concurrent => Self::Unavailable(e.to_string()),
         }
     }
@@ -206,7 +207,7 @@ impl CampaignService {
     }
 }
 
-fn parse_campaign_id(id: &str) -> Result<CampaignId, CampaignError> {
+pub(crate) fn parse_campaign_id(id: &str) -> Result<CampaignId, CampaignError> {
     id.parse().map_err(|_| CampaignError::NotFound(id.to_owned()))
 }
 

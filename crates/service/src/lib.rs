@@ -1,15 +1,19 @@
 //! What both binaries run, so that neither needs the other: producer (`coldsend`) and
 //! worker (`coldsend-worker`) meet only through Redis.
 //!
-//! - [`accounts`]: register, list, show, re-validate and remove sender accounts;
+//! - [`accounts`]: register, list, show, edit, re-validate and remove sender accounts;
+//!   [`account_removal`]: taking a mailbox out of its campaigns before it is deleted;
 //! - [`campaigns`]: campaigns, leads, usage and unsubscribe; [`leads_csv`]: CSV import;
+//!   [`campaign_edits`]: editing and deleting campaigns, taking leads out;
 //! - [`commands`]: what one Redis-level command means (parsing, redaction, carrying it
 //!   out); the worker owns the loop that reads the stream;
 //! - [`connect`]: settings → Redis connection → [`connect::Services`];
 //! - [`suppression`]: the global suppression list (addresses and domains);
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` on their own port, for both processes.
 
+pub mod account_removal;
 pub mod accounts;
+pub mod campaign_edits;
 pub mod campaigns;
 pub mod commands;
 pub mod connect;

@@ -62,8 +62,9 @@ pub struct DispatchState {
     pub signer: UnsubscribeSigner,
     /// In-process pacing per mailbox (governor); Redis stays the authority.
     pub pacer: Option<DefaultKeyedRateLimiter<AccountId>>,
-    /// Open SMTP sessions, one per mailbox (only its chain sends from it).
-    pub sessions: Mutex<HashMap<AccountId, AsyncSmtpConnection>>,
+    /// Open SMTP sessions, one per mailbox (only its chain sends from it), with the
+    /// server settings they were opened with (a PATCH may change them).
+    pub sessions: Mutex<HashMap<AccountId, (coldsend_core::account::Endpoint, AsyncSmtpConnection)>>,
     /// Sender-side refusals and the sending pause they lead to.
     pub health: MailboxHealth,
     /// The master inbox, where a mailbox's refusals are told.
@@ -213,7 +214,7 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
                 let wait = (at - Utc::now()).to_std().unwrap_or_default();
                 if wait > Duration::from_secs(state.config.max_inline_wait_secs) {
                     // Idle for a while: close the session rather than hold it open.
-                    if let Some(mut c) = state.sessions.lock().await.remove(&acct) {
+                    if let Some((_, mut c)) = state.sessions.lock().await.remove(&acct) {
                         let _ = tokio::time::timeout(Duration::from_secs(5), c.quit()).await;
                     }
                     return schedule(state, &job, at).await;
@@ -394,6 +395,16 @@ async fn send_one(
         let composed = match render(from.campaign, key, &lead).and_then(|r| compose(state, from.account, key, &lead, r))
         {
             Ok(c) => c,
+            // The campaign was edited down to fewer steps than this follow-up: the lead has
+            // had every step there is.
+            Err(Unsendable::NoSuchStep(step)) if step > 0 => {
+                info!(step, "the campaign no longer has this step; the lead is complete");
+                state
+                    .ledger
+                    .cancel(key, acct, Some(LeadState::Completed), "the campaign's later steps were removed")
+                    .await?;
+                return Ok(Next::Continue);
+            }
             Err(e) => {
                 warn!(error = %e, "lead skipped: the email cannot be made");
                 state.ledger.cancel(key, acct, Some(LeadState::Failed), &e.to_string()).await?;
@@ -707,7 +718,13 @@ async fn deliver(
 ) -> Delivery {
     let step_timeout = Duration::from_secs(state.config.smtp_timeout_secs);
     for fresh in [false, true] {
-        let cached = if fresh { None } else { state.sessions.lock().await.remove(&account.id) };
+        let cached = match fresh {
+            true => None,
+            // A session opened with other settings (the account was edited) is not reused.
+            false => {
+                state.sessions.lock().await.remove(&account.id).filter(|(e, _)| *e == account.smtp).map(|(_, c)| c)
+            }
+        };
         let reused = cached.is_some();
         let mut conn = match cached {
             Some(c) => c,
@@ -731,14 +748,14 @@ async fn deliver(
         match outcome {
             Delivery::Transient(_) if reused => continue,
             Delivery::Accepted(_) => {
-                state.sessions.lock().await.insert(account.id, conn);
+                state.sessions.lock().await.insert(account.id, (account.smtp.clone(), conn));
                 return outcome;
             }
             Delivery::Permanent { .. } => {
                 // A refusal leaves the transaction open: reset it before the session is reused.
                 let reset = tokio::time::timeout(step_timeout, conn.command(Rset)).await;
                 if matches!(reset, Ok(Ok(_))) {
-                    state.sessions.lock().await.insert(account.id, conn);
+                    state.sessions.lock().await.insert(account.id, (account.smtp.clone(), conn));
                 }
                 return outcome;
             }

@@ -123,26 +123,33 @@ pub struct ScanState {
     pub queue: RedisStorage<Scan>,
     pub dispatch_queue: RedisStorage<Dispatch>,
     /// Sessions kept logged in between scans, by mailbox, with when they were last used.
-    pub sessions:
-        tokio::sync::Mutex<std::collections::HashMap<coldsend_core::AccountId, (ImapSession, std::time::Instant)>>,
+    pub sessions: tokio::sync::Mutex<std::collections::HashMap<coldsend_core::AccountId, KeptSession>>,
     /// Failures to log in count toward DISCONNECTED.
     pub connection: crate::connection_health::ConnectionHealth,
 }
+
+/// A logged-in IMAP session, when it was last used, and the server settings it was
+/// opened with (an edited account's old session is not reused).
+pub type KeptSession = (ImapSession, std::time::Instant, coldsend_core::account::Endpoint);
 
 impl ScanState {
     /// Logs out every kept session (at shutdown).
     pub async fn close_sessions(&self) {
         let drained: Vec<_> = self.sessions.lock().await.drain().collect();
-        for (_, (mut s, _)) in drained {
+        for (_, (mut s, _, _)) in drained {
             let _ = tokio::time::timeout(Duration::from_secs(3), s.logout()).await;
         }
     }
 
-    /// A kept session for the mailbox if it is fresh and still answers NOOP.
-    async fn reuse(&self, account: &coldsend_core::AccountId, t: Duration) -> Option<ImapSession> {
+    /// A kept session for the mailbox if it is fresh, opened with its current settings
+    /// and still answers NOOP.
+    async fn reuse(&self, account: &SenderAccount, t: Duration) -> Option<ImapSession> {
         let idle = Duration::from_secs(self.config.session_idle_secs);
-        let (mut s, used) = self.sessions.lock().await.remove(account)?;
-        if used.elapsed() < idle && matches!(tokio::time::timeout(t, s.noop()).await, Ok(Ok(()))) {
+        let (mut s, used, endpoint) = self.sessions.lock().await.remove(&account.id)?;
+        if used.elapsed() < idle
+            && endpoint == account.imap
+            && matches!(tokio::time::timeout(t, s.noop()).await, Ok(Ok(())))
+        {
             return Some(s);
         }
         let _ = tokio::time::timeout(t, s.logout()).await;
@@ -150,22 +157,23 @@ impl ScanState {
     }
 
     /// Keeps a session for the next scan, closing the stalest beyond the cap and any idle too long.
-    async fn keep(&self, account: coldsend_core::AccountId, session: ImapSession) {
+    async fn keep(&self, account: &SenderAccount, session: ImapSession) {
         let idle = Duration::from_secs(self.config.session_idle_secs);
         let mut closing = Vec::new();
         {
             let mut map = self.sessions.lock().await;
-            let expired: Vec<_> = map.iter().filter(|(_, (_, used))| used.elapsed() >= idle).map(|(k, _)| *k).collect();
+            let expired: Vec<_> =
+                map.iter().filter(|(_, (_, used, _))| used.elapsed() >= idle).map(|(k, _)| *k).collect();
             for k in expired {
                 closing.extend(map.remove(&k));
             }
             while map.len() >= self.config.keep_sessions.max(1) {
-                let Some(oldest) = map.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k) else { break };
+                let Some(oldest) = map.iter().min_by_key(|(_, (_, used, _))| *used).map(|(k, _)| *k) else { break };
                 closing.extend(map.remove(&oldest));
             }
-            map.insert(account, (session, std::time::Instant::now()));
+            map.insert(account.id, (session, std::time::Instant::now(), account.imap.clone()));
         }
-        for (mut s, _) in closing {
+        for (mut s, _, _) in closing {
             let _ = tokio::time::timeout(Duration::from_secs(3), s.logout()).await;
         }
     }
@@ -208,6 +216,10 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
         return Ok(());
     };
     if row.status != AccountStatus::Active {
+        // A kept session may be for settings that changed (PATCH) or a server now gone.
+        if let Some((mut s, _, _)) = state.sessions.lock().await.remove(acct) {
+            let _ = tokio::time::timeout(timeout, s.logout()).await;
+        }
         state.ledger.keep_chain_at(&chain, &job.token, 0).await?;
         return Ok(());
     }
@@ -272,10 +284,10 @@ pub async fn scan_pass(
     keep: bool,
 ) -> Result<PassStats, ScanError> {
     let t = Duration::from_secs(state.config.command_timeout_secs);
-    if let Some(mut session) = state.reuse(&account.id, t).await {
+    if let Some(mut session) = state.reuse(account, t).await {
         let result = scan_folders(state, account, &mut session, settings, t).await;
         if result.is_ok() && keep {
-            state.keep(account.id, session).await;
+            state.keep(account, session).await;
         } else {
             let _ = tokio::time::timeout(t, session.logout()).await;
         }
@@ -292,7 +304,7 @@ pub async fn scan_pass(
     };
     let result = scan_folders(state, account, &mut session, settings, t).await;
     if result.is_ok() && keep {
-        state.keep(account.id, session).await;
+        state.keep(account, session).await;
     } else {
         let _ = tokio::time::timeout(t, session.logout()).await;
     }

@@ -80,9 +80,20 @@ lua_script!(SET_IF_EXISTS, "account_set_field");
 
 lua_script!(DELETE, "account_delete");
 
+lua_script!(UPDATE, "account_update");
+
 lua_script!(CONNECT_FAILED, "account_connect_failed");
 
 lua_script!(RECONNECT_DUE, "account_reconnect_due");
+
+/// What storing a patch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Updated {
+    Stored,
+    /// Stored; this validation generation must pass before the account is ACTIVE again.
+    Revalidate(u64),
+    Gone,
+}
 
 /// What counting a connection or sign-in failure did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +179,12 @@ impl AccountStore {
         row_from_fields(id, &fields).map(Some)
     }
 
+    /// The id of the account with this address (any case), from the address index.
+    pub async fn id_by_email(&self, email: &str) -> Result<Option<AccountId>, StoreError> {
+        let raw: Option<String> = self.conn.clone().hget(self.emails_key(), email.to_ascii_lowercase()).await?;
+        Ok(raw.and_then(|r| r.parse().ok()))
+    }
+
     /// All accounts, oldest first.
     pub async fn list(&self) -> Result<Vec<AccountRow>, StoreError> {
         let ids: Vec<AccountId> = {
@@ -222,6 +239,29 @@ impl AccountStore {
             "stale" => Recorded::Stale,
             "gone" => Recorded::Gone,
             other => return Err(unexpected("account_record_validation", other).into()),
+        })
+    }
+
+    /// Stores a patched account (and its new passwords, sealed); when its connection
+    /// settings or credentials changed, a new validation generation starts.
+    pub async fn update(
+        &self,
+        patched: &crate::account_patch::PatchedAccount,
+        key: &SealingKey,
+    ) -> Result<Updated, StoreError> {
+        let id = patched.account.id;
+        let record =
+            serde_json::to_string(&patched.account).map_err(|e| StoreError::Corrupt(id.to_string(), e.to_string()))?;
+        let mut call = UPDATE.key(self.account_key(&id));
+        call.arg(record).arg(if patched.revalidate { "1" } else { "0" });
+        for (field, secret) in &patched.passwords {
+            call.arg(*field).arg(key.seal(secret, &seal_context(&id, field)));
+        }
+        let n: i64 = call.invoke_async(&mut self.conn.clone()).await?;
+        Ok(match u64::try_from(n) {
+            Err(_) => Updated::Gone,
+            Ok(0) => Updated::Stored,
+            Ok(generation) => Updated::Revalidate(generation),
         })
     }
 

@@ -10,6 +10,7 @@ use super::keys::Keys;
 use crate::account::AccountId;
 use crate::campaign::{Campaign, CampaignAction, CampaignId, CampaignState, NotAllowed};
 use crate::lead::{Lead, LeadId, LeadState};
+use crate::send_key::SendKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignStoreError {
@@ -23,6 +24,18 @@ pub enum CampaignStoreError {
     NotAllowed(#[from] NotAllowed),
     #[error("the campaign changed state concurrently; try again")]
     Concurrent,
+    /// The campaign's state does not allow the change (e.g. editing a RUNNING campaign).
+    #[error("a {state} campaign cannot be {what}")]
+    Locked { state: String, what: &'static str },
+}
+
+/// What erasing a lead did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadErase {
+    Erased,
+    /// Something was sent or claimed: it must be stopped, not erased.
+    Started,
+    Missing,
 }
 
 impl CampaignStoreError {
@@ -48,6 +61,12 @@ pub struct AddedLeads {
 }
 
 lua_script!(TRANSITION, "campaign_transition");
+
+lua_script!(REPLACE, "campaign_replace");
+
+lua_script!(DELETE, "campaign_delete");
+
+lua_script!(DELETE_LEAD, "lead_delete");
 
 lua_script!(ADD_LEADS, "campaign_add_leads");
 
@@ -191,6 +210,115 @@ impl CampaignStore {
                 "missing" => return Err(CampaignStoreError::NotFound(*id)),
                 "conflict" => continue,
                 other => return Err(unexpected("campaign_transition", other).into()),
+            }
+        }
+        Err(CampaignStoreError::Concurrent)
+    }
+
+    /// Replaces the campaign's record with `new` (same id) if its state is one of
+    /// `allowed`, moving the mailbox → campaigns index with the record's mailboxes.
+    /// `what` names the change for the refusal.
+    pub async fn replace(
+        &self,
+        old: &Campaign,
+        new: &Campaign,
+        allowed: &[CampaignState],
+        what: &'static str,
+    ) -> Result<(), CampaignStoreError> {
+        let record =
+            serde_json::to_string(new).map_err(|e| CampaignStoreError::Corrupt(new.id.to_string(), e.to_string()))?;
+        let added: Vec<&AccountId> = new.accounts.iter().filter(|a| !old.accounts.contains(a)).collect();
+        let removed: Vec<&AccountId> = old.accounts.iter().filter(|a| !new.accounts.contains(a)).collect();
+        let mut call = REPLACE.key(self.keys.campaign(&new.id));
+        for a in added.iter().chain(&removed) {
+            call.key(self.keys.account_campaigns(a));
+        }
+        call.arg(record).arg(new.id.to_string()).arg(added.len());
+        for state in allowed {
+            call.arg(state.as_str());
+        }
+        let (outcome, current): (String, Option<String>) = call.invoke_async(&mut self.conn()).await?;
+        match outcome.as_str() {
+            "ok" => Ok(()),
+            "missing" => Err(CampaignStoreError::NotFound(new.id)),
+            "conflict" => Err(CampaignStoreError::Locked { state: current.unwrap_or_default(), what }),
+            other => Err(unexpected("campaign_replace", other).into()),
+        }
+    }
+
+    /// Deletes a campaign that is not RUNNING, then its leads, send records and queues.
+    pub async fn delete(&self, c: &Campaign, steps: usize) -> Result<(), CampaignStoreError> {
+        let mut call = DELETE.key(self.keys.campaign(&c.id));
+        call.key(self.keys.campaigns());
+        for a in &c.accounts {
+            call.key(self.keys.account_campaigns(a));
+        }
+        let (outcome,): (String,) = call.arg(c.id.to_string()).invoke_async(&mut self.conn()).await?;
+        match outcome.as_str() {
+            "deleted" => {}
+            "missing" => return Err(CampaignStoreError::NotFound(c.id)),
+            "running" => return Err(CampaignStoreError::Locked { state: "RUNNING".into(), what: "deleted" }),
+            other => return Err(unexpected("campaign_delete", other).into()),
+        }
+        // Unreachable now: what is left is removed in batches.
+        let leads: Vec<String> = self.conn().hkeys(self.keys.leads(&c.id)).await?;
+        for chunk in leads.chunks(200) {
+            let mut pipe = redis::pipe();
+            for lead in chunk {
+                let Some(lid) = LeadId::parse(lead) else { continue };
+                for step in 0..steps.max(1) {
+                    pipe.del(self.keys.send(&SendKey { campaign: c.id, lead: lid.clone(), step })).ignore();
+                }
+            }
+            pipe.query_async::<()>(&mut self.conn()).await?;
+        }
+        let mut pipe = redis::pipe();
+        for key in [
+            self.keys.leads(&c.id),
+            self.keys.lead_states(&c.id),
+            self.keys.lead_errors(&c.id),
+            self.keys.lead_accounts(&c.id),
+            self.keys.lead_progress(&c.id),
+            self.keys.stats(&c.id),
+        ] {
+            pipe.del(key).ignore();
+        }
+        for a in &c.accounts {
+            pipe.del(self.keys.due_first(a, &c.id)).ignore();
+            pipe.del(self.keys.due_followups(a, &c.id)).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    /// Erases a lead nothing was sent to yet (a lead whose thread started is left to the
+    /// caller to stop).
+    pub async fn erase_lead(&self, id: &CampaignId, lead: &LeadId) -> Result<LeadErase, CampaignStoreError> {
+        let key = SendKey { campaign: *id, lead: lead.clone(), step: 0 };
+        for _ in 0..3 {
+            let account: Option<String> = self.conn().hget(self.keys.lead_accounts(id), lead.as_str()).await?;
+            let due = match account.as_deref().and_then(|a| a.parse::<AccountId>().ok()) {
+                Some(a) => self.keys.due_first(&a, id),
+                None => self.keys.leads(id),
+            };
+            let outcome: String = DELETE_LEAD
+                .key(self.keys.leads(id))
+                .key(self.keys.lead_states(id))
+                .key(self.keys.lead_errors(id))
+                .key(self.keys.lead_accounts(id))
+                .key(self.keys.send(&key))
+                .key(due)
+                .arg(lead.as_str())
+                .arg(account.unwrap_or_default())
+                .arg(key.member())
+                .invoke_async(&mut self.conn())
+                .await?;
+            match outcome.as_str() {
+                "erased" => return Ok(LeadErase::Erased),
+                "started" => return Ok(LeadErase::Started),
+                "missing" => return Ok(LeadErase::Missing),
+                "moved" => continue,
+                other => return Err(unexpected("lead_delete", other).into()),
             }
         }
         Err(CampaignStoreError::Concurrent)

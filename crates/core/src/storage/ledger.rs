@@ -99,6 +99,16 @@ pub enum Reservation {
     Gap(i64),
 }
 
+/// What moving a lead to another mailbox did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reassigned {
+    Moved,
+    /// Its first step was claimed or sent: the thread belongs to the old mailbox.
+    Started,
+    /// It is not that mailbox's lead.
+    Elsewhere,
+}
+
 /// What `release` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Released {
@@ -156,6 +166,8 @@ lua_script!(RELEASE, "send_release");
 lua_script!(FAIL, "send_fail");
 lua_script!(UNCERTAIN, "send_uncertain");
 lua_script!(CANCEL, "send_cancel");
+
+lua_script!(REASSIGN, "lead_reassign");
 lua_script!(ENQUEUE_FIRST, "send_enqueue_first");
 lua_script!(REQUEUE_UNCERTAIN, "send_requeue_uncertain");
 lua_script!(SETTLE_UNCERTAIN, "send_settle_uncertain");
@@ -563,6 +575,34 @@ impl Ledger {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
+    }
+
+    /// Moves a lead whose first step has not started from mailbox `from` to `to` (its
+    /// queued first step with it).
+    pub async fn reassign_first(
+        &self,
+        campaign: &CampaignId,
+        lead: &LeadId,
+        from: &AccountId,
+        to: &AccountId,
+    ) -> Result<Reassigned, redis::RedisError> {
+        let key = SendKey { campaign: *campaign, lead: lead.clone(), step: 0 };
+        let outcome: String = REASSIGN
+            .key(self.keys.lead_accounts(campaign))
+            .key(self.keys.send(&key))
+            .key(self.keys.due_first(from, campaign))
+            .key(self.keys.due_first(to, campaign))
+            .arg(lead.as_str())
+            .arg(from.to_string())
+            .arg(to.to_string())
+            .arg(key.member())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(match outcome.as_str() {
+            "moved" => Reassigned::Moved,
+            "started" => Reassigned::Started,
+            _ => Reassigned::Elsewhere,
+        })
     }
 
     /// Makes `token` the mailbox's chain (replacing any other unless `only_if_absent`).

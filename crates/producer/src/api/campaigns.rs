@@ -45,6 +45,55 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     Ok(Json(state.campaigns.get(&id).await?))
 }
 
+/// Edit a DRAFT or PAUSED campaign: any of name, sender_account_ids, steps, schedule,
+/// daily_limit, stop_on_reply, stop_on_domain_reply, lead_variables. Templates are compiled
+/// as at creation. Steps already sent stay as sent; a mailbox taken out hands its leads
+/// that have not started to the others.
+#[utoipa::path(patch, path = "/api/public/v1/campaigns/{id}", operation_id = "updateCampaign", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    request_body(content = Object, description = "A subset of the creation fields, e.g. {\"name\": \"Q4 v2\"}"),
+    responses((status = 200, body = CampaignView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "Not DRAFT or PAUSED", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<CampaignView>, ApiError> {
+    Ok(Json(state.campaigns.update(&id, &read_body(b)?).await?))
+}
+
+/// Delete a campaign that is not RUNNING, with its leads and send records.
+#[utoipa::path(delete, path = "/api/public/v1/campaigns/{id}", operation_id = "deleteCampaign", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "RUNNING", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.campaigns.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What taking a lead out did.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct LeadRemoved {
+    /// `erased` (nothing had been sent) or `stopped` (its thread had started: it stays, STOPPED).
+    pub outcome: coldsend_service::campaign_edits::LeadRemoval,
+}
+
+/// Take a lead out of a campaign: erased if nothing was sent to it, else STOPPED.
+#[utoipa::path(delete, path = "/api/public/v1/campaigns/{id}/leads/{lead_id}", operation_id = "removeLead", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id"), ("lead_id" = String, Path, description = "Lead id")),
+    responses((status = 200, body = LeadRemoved), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn remove_lead(
+    State(state): State<AppState>,
+    Path((id, lead_id)): Path<(String, String)>,
+) -> Result<Json<LeadRemoved>, ApiError> {
+    Ok(Json(LeadRemoved { outcome: state.campaigns.remove_lead(&id, &lead_id).await? }))
+}
+
 /// The documented body shape (parsed by hand so each row is judged on its own).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]

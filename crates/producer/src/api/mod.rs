@@ -42,7 +42,10 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/sender-accounts", post(sender_accounts::create).get(sender_accounts::list))
-        .route("/sender-accounts/{id}", get(sender_accounts::show).delete(sender_accounts::remove))
+        .route(
+            "/sender-accounts/{id}",
+            get(sender_accounts::show).delete(sender_accounts::remove).patch(sender_accounts::update),
+        )
         .route("/sender-accounts/{id}/validate", post(sender_accounts::validate))
         .route("/sender-accounts/{id}/oauth", axum::routing::put(sender_accounts::relink))
         .route("/sender-accounts/oauth/{provider}/start", post(oauth::start))
@@ -50,7 +53,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sender-accounts/{id}/usage", get(campaigns::usage))
         .route("/sender-accounts/{id}/sending", get(campaigns::get_sending).put(campaigns::put_sending))
         .route("/campaigns", post(campaigns::create).get(campaigns::list))
-        .route("/campaigns/{id}", get(campaigns::show))
+        .route("/campaigns/{id}", get(campaigns::show).patch(campaigns::update).delete(campaigns::remove))
+        .route("/campaigns/{id}/leads/{lead_id}", axum::routing::delete(campaigns::remove_lead))
         .route("/campaigns/{id}/leads", post(campaigns::add_leads).get(campaigns::leads))
         .route("/campaigns/{id}/{action}", post(campaigns::act))
         .route("/inbox", get(campaigns::inbox))

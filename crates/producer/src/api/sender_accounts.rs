@@ -51,14 +51,53 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     Ok(Json(state.accounts.get(&id).await?))
 }
 
-/// Remove a sender account and its stored credentials.
+/// `?force=true` on a delete.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Delete even though running campaigns send from the account: its leads that have not
+    /// started move to the campaigns' other mailboxes, the threads it started stop.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Remove a sender account and its stored credentials. It leaves every unfinished
+/// campaign first (see `force`); a campaign it is the only mailbox of refuses (409).
 #[utoipa::path(delete, path = "/api/public/v1/sender-accounts/{id}", operation_id = "deleteSenderAccount", tag = "sender-accounts",
-    params(("id" = String, Path, description = "Account id")),
-    responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    params(("id" = String, Path, description = "Account id"), DeleteQuery),
+    responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Running campaigns send from it (names them), or it is a campaign's only mailbox", body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<DeleteQuery>,
+) -> Result<StatusCode, ApiError> {
+    let force = query.force;
+    state.accounts.get(&id).await?;
+    state.campaigns.release_account(&id, force).await?;
     state.accounts.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Edit a sender account: any field of the registration body except `email_address`,
+/// `inbox_type` and the sign-in method. Changing hosts, ports, TLS, usernames or passwords
+/// validates it again (PENDING_VALIDATION until it passes); sending settings stay.
+#[utoipa::path(patch, path = "/api/public/v1/sender-accounts/{id}", operation_id = "updateSenderAccount", tag = "sender-accounts",
+    params(("id" = String, Path, description = "Account id")),
+    request_body(content = Object, description = "A subset of the registration fields, e.g. {\"daily_limit\": 80}"),
+    responses((status = 200, description = "Stored (and queued for validation when the connection changed)", body = AccountView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, description = "A field is unknown, not editable or invalid", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AccountView>, ApiError> {
+    let body = read_body(body)?;
+    Ok(Json(state.accounts.update(&id, &body).await?))
 }
 
 /// Give an OAuth2 account a new grant (a refresh token from a new sign-in): ends

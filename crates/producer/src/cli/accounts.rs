@@ -53,7 +53,28 @@ pub(crate) enum AccountsCommand {
         wait: bool,
     },
     /// Remove an account and its credentials.
-    Rm { id: String },
+    Rm {
+        id: String,
+        /// Even though running campaigns send from it: its leads that have not started move
+        /// to the campaigns' other mailboxes; the threads it started stop.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Edit an account: any registration field but email_address and inbox_type. A change to
+    /// hosts, ports, TLS, usernames or passwords validates it again.
+    Edit {
+        id: String,
+        /// JSON object with the fields to change (`-` for stdin), e.g. {"smtp_port": 465}.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        daily_limit: Option<u32>,
+        /// Wait for the new validation to finish (when the edit starts one).
+        #[arg(long)]
+        wait: bool,
+    },
     /// Sent today, effective cap and next allowed send.
     Usage { id: String },
     /// End a sending pause (after sender-side refusals) now; waiting steps go out again.
@@ -172,10 +193,36 @@ pub(crate) async fn accounts(
             let view = service.revalidate(&id).await?;
             finish(service, view, wait).await
         }
-        AccountsCommand::Rm { id } => {
+        AccountsCommand::Rm { id, force } => {
+            service.get(&id).await?;
+            let released = campaigns.release_account(&id, force).await?;
             service.delete(&id).await?;
+            if !released.campaigns.is_empty() {
+                eprintln!(
+                    "taken out of {} campaign(s): {} lead(s) moved to other mailboxes, {} thread(s) stopped",
+                    released.campaigns.len(),
+                    released.reassigned,
+                    released.stopped
+                );
+            }
             eprintln!("removed {id}");
             Ok(())
+        }
+        AccountsCommand::Edit { id, file, display_name, daily_limit, wait } => {
+            let mut patch = match &file {
+                Some(f) => serde_json::from_slice::<serde_json::Value>(&read_body(f)?)
+                    .with_context(|| format!("{}: not JSON", f.display()))?,
+                None => serde_json::json!({}),
+            };
+            let Some(fields) = patch.as_object_mut() else { bail!("the patch must be a JSON object") };
+            if let Some(n) = display_name {
+                fields.insert("display_name".into(), n.into());
+            }
+            if let Some(n) = daily_limit {
+                fields.insert("daily_limit".into(), n.into());
+            }
+            let view = service.update(&id, &serde_json::to_vec(&patch)?).await?;
+            finish(service, view, wait).await
         }
         AccountsCommand::Usage { id } => json(&campaigns.usage(&id).await?),
         AccountsCommand::ResumeSending { id } => {

@@ -33,6 +33,17 @@ pub(crate) enum CampaignsCommand {
     Stop {
         id: String,
     },
+    /// Edit a DRAFT or PAUSED campaign from a JSON file holding the fields to change
+    /// (name, sender_account_ids, steps, schedule, daily_limit, stop_on_reply, …).
+    Edit {
+        id: String,
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// Delete a campaign that is not running, with its leads and send records.
+    Rm {
+        id: String,
+    },
     /// Progress of a campaign; with --watch, a live progress bar until it finishes.
     Status {
         id: String,
@@ -54,6 +65,8 @@ pub(crate) enum LeadsCommand {
     },
     /// List a campaign's leads with their state.
     List { campaign: String },
+    /// Take a lead out: erased if nothing was sent to it, else STOPPED.
+    Rm { campaign: String, lead: String },
 }
 
 pub(crate) async fn campaigns(service: &CampaignService, cmd: CampaignsCommand) -> anyhow::Result<()> {
@@ -82,6 +95,15 @@ pub(crate) async fn campaigns(service: &CampaignService, cmd: CampaignsCommand) 
         CampaignsCommand::Pause { id } => act(id, CampaignAction::Pause).await,
         CampaignsCommand::Resume { id } => act(id, CampaignAction::Resume).await,
         CampaignsCommand::Stop { id } => act(id, CampaignAction::Stop).await,
+        CampaignsCommand::Edit { id, file } => {
+            let body = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            json(&service.update(&id, &body).await?)
+        }
+        CampaignsCommand::Rm { id } => {
+            service.delete(&id).await?;
+            eprintln!("deleted {id}");
+            Ok(())
+        }
         CampaignsCommand::Status { id, watch } => status(service, &id, watch).await,
     }
 }
@@ -130,6 +152,11 @@ pub(crate) async fn status(service: &CampaignService, id: &str, watch: bool) -> 
 
 pub(crate) async fn leads(service: &CampaignService, cmd: LeadsCommand) -> anyhow::Result<()> {
     match cmd {
+        LeadsCommand::Rm { campaign, lead } => {
+            let outcome = service.remove_lead(&campaign, &lead).await?;
+            eprintln!("{lead}: {}", serde_json::to_value(outcome)?.as_str().unwrap_or("done"));
+            Ok(())
+        }
         LeadsCommand::Add { campaign, csv, json: json_file } => {
             let report: AddLeadsReport = match (csv, json_file) {
                 (Some(path), None) => {
