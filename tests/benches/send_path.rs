@@ -92,7 +92,7 @@ async fn main() {
     }
 
     // One formatted message, for smtp-source's size.
-    let sample = coldsend_worker::mailer::compose(&coldsend_worker::mailer::Outgoing {
+    let sample = coldsend_service::outgoing::compose(&coldsend_service::outgoing::Outgoing {
         from_name: "Box 0".into(),
         from: "box0@example.test".into(),
         to: "r1@example.test".into(),
@@ -103,6 +103,7 @@ async fn main() {
         message_id: "cs.0.0123456789abcdef01234567@example.test".into(),
         thread: vec![],
         list_unsubscribe: "<https://coldsend.example.test/api/public/v1/unsubscribe?token=MDAwMDAwMDAtMDAwMC00MDAwLTgwMDAtMDAwMDAwMDAwMDAwOjAwMDAwMDAwMDAwMDAwMDAwMDAw.AAAAAAAAAAAAAAAAAAAAAA>, <mailto:box0@example.test?subject=unsubscribe>".into(),
+        extra_headers: vec![],
     })
     .expect("compose");
     let size = sample.bytes.len();

@@ -8,6 +8,7 @@
 //! - [`commands`]: what one Redis-level command means (parsing, redaction, carrying it
 //!   out); the worker owns the loop that reads the stream;
 //! - [`connect`]: settings → Redis connection → [`connect::Services`];
+//! - [`outgoing`]: one campaign email for one lead at one step, as sent, previewed and test-sent;
 //! - [`suppression`]: the global suppression list (addresses and domains);
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` on their own port, for both processes.
 
@@ -20,4 +21,5 @@ pub mod connect;
 pub mod health;
 pub mod leads_csv;
 pub mod oauth;
+pub mod outgoing;
 pub mod suppression;

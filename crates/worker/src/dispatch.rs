@@ -35,7 +35,7 @@ use coldsend_core::storage::ledger::{
 };
 use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
 use coldsend_core::unsubscribe::UnsubscribeSigner;
-use coldsend_core::{AccountStatus, template};
+use coldsend_core::AccountStatus;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::Rset;
@@ -43,7 +43,8 @@ use rand::Rng;
 use tokio::sync::Mutex;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::mailer::{self, Delivery, Outgoing};
+use crate::mailer::{self, Delivery};
+use coldsend_service::outgoing::{self, Email, UnsubscribeLinks, Unsendable};
 use crate::metrics;
 use crate::probe::{self, ProbeContext};
 use crate::sent_copy;
@@ -119,19 +120,6 @@ impl SessionError {
             SessionError::Timeout => true,
         }
     }
-}
-
-/// Why an email cannot be made for a lead: never retried, the lead is stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum Unsendable {
-    #[error("the campaign has no step {0}")]
-    NoSuchStep(usize),
-    #[error("template: {0}")]
-    Template(String),
-    #[error("template: the rendered subject holds a line break or control character")]
-    SubjectControlCharacter,
-    #[error("the message cannot be composed: {0}")]
-    Compose(String),
 }
 
 impl DispatchState {
@@ -392,8 +380,7 @@ async fn send_one(
             return Ok(Next::Continue);
         };
         // Render before claiming: a lead that cannot be personalised is skipped, never sent.
-        let composed = match render(from.campaign, key, &lead).and_then(|r| compose(state, from.account, key, &lead, r))
-        {
+        let composed = match compose_for(state, from.account, from.campaign, key, &lead) {
             Ok(c) => c,
             // The campaign was edited down to fewer steps than this follow-up: the lead has
             // had every step there is.
@@ -423,68 +410,16 @@ async fn send_one(
     .await
 }
 
-/// Subject, text and HTML of one step for one lead.
-struct Rendered {
-    subject: String,
-    text: String,
-    html: Option<String>,
-}
-
-fn render(campaign: &Campaign, key: &SendKey, lead: &Lead) -> Result<Rendered, Unsendable> {
-    let step = campaign.steps.get(key.step).ok_or(Unsendable::NoSuchStep(key.step))?;
-    let ctx = template::lead_context(lead);
-    let subject = template::render(campaign.subject_template(key.step), &ctx).map_err(Unsendable::Template)?;
-    let subject = if campaign.is_reply_subject(key.step) { format!("Re: {subject}") } else { subject };
-    // A lead's variables may hold line breaks: never let one into a header.
-    if subject.chars().any(char::is_control) {
-        return Err(Unsendable::SubjectControlCharacter);
-    }
-    let text = template::render(&step.text, &ctx).map_err(Unsendable::Template)?;
-    let html = step.html.as_deref().map(|h| template::render(h, &ctx)).transpose().map_err(Unsendable::Template)?;
-    Ok(Rendered { subject, text, html })
-}
-
-/// The composed message and its Message-ID.
-struct Composed {
-    mail: mailer::Composed,
-    message_id: String,
-}
-
-/// Threading headers (earlier steps' Message-IDs), List-Unsubscribe, the MIME message.
-fn compose(
+/// The email for a due send, composed as every send is (threading, unsubscribe links).
+fn compose_for(
     state: &DispatchState,
     account: &SenderAccount,
+    campaign: &Campaign,
     key: &SendKey,
     lead: &Lead,
-    r: Rendered,
-) -> Result<Composed, Unsendable> {
-    let domain = account.email.domain().to_owned();
-    let message_id = key.message_id(&domain);
-    let thread: Vec<String> = (0..key.step).map(|s| SendKey { step: s, ..key.clone() }.message_id(&domain)).collect();
-    let mut list_unsubscribe = format!("<mailto:{}?subject=unsubscribe>", account.email);
-    if !state.config.public_base_url.is_empty() {
-        let token = state.signer.token(&key.campaign, &key.lead);
-        list_unsubscribe = format!(
-            "<{}/api/public/v1/unsubscribe?token={token}>, {list_unsubscribe}",
-            state.config.public_base_url.trim_end_matches('/')
-        );
-    }
-    let full_name =
-        [lead.first_name.as_deref(), lead.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
-    let outgoing = Outgoing {
-        from_name: account.display_name.as_str().to_owned(),
-        from: account.email.to_string(),
-        to: lead.email.to_string(),
-        to_name: Some(full_name).filter(|n| !n.is_empty()),
-        subject: r.subject,
-        text: r.text,
-        html: r.html,
-        message_id: message_id.clone(),
-        thread,
-        list_unsubscribe,
-    };
-    let mail = mailer::compose(&outgoing).map_err(|e| Unsendable::Compose(e.to_string()))?;
-    Ok(Composed { mail, message_id })
+) -> Result<Email, Unsendable> {
+    let links = UnsubscribeLinks { signer: &state.signer, public_base_url: &state.config.public_base_url };
+    outgoing::email(campaign, account, key, lead, &links)
 }
 
 /// Asks the ledger for the send: cap, gap, chain and at-most-once, atomically. `Err` is
@@ -551,7 +486,7 @@ async fn record(
     due: &DueSend,
     claim: &Claim,
     lead: &Lead,
-    composed: &Composed,
+    composed: &Email,
     delivery: Delivery,
 ) -> Result<Next, BoxDynError> {
     let (key, acct) = (&due.key, &from.account.id);

@@ -5,80 +5,10 @@
 use std::time::Duration;
 
 use coldsend_core::bounce::{BounceClass, BounceReason, SenderLimit, sender_limit};
-use lettre::Address;
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+pub use coldsend_service::outgoing::Composed;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
-
-/// What goes into one email.
-pub struct Outgoing {
-    pub from_name: String,
-    pub from: String,
-    pub to: String,
-    pub to_name: Option<String>,
-    pub subject: String,
-    pub text: String,
-    pub html: Option<String>,
-    /// Without angle brackets.
-    pub message_id: String,
-    /// Message-IDs of the earlier steps of the thread, oldest first.
-    pub thread: Vec<String>,
-    /// `List-Unsubscribe` value (mailto and, if configured, https).
-    pub list_unsubscribe: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ComposeError {
-    #[error("invalid address {0}: {1}")]
-    Address(String, String),
-    #[error("cannot build the message: {0}")]
-    Build(String),
-}
-
-/// The envelope addresses and the RFC 5322 bytes.
-pub struct Composed {
-    pub from: Address,
-    pub to: Address,
-    pub bytes: Vec<u8>,
-}
-
-pub fn compose(o: &Outgoing) -> Result<Composed, ComposeError> {
-    let addr = |s: &str| s.parse::<Address>().map_err(|e| ComposeError::Address(s.to_owned(), e.to_string()));
-    let (from, to) = (addr(&o.from)?, addr(&o.to)?);
-    let mut b = lettre::Message::builder()
-        .from(Mailbox::new(Some(o.from_name.clone()).filter(|n| !n.is_empty()), from.clone()))
-        .to(Mailbox::new(o.to_name.clone(), to.clone()))
-        .subject(o.subject.clone())
-        .message_id(Some(format!("<{}>", o.message_id)))
-        .date_now()
-        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), o.list_unsubscribe.clone()));
-    // RFC 8058 one-click unsubscribe: only with an https link to POST to (a mailto-only
-    // header with it is invalid, and providers penalise it).
-    if o.list_unsubscribe.contains("<https://") {
-        b = b.raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
-            "List-Unsubscribe=One-Click".into(),
-        ));
-    }
-    if let Some(previous) = o.thread.last() {
-        b = b.in_reply_to(format!("<{previous}>"));
-        let refs: Vec<String> = o.thread.iter().map(|id| format!("<{id}>")).collect();
-        b = b.references(refs.join(" "));
-    }
-    let text = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(o.text.clone());
-    let message = match &o.html {
-        Some(html) => b.multipart(
-            MultiPart::alternative()
-                .singlepart(text)
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html.clone())),
-        ),
-        None => b.singlepart(text),
-    }
-    .map_err(|e| ComposeError::Build(e.to_string()))?;
-    Ok(Composed { from, to, bytes: message.formatted() })
-}
 
 /// How a send attempt ended.
 #[derive(Debug)]
@@ -222,36 +152,5 @@ mod tests {
         assert_eq!(class("550 5.7.1 Client host [192.0.2.1] blocked using zen.spamhaus.org"), BounceClass::SenderSide);
         assert_eq!(class("550 5.7.26 This message does not pass DMARC"), BounceClass::SenderSide);
         assert_eq!(class("552 5.2.2 Mailbox full"), BounceClass::RecipientTemporary);
-    }
-
-    #[test]
-    fn threaded_headers_and_unsubscribe() {
-        let o = Outgoing {
-            from_name: "Ann at Acme".into(),
-            from: "ann@acme.test".into(),
-            to: "bob@example.test".into(),
-            to_name: Some("Bob".into()),
-            subject: "Re: Hello".into(),
-            text: "Hi Bob".into(),
-            html: None,
-            message_id: "cs.1.abc@acme.test".into(),
-            thread: vec!["cs.0.xyz@acme.test".into()],
-            list_unsubscribe: "<https://cs.example/u?token=t>, <mailto:ann@acme.test?subject=unsubscribe>".into(),
-        };
-        let c = compose(&o).expect("composes");
-        let text = String::from_utf8(c.bytes).expect("utf8");
-        for h in [
-            "Message-ID: <cs.1.abc@acme.test>",
-            "In-Reply-To: <cs.0.xyz@acme.test>",
-            "References: <cs.0.xyz@acme.test>",
-            "List-Unsubscribe: <https://cs.example/u?token=t>,",
-            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-            "Subject: Re: Hello",
-        ] {
-            assert!(text.contains(h), "missing {h} in\n{text}");
-        }
-        let mailto_only = Outgoing { list_unsubscribe: "<mailto:ann@acme.test?subject=unsubscribe>".into(), ..o };
-        let text = String::from_utf8(compose(&mailto_only).expect("composes").bytes).expect("utf8");
-        assert!(!text.contains("List-Unsubscribe-Post"), "one-click needs an https link:\n{text}");
     }
 }
