@@ -42,6 +42,13 @@ pub struct Scan {
     pub token: String,
 }
 
+/// Send a stored test send (see [`crate::storage::test_sends`]). Safe to run twice: the
+/// record is claimed once before anything goes out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestSendJob {
+    pub id: String,
+}
+
 /// The queues coldsend uses, under one key prefix.
 #[derive(Debug, Clone)]
 pub struct Queues {
@@ -61,6 +68,11 @@ impl Queues {
     /// Where [`Scan`] jobs go.
     pub fn scan(&self) -> String {
         format!("{}:queue:scan", self.prefix)
+    }
+
+    /// Where [`TestSendJob`] jobs go.
+    pub fn test_send(&self) -> String {
+        format!("{}:queue:test-send", self.prefix)
     }
 
     /// Where [`Dispatch`] jobs go.

@@ -123,7 +123,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Campaigns(cmd) => {
             let settings = load(cli.config)?;
             let s = services(&settings).await.context("connecting")?;
-            cli::campaigns::campaigns(&s.campaigns, cmd).await
+            cli::campaigns::campaigns(&s.campaigns, &s.previews, cmd).await
         }
         Command::Leads(cmd) => {
             let settings = load(cli.config)?;

@@ -34,6 +34,8 @@ pub struct Services {
     pub signer: std::sync::Arc<UnsubscribeSigner>,
     /// OAuth2 sign-ins (the consent flow).
     pub consent: crate::oauth::Consent,
+    /// Previews and test sends.
+    pub previews: crate::preview::PreviewService,
 }
 
 /// Connects to Redis and builds the services.
@@ -70,9 +72,15 @@ pub fn services_on(
         store: CampaignStore::new(conn.clone(), prefix),
         ledger: Ledger::new(conn.clone(), prefix),
         health: coldsend_core::storage::mailboxes::MailboxHealth::new(conn.clone(), prefix),
-        dispatch_queue: queue_storage(conn, queues.dispatch()),
+        dispatch_queue: queue_storage(conn.clone(), queues.dispatch()),
         config: settings.sending.clone(),
     };
+    let previews = crate::preview::PreviewService::new(
+        campaigns.clone(),
+        signer.clone(),
+        coldsend_core::storage::test_sends::TestSends::new(conn.clone(), prefix),
+        queue_storage(conn, queues.test_send()),
+    );
     let suppression = crate::suppression::SuppressionService::new(CampaignStore::new(conn_for_inbox.clone(), prefix));
     let consent = crate::oauth::Consent::new(
         coldsend_core::storage::oauth::OAuthTokens::new(conn_for_inbox.clone(), prefix),
@@ -89,5 +97,6 @@ pub fn services_on(
         campaigns,
         suppression,
         signer,
+        previews,
     })
 }

@@ -9,6 +9,7 @@
 //!   out); the worker owns the loop that reads the stream;
 //! - [`connect`]: settings → Redis connection → [`connect::Services`];
 //! - [`outgoing`]: one campaign email for one lead at one step, as sent, previewed and test-sent;
+//! - [`preview`]: previews and test sends of a campaign's emails;
 //! - [`suppression`]: the global suppression list (addresses and domains);
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` on their own port, for both processes.
 
@@ -22,4 +23,5 @@ pub mod health;
 pub mod leads_csv;
 pub mod oauth;
 pub mod outgoing;
+pub mod preview;
 pub mod suppression;

@@ -79,6 +79,39 @@ pub fn email(
     Ok(Email { mail, message_id, rendered })
 }
 
+/// A test email of step `step` for `lead` (whose fields fill the templates; its address
+/// is where the test goes): "[TEST]" in the subject, an `X-Coldsend-Test` header, its
+/// own Message-ID (never one a lead's thread uses) threaded after the test's earlier
+/// steps `before`, and a mailto-only List-Unsubscribe (no lead to unsubscribe).
+pub fn test_email(
+    campaign: &Campaign,
+    account: &SenderAccount,
+    lead: &Lead,
+    test_id: &str,
+    step: usize,
+    before: &[usize],
+) -> Result<Email, Unsendable> {
+    let key = SendKey { campaign: campaign.id, lead: lead.id.clone(), step };
+    let rendered = render(campaign, &key, lead)?;
+    let domain = account.email.domain();
+    let id = |s: usize| format!("cs-test.{test_id}.{s}@{domain}");
+    let outgoing = Outgoing {
+        from_name: account.display_name.as_str().to_owned(),
+        from: account.email.to_string(),
+        to: lead.email.to_string(),
+        to_name: None,
+        subject: format!("[TEST] {}", rendered.subject),
+        text: rendered.text.clone(),
+        html: rendered.html.clone(),
+        message_id: id(step),
+        thread: before.iter().map(|s| id(*s)).collect(),
+        list_unsubscribe: format!("<mailto:{}?subject=unsubscribe>", account.email),
+        extra_headers: vec![("X-Coldsend-Test", format!("campaign {}, step {step}", campaign.id))],
+    };
+    let mail = compose(&outgoing).map_err(|e| Unsendable::Compose(e.to_string()))?;
+    Ok(Email { mail, message_id: id(step), rendered })
+}
+
 /// Subject, text and HTML of one step for one lead.
 #[derive(Debug, Clone)]
 pub struct Rendered {

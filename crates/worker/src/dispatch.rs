@@ -18,6 +18,7 @@ use std::time::Duration;
 use apalis::prelude::{BoxDynError, Data, TaskBuilder, TaskSink, WorkerContext};
 use apalis_redis::RedisStorage;
 use chrono::{DateTime, Utc};
+use coldsend_core::AccountStatus;
 use coldsend_core::account::{AccountId, SenderAccount};
 use coldsend_core::bounce::{BounceClass, BounceReason, SenderLimit};
 use coldsend_core::campaign::{Campaign, CampaignState};
@@ -35,7 +36,6 @@ use coldsend_core::storage::ledger::{
 };
 use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
 use coldsend_core::unsubscribe::UnsubscribeSigner;
-use coldsend_core::AccountStatus;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::Rset;
@@ -44,10 +44,10 @@ use tokio::sync::Mutex;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::mailer::{self, Delivery};
-use coldsend_service::outgoing::{self, Email, UnsubscribeLinks, Unsendable};
 use crate::metrics;
 use crate::probe::{self, ProbeContext};
 use crate::sent_copy;
+use coldsend_service::outgoing::{self, Email, Unsendable, UnsubscribeLinks};
 
 /// Sends one dispatch job makes at most before handing over to a successor.
 const MAX_BURST: usize = 200;

@@ -18,5 +18,6 @@ pub mod scan;
 pub mod sent_copy;
 pub mod signin;
 pub mod sweeper;
+pub mod test_send;
 pub mod trust;
 pub mod validate_job;

@@ -206,7 +206,15 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
     );
     let scan =
         queue_monitor!("scan", name, states.scan.queue.clone(), states.scan.clone(), w.dispatch_concurrency, scan);
-    let monitors: Vec<_> = [validate, dispatch, scan]
+    let test_send = queue_monitor!(
+        "test-send",
+        name,
+        queue_storage::<coldsend_core::jobs::TestSendJob>(conn.clone(), queues.test_send()),
+        states.test_send.clone(),
+        w.validate_concurrency,
+        crate::test_send::test_send
+    );
+    let monitors: Vec<_> = [validate, dispatch, scan, test_send]
         .into_iter()
         .map(|(queue, monitor)| {
             let mut signal = gen_rx.clone();
@@ -247,6 +255,7 @@ struct States {
     validate: Arc<ValidateState>,
     dispatch: Arc<DispatchState>,
     scan: Arc<ScanState>,
+    test_send: Arc<crate::test_send::TestSendState>,
 }
 
 fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &Queues) -> anyhow::Result<States> {
@@ -310,7 +319,11 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         sessions: Default::default(),
         connection,
     });
-    Ok(States { validate, dispatch, scan })
+    let test_send = Arc::new(crate::test_send::TestSendState {
+        dispatch: dispatch.clone(),
+        store: coldsend_core::storage::test_sends::TestSends::new(conn.clone(), prefix),
+    });
+    Ok(States { validate, dispatch, scan, test_send })
 }
 
 /// `(queue, Monitor)`: a monitor running one queue's worker (a macro because apalis's

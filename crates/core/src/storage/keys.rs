@@ -93,6 +93,11 @@ impl Keys {
         format!("{}:message-ids", self.p)
     }
 
+    /// hash: one test send (request, state, results); expires after a week.
+    pub fn test_send(&self, id: &str) -> String {
+        format!("{}:test-send:{id}", self.p)
+    }
+
     // --- per mailbox ----------------------------------------------------------
     /// string: sends of the mailbox on its local date.
     pub fn cap(&self, a: &AccountId, date: NaiveDate) -> String {

@@ -10,6 +10,7 @@
 //! - [`oauth`]: OAuth2 grants, the refresh lease, rotated refresh tokens;
 //! - [`scan`]: IMAP scan cursors, "already acted on" records, last-scan facts;
 //! - [`inbox`]: the master-inbox stream;
+//! - [`test_sends`]: test sends (a campaign's steps to a chosen address), their cap slot and outcome;
 //! - [`commands`]: the command streams (the Redis-level contract for other languages);
 //! - [`queues`]: read-only looks at apalis-redis's queue keys (depths for metrics).
 //!
@@ -29,6 +30,7 @@ pub mod mailboxes;
 pub mod oauth;
 pub mod queues;
 pub mod scan;
+pub mod test_sends;
 
 /// Declares a `static` [`redis::Script`] loaded from `lua/<file>.lua`.
 macro_rules! lua_script {

@@ -5,6 +5,7 @@ mod campaigns;
 mod error;
 mod oauth;
 mod openapi;
+mod previews;
 mod sender_accounts;
 mod suppression;
 
@@ -36,6 +37,7 @@ pub struct AppState {
     pub signer: Arc<UnsubscribeSigner>,
     pub keys: Arc<KeyVerifier>,
     pub consent: coldsend_service::oauth::Consent,
+    pub previews: coldsend_service::preview::PreviewService,
 }
 
 /// The whole API. `openapi.json` and the unsubscribe link need no key; everything else does.
@@ -56,6 +58,9 @@ pub fn router(state: AppState) -> Router {
         .route("/campaigns/{id}", get(campaigns::show).patch(campaigns::update).delete(campaigns::remove))
         .route("/campaigns/{id}/leads/{lead_id}", axum::routing::delete(campaigns::remove_lead))
         .route("/campaigns/{id}/leads", post(campaigns::add_leads).get(campaigns::leads))
+        .route("/campaigns/{id}/preview", post(previews::preview))
+        .route("/campaigns/{id}/test-send", post(previews::test_send))
+        .route("/test-sends/{id}", get(previews::get_test_send))
         .route("/campaigns/{id}/{action}", post(campaigns::act))
         .route("/inbox", get(campaigns::inbox))
         .route("/suppression", get(suppression::list).post(suppression::add))

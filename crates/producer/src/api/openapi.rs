@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{campaigns, sender_accounts, suppression};
+use super::{campaigns, previews, sender_accounts, suppression};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,9 @@ use super::{campaigns, sender_accounts, suppression};
         campaigns::update,
         campaigns::remove,
         campaigns::remove_lead,
+        previews::preview,
+        previews::test_send,
+        previews::get_test_send,
         campaigns::add_leads,
         campaigns::leads,
         campaigns::act,

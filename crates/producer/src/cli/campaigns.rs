@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use coldsend_core::campaign::CampaignAction;
+use coldsend_core::storage::test_sends::{TestOutcome, TestSendState};
 use coldsend_service::campaigns::{AddLeadsReport, CampaignService, CampaignView};
+use coldsend_service::preview::PreviewService;
 
 use super::json;
 
@@ -44,6 +46,35 @@ pub(crate) enum CampaignsCommand {
     Rm {
         id: String,
     },
+    /// Show every step as chosen leads would get it (subject, text, HTML, headers), or why
+    /// it cannot be made for them. Nothing is sent.
+    Preview {
+        id: String,
+        /// One of the campaign's leads (default: the first --first leads).
+        #[arg(long)]
+        lead: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        first: usize,
+        /// The mailbox to compose from (default: the lead's own).
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// Send chosen steps to an address as tests ("[TEST]" subject), counted against the
+    /// mailbox's cap, never recorded as a lead's step.
+    TestSend {
+        id: String,
+        #[arg(long)]
+        to: String,
+        /// The sending mailbox (account id).
+        #[arg(long)]
+        from: String,
+        /// Step index to send (0 = first); repeat for several (default: every step).
+        #[arg(long = "step")]
+        steps: Vec<usize>,
+        /// A lead of the campaign whose fields fill the templates.
+        #[arg(long)]
+        lead: Option<String>,
+    },
     /// Progress of a campaign; with --watch, a live progress bar until it finishes.
     Status {
         id: String,
@@ -69,7 +100,11 @@ pub(crate) enum LeadsCommand {
     Rm { campaign: String, lead: String },
 }
 
-pub(crate) async fn campaigns(service: &CampaignService, cmd: CampaignsCommand) -> anyhow::Result<()> {
+pub(crate) async fn campaigns(
+    service: &CampaignService,
+    previews: &PreviewService,
+    cmd: CampaignsCommand,
+) -> anyhow::Result<()> {
     let act = |id: String, a: CampaignAction| async move { json(&service.act(&id, a).await?) };
     match cmd {
         CampaignsCommand::Create { file } => {
@@ -98,6 +133,26 @@ pub(crate) async fn campaigns(service: &CampaignService, cmd: CampaignsCommand) 
         CampaignsCommand::Edit { id, file } => {
             let body = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             json(&service.update(&id, &body).await?)
+        }
+        CampaignsCommand::Preview { id, lead, first, from } => {
+            let body = serde_json::json!({"lead_id": lead, "first": first, "sender_account_id": from});
+            json(&previews.preview(&id, &serde_json::to_vec(&body)?).await?)
+        }
+        CampaignsCommand::TestSend { id, to, from, steps, lead } => {
+            let steps = (!steps.is_empty()).then_some(steps);
+            let body = serde_json::json!({"to": to, "sender_account_id": from, "steps": steps, "lead_id": lead});
+            let mut record = previews.test_send(&id, &serde_json::to_vec(&body)?, Duration::from_secs(60)).await?;
+            if record.state != TestSendState::Done {
+                record = previews.get_test_send(&record.id).await?;
+            }
+            json(&record)?;
+            if record.state != TestSendState::Done {
+                bail!("test send {} not finished after 60 s: is a coldsend-worker running?", record.id);
+            }
+            if record.results.iter().any(|r| r.outcome != TestOutcome::Sent) {
+                bail!("not every step was sent (see the results above)");
+            }
+            Ok(())
         }
         CampaignsCommand::Rm { id } => {
             service.delete(&id).await?;

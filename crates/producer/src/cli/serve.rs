@@ -31,6 +31,7 @@ pub(crate) async fn serve(settings: Settings) -> anyhow::Result<()> {
         signer: s.signer,
         keys: Arc::new(keys),
         consent: s.consent,
+        previews: s.previews,
     });
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await
