@@ -547,7 +547,7 @@ pub struct Stack {
 }
 
 /// Settings for fast campaign tests: no gap, quick retries, a short stale-send sweep.
-pub const FAST_SENDING: [(&str, &str); 7] = [
+pub const FAST_SENDING: [(&str, &str); 8] = [
     ("COLDSEND_SENDING__MIN_GAP_SECS", "0"),
     ("COLDSEND_SENDING__JITTER_SECS", "0"),
     ("COLDSEND_SENDING__SMTP_TIMEOUT_SECS", "10"),
@@ -555,6 +555,8 @@ pub const FAST_SENDING: [(&str, &str); 7] = [
     ("COLDSEND_SENDING__IDLE_POLL_SECS", "1"),
     ("COLDSEND_SENDING__RETRY_BASE_SECS", "1"),
     ("COLDSEND_SENDING__PUBLIC_BASE_URL", "https://coldsend.example.test"),
+    // As fast as the gap allows (the default spreads a day's sends over the window).
+    ("COLDSEND_SENDING__PACING", "fast"),
 ];
 
 impl Stack {

@@ -80,6 +80,7 @@ impl World {
             cap_key: self.keys.cap(&self.account, day()),
             campaign_cap: None,
             gap_ms: 0,
+            spread: None,
         }
     }
 
@@ -620,4 +621,36 @@ async fn connection_health_scripts_count_per_protocol_disconnect_once_and_reconn
     assert_eq!(accounts.record_validation(&id, 5, &failed(Protocol::Smtp)).await.expect("r"), Recorded::Stored);
     assert_eq!(status().await, AccountStatus::ValidationFailed);
     assert_eq!(accounts.reconnect_due(&id, now + 100_000, 1000, 3000).await.expect("due"), None);
+}
+
+#[tokio::test]
+async fn reserve_spreads_the_cap_s_remaining_sends_over_the_window_left() {
+    let w = World::new(3, None).await;
+    let hours8 = 8 * 3_600_000;
+    let next_send = async || -> i64 {
+        let v: String = w.conn.clone().get(w.keys.next_send(&w.account)).await.expect("next-send");
+        v.parse().expect("ms")
+    };
+    // 25 sends allowed today, 8 hours of window left: the next send about 19.2 minutes on.
+    let (k0, e0) = (w.key(0, 0), "l0@example.test");
+    let args = ReserveArgs { spread: Some((1_000 + hours8, 1000)), ..w.args(&k0, e0, 1_000, 25) };
+    assert!(matches!(w.ledger.reserve(&args).await.expect("reserve"), Reservation::Claimed(_)));
+    assert_eq!(next_send().await, 1_000 + hours8 / 25);
+    // Refused before then, with the moment it is allowed.
+    let (k1, e1) = (w.key(1, 0), "l1@example.test");
+    let early = ReserveArgs { spread: Some((1_000 + hours8, 1000)), ..w.args(&k1, e1, 2_000, 25) };
+    assert!(
+        matches!(w.ledger.reserve(&early).await.expect("reserve"), Reservation::Gap(ms) if ms == 1_000 + hours8 / 25)
+    );
+    // Then: what is left of the window over the 23 sends left after this one, jittered.
+    let at = 1_000 + hours8 / 25;
+    let later = ReserveArgs { spread: Some((1_000 + hours8, 1200)), ..w.args(&k1, e1, at, 25) };
+    assert!(matches!(w.ledger.reserve(&later).await.expect("reserve"), Reservation::Claimed(_)));
+    assert_eq!(next_send().await, at + ((1_000 + hours8 - at) as f64 / 24.0 * 1.2).floor() as i64);
+    // Never below the gap; without spread, the gap alone.
+    let (k2, e2) = (w.key(2, 0), "l2@example.test");
+    let now = next_send().await;
+    let fast = ReserveArgs { gap_ms: 5_000, ..w.args(&k2, e2, now, 25) };
+    assert!(matches!(w.ledger.reserve(&fast).await.expect("reserve"), Reservation::Claimed(_)));
+    assert_eq!(next_send().await, now + 5_000);
 }

@@ -167,6 +167,9 @@ pub struct Campaign {
     /// checked against the same list).
     #[serde(default)]
     pub lead_variables: Vec<String>,
+    /// How a mailbox paces this campaign's sends; `None`: `sending.pacing`.
+    #[serde(default)]
+    pub pacing: Option<Pacing>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
 }
@@ -187,6 +190,18 @@ impl Campaign {
 }
 
 /// The JSON body of `POST /api/public/v1/campaigns`.
+/// How a mailbox paces its sends within the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Pacing {
+    /// Spread over what is left of the window: the gap is the window time left divided by
+    /// the sends the mailbox has left today (with jitter), never below `min_gap_secs`.
+    Spread,
+    /// As fast as `min_gap_secs` (plus jitter) allows.
+    Fast,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -211,6 +226,8 @@ pub struct CampaignRequest {
     /// which templates may use without a default. Any other unknown variable is refused.
     #[cfg_attr(feature = "openapi", schema(max_items = 100))]
     pub lead_variables: Option<Vec<String>>,
+    /// `spread` (over the window) or `fast` (the gap only); default: `sending.pacing`.
+    pub pacing: Option<Pacing>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -305,6 +322,7 @@ impl CampaignRequest {
             stop_on_reply: self.stop_on_reply.unwrap_or(true),
             stop_on_domain_reply: self.stop_on_domain_reply.unwrap_or(false),
             lead_variables: self.lead_variables.unwrap_or_default(),
+            pacing: self.pacing,
             created_at: time::OffsetDateTime::now_utc(),
         })
     }

@@ -11,7 +11,7 @@ use crate::error_code::{ErrorCode, without_value};
 use crate::schedule::ScheduleSpec;
 
 /// Fields a patch may carry.
-pub const PATCHABLE: [&str; 8] = [
+pub const PATCHABLE: [&str; 9] = [
     "name",
     "sender_account_ids",
     "steps",
@@ -20,6 +20,7 @@ pub const PATCHABLE: [&str; 8] = [
     "stop_on_reply",
     "stop_on_domain_reply",
     "lead_variables",
+    "pacing",
 ];
 
 /// Applies a raw patch body to `current`; the id, creation time and every field the
@@ -77,6 +78,7 @@ pub fn apply(current: &Campaign, body: &[u8]) -> Result<Campaign, RequestError> 
             c.stop_on_domain_reply
         },
         lead_variables: if has("lead_variables") { checked.lead_variables } else { c.lead_variables },
+        pacing: if has("pacing") { checked.pacing } else { c.pacing },
     })
 }
 
@@ -100,6 +102,7 @@ fn as_request(c: &Campaign) -> Map<String, Value> {
         "stop_on_reply": c.stop_on_reply,
         "stop_on_domain_reply": c.stop_on_domain_reply,
         "lead_variables": c.lead_variables,
+        "pacing": c.pacing,
     }) else {
         unreachable!("a json! object literal is an object")
     };

@@ -111,6 +111,16 @@ impl Schedule {
         self.days.contains(&day) && t >= self.start && t < self.end
     }
 
+    /// When the window open at `now` closes (`None` while it is closed).
+    pub fn window_end(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !self.is_open(now) {
+            return None;
+        }
+        let local = now.with_timezone(&self.timezone);
+        let end = self.timezone.from_local_datetime(&local.date_naive().and_time(self.end)).latest()?;
+        Some(end.with_timezone(&Utc))
+    }
+
     /// The next moment the window is open (now, if it is open).
     pub fn next_open(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         if self.is_open(now) {
@@ -137,6 +147,16 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_end_is_today_s_end_in_the_schedule_s_zone() {
+        let s = sched("Europe/Berlin", &["mon", "tue", "wed", "thu", "fri"], "09:00", "17:00").expect("valid");
+        // Tuesday 2026-12-01 10:00 Berlin = 09:00 UTC.
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).single().expect("time");
+        assert_eq!(s.window_end(now), Utc.with_ymd_and_hms(2026, 12, 1, 16, 0, 0).single());
+        let closed = Utc.with_ymd_and_hms(2026, 12, 1, 17, 0, 0).single().expect("time");
+        assert_eq!(s.window_end(closed), None);
+    }
 
     fn sched(tz: &str, days: &[&str], start: &str, end: &str) -> Result<Schedule, String> {
         Schedule::try_from(ScheduleSpec {

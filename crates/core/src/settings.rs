@@ -171,6 +171,8 @@ pub struct SendingConfig {
     pub public_base_url: String,
     /// Warm-up ramp per day by account age.
     pub warmup: crate::capacity::WarmupRamp,
+    /// How campaigns that do not choose pace their sends: spread over the window, or fast.
+    pub pacing: crate::campaign::Pacing,
     /// Sender-side refusals (our mailbox, domain, IP or content refused) within
     /// `sender_refusal_window_secs` that pause a mailbox's sending.
     pub sender_refusal_limit: u32,
@@ -196,6 +198,7 @@ impl Default for SendingConfig {
             idle_poll_secs: 60,
             public_base_url: String::new(),
             warmup: crate::capacity::WarmupRamp::default(),
+            pacing: crate::campaign::Pacing::Spread,
             sender_refusal_limit: 3,
             sender_refusal_window_secs: 3600,
             sender_refusal_pause_secs: 86_400,

@@ -111,6 +111,9 @@ pub struct CampaignView {
     pub daily_limit: Option<u32>,
     pub stop_on_reply: bool,
     pub stop_on_domain_reply: bool,
+    /// `spread` over the window, or `fast` (the gap only): the campaign's choice or the default.
+    pub pacing: coldsend_core::campaign::Pacing,
+    pub lead_variables: Vec<String>,
     pub stats: CampaignStats,
     /// RFC 3339.
     #[schema(format = DateTime)]
@@ -299,6 +302,8 @@ impl CampaignService {
             daily_limit: c.daily_limit,
             stop_on_reply: c.stop_on_reply,
             stop_on_domain_reply: c.stop_on_domain_reply,
+            pacing: c.pacing.unwrap_or(self.config.pacing),
+            lead_variables: c.lead_variables.clone(),
             stats,
             outlook: None,
             created_at: c.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use coldsend_core::AccountStatus;
 use coldsend_core::account::{AccountId, SenderAccount};
 use coldsend_core::bounce::{BounceClass, BounceReason, SenderLimit};
+use coldsend_core::campaign::Pacing;
 use coldsend_core::campaign::{Campaign, CampaignState};
 use coldsend_core::capacity::{self, SendingSettings};
 use coldsend_core::jobs::Dispatch;
@@ -352,6 +353,15 @@ fn gap_ms(config: &SendingConfig) -> i64 {
     (config.min_gap_secs * 1000 + jitter) as i64
 }
 
+/// Spread pacing's window end and jitter (±20 %), for a campaign that spreads its sends.
+fn spread(config: &SendingConfig, campaign: &Campaign, now: DateTime<Utc>) -> Option<(i64, u32)> {
+    if campaign.pacing.unwrap_or(config.pacing) != Pacing::Spread {
+        return None;
+    }
+    let end = campaign.schedule.window_end(now)?;
+    Some((end.timestamp_millis(), rand::thread_rng().gen_range(800..=1200)))
+}
+
 /// What one send needs to know about where it goes from.
 struct Sender<'a> {
     account: &'a SenderAccount,
@@ -445,6 +455,7 @@ async fn claim(
             cap_key: from.cap_key.clone(),
             campaign_cap: campaign_cap(state, from.campaign, now),
             gap_ms: gap_ms(&state.config),
+            spread: spread(&state.config, from.campaign, now),
         })
         .await?;
     let next = match reservation {

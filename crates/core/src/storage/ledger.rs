@@ -156,7 +156,11 @@ pub struct ReserveArgs<'a> {
     pub cap_key: String,
     /// The campaign's own daily counter and limit, if it has one.
     pub campaign_cap: Option<(String, u32)>,
+    /// The least gap before the mailbox's next send (min_gap plus jitter).
     pub gap_ms: i64,
+    /// Spread pacing: the end of the window (ms) the cap's remaining sends share; with it
+    /// the jitter factor in per mille. `None`: the gap only.
+    pub spread: Option<(i64, u32)>,
 }
 
 lua_script!(RESERVE, "send_reserve");
@@ -378,6 +382,8 @@ impl Ledger {
             .arg(a.account.to_string())
             .arg(CAP_TTL_SECS)
             .arg(super::campaigns::domain_entry(a.email.rsplit('@').next().unwrap_or("")))
+            .arg(a.spread.map_or(0, |(until, _)| until))
+            .arg(a.spread.map_or(1000, |(_, jitter)| jitter))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(match outcome.as_str() {

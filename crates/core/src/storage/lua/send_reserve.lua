@@ -4,7 +4,8 @@
 --       7 campaign-day (a placeholder when the campaign has no daily limit), 8 next-send, 9 inflight
 -- ARGV: 1 chain token, 2 now (ms), 3 cap, 4 campaign cap (0 = none), 5 gap (ms), 6 lead id,
 --       7 address (lower-case), 8 attempt id, 9 send member, 10 account id, 11 counter TTL (s),
---       12 the address's domain entry ('@' + lower-case domain)
+--       12 the address's domain entry ('@' + lower-case domain), 13 spread until (ms; 0 = pace by the
+--       gap only), 14 spread jitter (per mille, e.g. 800-1200)
 -- Returns {outcome, detail}: {'ok', used} | {'stale_chain'} | {'campaign_not_running'} |
 --   {'lead_inactive', state} | {'suppressed'} | {'not_queued', state} | {'cap', used} |
 --   {'campaign_cap'} | {'gap', next allowed (ms)}
@@ -31,7 +32,15 @@ if ccap > 0 then
   if redis.call('INCR', KEYS[7]) == 1 then redis.call('EXPIRE', KEYS[7], ARGV[11]) end
   camp_key = KEYS[7]
 end
-redis.call('SET', KEYS[8], tostring(now + tonumber(ARGV[5])), 'PX', 172800000)
+-- Spread pacing: the rest of the window shared among the sends the cap still allows today.
+local gap = tonumber(ARGV[5])
+local spread_until = tonumber(ARGV[13])
+if spread_until > now then
+  local left = tonumber(ARGV[3]) - (used + 1)
+  local spread = math.floor((spread_until - now) / (left + 1) * tonumber(ARGV[14]) / 1000)
+  if spread > gap then gap = spread end
+end
+redis.call('SET', KEYS[8], string.format('%d', now + gap), 'PX', 172800000)
 redis.call('HSET', KEYS[5], 'state', 'SENDING', 'phase', 'pre', 'attempt', ARGV[8], 'account', ARGV[10],
   'at', ARGV[2], 'cap_key', KEYS[6], 'campaign_day_key', camp_key)
 redis.call('ZADD', KEYS[9], now, ARGV[9])
