@@ -309,6 +309,9 @@ async fn openapi_document_matches_the_routes() {
                         m.starts_with("no sender account")
                             || m.starts_with("no campaign")
                             || m.ends_with("is not on the suppression list")
+                            || m.starts_with("no webhook")
+                            || m.starts_with("no test send")
+                            || m.starts_with("no lead")
                     }),
                     "{method} {path}: {body}"
                 );
@@ -322,5 +325,5 @@ async fn openapi_document_matches_the_routes() {
             assert!(documented_codes.contains(&status.as_u16()), "{method} {path} answered undocumented {status}");
         }
     }
-    assert_eq!(documented, 32, "every route is documented");
+    assert_eq!(documented, 37, "every route is documented");
 }

@@ -49,6 +49,16 @@ pub struct TestSendJob {
     pub id: String,
 }
 
+/// Deliver one event to one webhook endpoint (one attempt; a failure schedules the next
+/// attempt as a new job). Receivers deduplicate by the event's id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliverWebhook {
+    pub endpoint_id: String,
+    pub event: crate::webhook::Event,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+}
+
 /// The queues coldsend uses, under one key prefix.
 #[derive(Debug, Clone)]
 pub struct Queues {
@@ -73,6 +83,11 @@ impl Queues {
     /// Where [`TestSendJob`] jobs go.
     pub fn test_send(&self) -> String {
         format!("{}:queue:test-send", self.prefix)
+    }
+
+    /// Where [`DeliverWebhook`] jobs go.
+    pub fn webhook(&self) -> String {
+        format!("{}:queue:webhook", self.prefix)
     }
 
     /// Where [`Dispatch`] jobs go.

@@ -26,6 +26,7 @@ pub mod telemetry;
 pub mod template;
 pub mod unsubscribe;
 pub mod validation;
+pub mod webhook;
 
 pub use account::{AccountId, AccountStatus, InboxType, NewSenderAccount, SenderAccount};
 pub use account_request::{RequestError, SenderAccountRequest};

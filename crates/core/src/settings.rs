@@ -23,6 +23,7 @@ pub struct Settings {
     pub sending: SendingConfig,
     pub scan: ScanConfig,
     pub health: HealthConfig,
+    pub webhooks: WebhookConfig,
     pub oauth: OAuthSettings,
     pub log: LogSettings,
 }
@@ -203,6 +204,33 @@ impl Default for SendingConfig {
             sender_refusal_window_secs: 3600,
             sender_refusal_pause_secs: 86_400,
             sender_refusal_retry_secs: 3600,
+        }
+    }
+}
+
+/// How webhook deliveries are made and retried.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Each delivery (connect, send, answer) must finish within this many seconds.
+    pub timeout_secs: u64,
+    /// Attempts per event and endpoint before the event is given up for that endpoint.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt (with jitter) up to `retry_max_secs`.
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+    /// Failed deliveries in a row that disable an endpoint (an event tells the operator).
+    pub disable_after_failures: u32,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            timeout_secs: 10,
+            max_attempts: 10,
+            retry_base_secs: 10,
+            retry_max_secs: 3600,
+            disable_after_failures: 50,
         }
     }
 }
@@ -432,6 +460,18 @@ impl Settings {
         }
         if self.health.reconnect_first_secs == 0 || self.health.reconnect_max_secs < self.health.reconnect_first_secs {
             return invalid("health", "reconnect_first_secs must be at least 1 and at most reconnect_max_secs");
+        }
+        if !(1..=300).contains(&self.webhooks.timeout_secs)
+            || self.webhooks.max_attempts == 0
+            || self.webhooks.retry_base_secs == 0
+            || self.webhooks.retry_max_secs < self.webhooks.retry_base_secs
+            || self.webhooks.disable_after_failures == 0
+        {
+            return invalid(
+                "webhooks",
+                "timeout_secs 1-300; max_attempts, retry_base_secs and disable_after_failures at least 1; \
+                 retry_max_secs at least retry_base_secs",
+            );
         }
         if !["auto", "text", "json"].contains(&self.log.format.as_str()) {
             return invalid("log.format", "must be auto, text or json");

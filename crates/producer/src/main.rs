@@ -40,6 +40,9 @@ enum Command {
     /// The global suppression list: addresses and whole domains never mailed.
     #[command(subcommand)]
     Suppression(cli::suppression::SuppressionCommand),
+    /// Webhook endpoints: where coldsend POSTs its events, signed.
+    #[command(subcommand)]
+    Webhooks(cli::webhooks::WebhooksCommand),
     /// Make API keys and the encryption key.
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
@@ -129,6 +132,11 @@ async fn run() -> anyhow::Result<()> {
             let settings = load(cli.config)?;
             let s = services(&settings).await.context("connecting")?;
             cli::campaigns::leads(&s.campaigns, cmd).await
+        }
+        Command::Webhooks(cmd) => {
+            let settings = load(cli.config)?;
+            let s = services(&settings).await.context("connecting")?;
+            cli::webhooks::webhooks(&s.webhooks, cmd).await
         }
         Command::Suppression(cmd) => {
             let settings = load(cli.config)?;

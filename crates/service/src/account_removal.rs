@@ -112,6 +112,7 @@ impl CampaignService {
                     let key = SendKey { campaign: cid, lead: lid, step };
                     let why = "its sender account was deleted; the thread cannot go on from another mailbox";
                     self.ledger.cancel(&key, from, Some(LeadState::Failed), why).await?;
+                    self.publish_lead_state(&cid, &key.lead, LeadState::Failed, why).await;
                     stopped += 1;
                 }
             }

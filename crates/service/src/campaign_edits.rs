@@ -76,7 +76,7 @@ impl CampaignService {
     /// is dropped; what was sent stays on record).
     pub async fn remove_lead(&self, id: &str, lead: &str) -> Result<LeadRemoval, CampaignError> {
         let cid = super::campaigns::parse_campaign_id(id)?;
-        let not_found = || CampaignError::NotFound(format!("{id}/leads/{lead}"));
+        let not_found = || CampaignError::Missing(format!("no lead '{lead}' in campaign {id}"));
         self.store.get(&cid).await?.ok_or_else(|| CampaignError::NotFound(id.to_owned()))?;
         let lid = LeadId::parse(lead).ok_or_else(not_found)?;
         match self.store.erase_lead(&cid, &lid).await? {
@@ -108,6 +108,7 @@ impl CampaignService {
                     )
                     .await?;
                 tracing::info!(campaign_id = %cid, lead_id = %lid, "lead stopped");
+                self.publish_lead_state(&cid, &lid, LeadState::Stopped, "stopped by an operator").await;
                 Ok(LeadRemoval::Stopped)
             }
         }

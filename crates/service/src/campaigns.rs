@@ -25,6 +25,9 @@ pub enum CampaignError {
     Invalid(#[from] RequestError),
     #[error("no campaign with id '{0}'")]
     NotFound(String),
+    /// Something else that does not exist (a lead of the campaign, a test send): the message.
+    #[error("{0}")]
+    Missing(String),
     #[error("'{0}' is not on the suppression list")]
     NotSuppressed(String),
     /// The campaign's state does not allow the action.
@@ -199,9 +202,30 @@ pub struct CampaignService {
     pub health: coldsend_core::storage::mailboxes::MailboxHealth,
     pub dispatch_queue: RedisStorage<Dispatch>,
     pub config: SendingConfig,
+    /// Where campaign and lead state changes are published for webhooks.
+    pub outbox: coldsend_core::storage::webhooks::Outbox,
 }
 
 impl CampaignService {
+    /// Publishes a campaign's new state for webhooks. The change itself is already made,
+    /// so a failure to publish is logged, never turned into the caller's error.
+    pub(crate) async fn publish_campaign_state(&self, id: &CampaignId, state: CampaignState) {
+        let data = serde_json::json!({"campaign_id": id.to_string(), "state": state.as_str()});
+        let event = coldsend_core::webhook::Event::new(coldsend_core::webhook::EventType::CampaignState, data);
+        if let Err(e) = self.outbox.publish(&event).await {
+            tracing::warn!(campaign_id = %id, error = %e, "campaign state event not published");
+        }
+    }
+
+    /// Publishes a lead's new state for webhooks (logged, never the caller's error).
+    pub(crate) async fn publish_lead_state(&self, id: &CampaignId, lead: &LeadId, state: LeadState, why: &str) {
+        let data = serde_json::json!({"campaign_id": id.to_string(), "lead_id": lead.as_str(), "state": state.as_str(), "reason": why});
+        let event = coldsend_core::webhook::Event::new(coldsend_core::webhook::EventType::LeadState, data);
+        if let Err(e) = self.outbox.publish(&event).await {
+            tracing::warn!(campaign_id = %id, lead_id = %lead, error = %e, "lead state event not published");
+        }
+    }
+
     /// Lets a mailbox's send loop look for work now (after a pause ended, say).
     pub async fn wake(&self, account_id: &str) -> Result<(), CampaignError> {
         let id: AccountId = account_id.parse().map_err(|_| CampaignError::NotFound(account_id.to_owned()))?;
@@ -280,7 +304,9 @@ impl CampaignService {
             && active == 0
             && !self.ledger.has_resumes(&c.id).await?
         {
-            self.store.complete(&c.id).await?;
+            if self.store.complete(&c.id).await? {
+                self.publish_campaign_state(&c.id, CampaignState::Completed).await;
+            }
             state = CampaignState::Completed;
         }
         Ok(CampaignView {
@@ -381,6 +407,7 @@ impl CampaignService {
         }
         let state = self.store.transition(&cid, action).await?;
         tracing::info!(campaign_id = %cid, action = action.as_str(), state = state.as_str(), "campaign state changed");
+        self.publish_campaign_state(&cid, state).await;
         if state == CampaignState::Running {
             let row = self.store.get(&cid).await?.ok_or_else(|| CampaignError::NotFound(id.to_owned()))?;
             self.schedule_new_leads(&row).await?;

@@ -36,6 +36,8 @@ pub struct Services {
     pub consent: crate::oauth::Consent,
     /// Previews and test sends.
     pub previews: crate::preview::PreviewService,
+    /// Webhook endpoints.
+    pub webhooks: crate::webhooks::WebhookService,
 }
 
 /// Connects to Redis and builds the services.
@@ -74,7 +76,12 @@ pub fn services_on(
         health: coldsend_core::storage::mailboxes::MailboxHealth::new(conn.clone(), prefix),
         dispatch_queue: queue_storage(conn.clone(), queues.dispatch()),
         config: settings.sending.clone(),
+        outbox: coldsend_core::storage::webhooks::Outbox::new(conn.clone(), prefix),
     };
+    let webhooks = crate::webhooks::WebhookService::new(
+        coldsend_core::storage::webhooks::Webhooks::new(conn.clone(), prefix),
+        key_for_consent.clone(),
+    );
     let previews = crate::preview::PreviewService::new(
         campaigns.clone(),
         signer.clone(),
@@ -98,5 +105,6 @@ pub fn services_on(
         suppression,
         signer,
         previews,
+        webhooks,
     })
 }

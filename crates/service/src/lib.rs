@@ -11,6 +11,7 @@
 //! - [`outgoing`]: one campaign email for one lead at one step, as sent, previewed and test-sent;
 //! - [`preview`]: previews and test sends of a campaign's emails;
 //! - [`suppression`]: the global suppression list (addresses and domains);
+//! - [`webhooks`]: webhook endpoints (the worker delivers);
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` on their own port, for both processes.
 
 pub mod account_removal;
@@ -25,3 +26,4 @@ pub mod oauth;
 pub mod outgoing;
 pub mod preview;
 pub mod suppression;
+pub mod webhooks;

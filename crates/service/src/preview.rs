@@ -223,7 +223,7 @@ impl PreviewService {
     }
 
     pub async fn get_test_send(&self, id: &str) -> Result<TestSend, CampaignError> {
-        self.test_sends.get(id).await?.ok_or_else(|| CampaignError::NotFound(format!("test send {id}")))
+        self.test_sends.get(id).await?.ok_or_else(|| CampaignError::Missing(format!("no test send with id '{id}'")))
     }
 
     async fn campaign(&self, id: &str) -> Result<Campaign, CampaignError> {

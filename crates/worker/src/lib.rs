@@ -21,3 +21,4 @@ pub mod sweeper;
 pub mod test_send;
 pub mod trust;
 pub mod validate_job;
+pub mod webhooks;

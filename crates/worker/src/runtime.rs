@@ -160,9 +160,13 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
         .with_context(|| format!("connecting to Redis at {}", redact_url(&settings.redis.url)))?;
     // XREADGROUP blocks its connection: the command consumer reads on one of its own,
     // whose replies may take as long as the BLOCK.
-    let blocking = storage::connect(client, &settings.redis, command_stream::READ_BLOCK)
+    let blocking = storage::connect(client.clone(), &settings.redis, command_stream::READ_BLOCK)
         .await
         .context("second Redis connection")?;
+    // The webhook fan-out blocks on the outbox stream: a connection of its own too.
+    let outbox_conn = storage::connect(client, &settings.redis, crate::webhooks::READ_BLOCK)
+        .await
+        .context("third Redis connection")?;
     let name = replica_name(settings);
     info!(worker = %name, "workers starting");
     let queues = Queues::new(&settings.redis.key_prefix);
@@ -185,6 +189,23 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
         shared.key.clone(),
     );
     let commands = tokio::spawn(consumer.run(gen_rx.clone()));
+    let prefix = &settings.redis.key_prefix;
+    let webhook_queue = queue_storage::<coldsend_core::jobs::DeliverWebhook>(conn.clone(), queues.webhook());
+    let fan_out = crate::webhooks::FanOut {
+        outbox: coldsend_core::storage::webhooks::Outbox::new(outbox_conn, prefix),
+        webhooks: coldsend_core::storage::webhooks::Webhooks::new(conn.clone(), prefix),
+        queue: webhook_queue.clone(),
+        consumer: name.clone(),
+    };
+    let fan_out = tokio::spawn(fan_out.run(gen_rx.clone()));
+    let delivery = Arc::new(crate::webhooks::DeliveryState {
+        webhooks: coldsend_core::storage::webhooks::Webhooks::new(conn.clone(), prefix),
+        outbox: coldsend_core::storage::webhooks::Outbox::new(conn.clone(), prefix),
+        key: shared.key.clone(),
+        http: crate::webhooks::DeliveryState::client(&settings.webhooks).context("webhook HTTP client")?,
+        config: settings.webhooks.clone(),
+        queue: webhook_queue.clone(),
+    });
 
     let grace = Duration::from_secs(settings.worker.shutdown_grace_secs);
     let w = &settings.worker;
@@ -214,7 +235,9 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
         w.validate_concurrency,
         crate::test_send::test_send
     );
-    let monitors: Vec<_> = [validate, dispatch, scan, test_send]
+    let webhook =
+        queue_monitor!("webhook", name, webhook_queue, delivery, w.validate_concurrency, crate::webhooks::deliver);
+    let monitors: Vec<_> = [validate, dispatch, scan, test_send, webhook]
         .into_iter()
         .map(|(queue, monitor)| {
             let mut signal = gen_rx.clone();
@@ -245,6 +268,7 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
     states.scan.close_sessions().await;
     // Background loops stop with their generation.
     let _ = commands.await;
+    let _ = fan_out.await;
     let _ = sweeper.await;
     forward.abort();
     result

@@ -324,15 +324,15 @@ impl CampaignStore {
         Err(CampaignStoreError::Concurrent)
     }
 
-    /// Marks a RUNNING campaign COMPLETED (no-op otherwise).
-    pub async fn complete(&self, id: &CampaignId) -> Result<(), CampaignStoreError> {
-        let _: (String, Option<String>) = TRANSITION
+    /// Marks a RUNNING campaign COMPLETED; `true` when this call did it.
+    pub async fn complete(&self, id: &CampaignId) -> Result<bool, CampaignStoreError> {
+        let (outcome, _): (String, Option<String>) = TRANSITION
             .key(self.keys.campaign(id))
             .arg(CampaignState::Running.as_str())
             .arg(CampaignState::Completed.as_str())
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(())
+        Ok(outcome == "ok")
     }
 
     /// Adds leads; one with an address already in the campaign is a duplicate and ignored.

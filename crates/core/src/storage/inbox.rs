@@ -119,6 +119,21 @@ impl InboxKind {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    /// The webhook event an inbox event of this kind is (none for `other`).
+    pub fn event_type(self) -> Option<crate::webhook::EventType> {
+        use crate::webhook::EventType as T;
+        match self {
+            InboxKind::Reply => Some(T::Reply),
+            InboxKind::AutoReply => Some(T::AutoReply),
+            InboxKind::Bounce => Some(T::Bounce),
+            InboxKind::Complaint => Some(T::Complaint),
+            InboxKind::SenderRefused => Some(T::SenderRefused),
+            InboxKind::Unsubscribe => Some(T::Unsubscribe),
+            InboxKind::NeedsReauth | InboxKind::Disconnected | InboxKind::Reconnected => Some(T::AccountHealth),
+            InboxKind::Other => None,
+        }
+    }
 }
 
 /// A position in the master inbox: a stream id (`<ms>-<seq>`) that pages go back from.
@@ -179,8 +194,12 @@ impl Inbox {
         Ok(Self::new(super::connect(client, settings, max_block).await?, &settings.key_prefix))
     }
 
+    /// Files an event in the master inbox and, in the same transaction, publishes it to
+    /// the webhook outbox (when its kind is one webhooks carry).
     pub async fn record(&self, e: &InboxEvent) -> Result<String, redis::RedisError> {
-        redis::cmd("XADD")
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("XADD")
             .arg(self.keys.events())
             .arg("MAXLEN")
             .arg("~")
@@ -203,9 +222,14 @@ impl Inbox {
             .arg("received_at")
             .arg(&e.received_at)
             .arg("bounce")
-            .arg(e.bounce.as_ref().and_then(|b| serde_json::to_string(b).ok()).unwrap_or_default())
-            .query_async(&mut self.conn.clone())
-            .await
+            .arg(e.bounce.as_ref().and_then(|b| serde_json::to_string(b).ok()).unwrap_or_default());
+        if let Some(kind) = e.kind.event_type() {
+            let data = serde_json::to_value(e).unwrap_or_default();
+            super::webhooks::Outbox::new(self.conn.clone(), self.keys.prefix())
+                .publish_in(&mut pipe, &crate::webhook::Event::new(kind, data));
+        }
+        let (id,): (String,) = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(id)
     }
 
     /// Newest first, up to `limit` matching entries older than `before` (a cursor).

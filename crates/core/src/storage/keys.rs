@@ -93,6 +93,19 @@ impl Keys {
         format!("{}:message-ids", self.p)
     }
 
+    /// hash: webhook endpoint id → endpoint JSON (url, event types, created_at).
+    pub fn webhooks(&self) -> String {
+        format!("{}:webhooks", self.p)
+    }
+    /// hash: one endpoint's sealed secret, `enabled`, and its delivery record.
+    pub fn webhook(&self, id: &str) -> String {
+        format!("{}:webhook:{id}", self.p)
+    }
+    /// stream: events waiting to be fanned out to the webhook endpoints.
+    pub fn outbox(&self) -> String {
+        format!("{}:outbox", self.p)
+    }
+
     /// hash: one test send (request, state, results); expires after a week.
     pub fn test_send(&self, id: &str) -> String {
         format!("{}:test-send:{id}", self.p)

@@ -22,6 +22,7 @@ use crate::account::AccountId;
 use crate::campaign::CampaignId;
 use crate::lead::{LeadId, LeadState};
 use crate::send_key::SendKey;
+use crate::webhook::{Event, EventType};
 
 /// How long a cap counter outlives its day (time zones span more than a day).
 const CAP_TTL_SECS: u64 = 3 * 86_400;
@@ -97,6 +98,11 @@ pub enum Reservation {
     CampaignCapReached,
     /// Too early: the mailbox may send again at this time (ms since the epoch).
     Gap(i64),
+}
+
+/// An event for the webhook outbox, as a script publishes it.
+fn event_json(kind: EventType, data: serde_json::Value) -> String {
+    serde_json::to_string(&Event::new(kind, data)).unwrap_or_default()
 }
 
 /// What moving a lead to another mailbox did.
@@ -437,6 +443,7 @@ impl Ledger {
             .key(self.keys.send(&next))
             .key(self.keys.lead_progress(c))
             .key(self.keys.uncertain(account))
+            .key(self.keys.outbox())
             .arg(attempt.unwrap_or(""))
             .arg(key.member())
             .arg(message_id)
@@ -445,6 +452,20 @@ impl Ledger {
             .arg(if next_due_ms.is_some() { next.member() } else { String::new() })
             .arg(next_due_ms.unwrap_or(0))
             .arg(account.to_string())
+            .arg(event_json(
+                EventType::Sent,
+                serde_json::json!({
+                    "campaign_id": c.to_string(), "lead_id": key.lead.as_str(), "step": key.step,
+                    "account_id": account.to_string(), "message_id": message_id,
+                }),
+            ))
+            .arg(event_json(
+                EventType::LeadState,
+                serde_json::json!({
+                    "campaign_id": c.to_string(), "lead_id": key.lead.as_str(), "state": "COMPLETED",
+                    "reason": "every step sent",
+                }),
+            ))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(match outcome.as_str() {
@@ -520,6 +541,7 @@ impl Ledger {
             .key(self.keys.suppression())
             .key(&claim.cap_key)
             .key(claim.campaign_day_key.clone().unwrap_or_else(|| self.no_campaign_day(c)))
+            .key(self.keys.outbox())
             .arg(&claim.attempt)
             .arg(key.member())
             .arg(error)
@@ -527,6 +549,13 @@ impl Ledger {
             .arg(lead_state.as_str())
             .arg(bounced_email.map(str::to_ascii_lowercase).unwrap_or_default())
             .arg(stat)
+            .arg(event_json(
+                EventType::LeadState,
+                serde_json::json!({
+                    "campaign_id": c.to_string(), "lead_id": key.lead.as_str(), "state": lead_state.as_str(),
+                    "reason": error, "step": key.step,
+                }),
+            ))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(n == 1)

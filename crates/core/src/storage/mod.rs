@@ -10,6 +10,7 @@
 //! - [`oauth`]: OAuth2 grants, the refresh lease, rotated refresh tokens;
 //! - [`scan`]: IMAP scan cursors, "already acted on" records, last-scan facts;
 //! - [`inbox`]: the master-inbox stream;
+//! - [`webhooks`]: webhook endpoints, their delivery record, and the outbox stream of events;
 //! - [`test_sends`]: test sends (a campaign's steps to a chosen address), their cap slot and outcome;
 //! - [`commands`]: the command streams (the Redis-level contract for other languages);
 //! - [`queues`]: read-only looks at apalis-redis's queue keys (depths for metrics).
@@ -31,6 +32,7 @@ pub mod oauth;
 pub mod queues;
 pub mod scan;
 pub mod test_sends;
+pub mod webhooks;
 
 /// Declares a `static` [`redis::Script`] loaded from `lua/<file>.lua`.
 macro_rules! lua_script {

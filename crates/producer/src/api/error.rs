@@ -80,7 +80,7 @@ impl From<CampaignError> for ApiError {
         let message = e.to_string();
         match e {
             CampaignError::Invalid(r) => Self::from_request(r),
-            CampaignError::NotFound(_) | CampaignError::NotSuppressed(_) => {
+            CampaignError::NotFound(_) | CampaignError::NotSuppressed(_) | CampaignError::Missing(_) => {
                 Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
             }
             CampaignError::NotAllowed(_) | CampaignError::Conflict(_) => {
@@ -89,6 +89,18 @@ impl From<CampaignError> for ApiError {
             CampaignError::Unavailable(_) | CampaignError::Corrupt(_) => {
                 Self::unavailable(ErrorCode::StorageUnavailable, message)
             }
+        }
+    }
+}
+
+impl From<coldsend_service::webhooks::WebhookError> for ApiError {
+    fn from(e: coldsend_service::webhooks::WebhookError) -> Self {
+        use coldsend_service::webhooks::WebhookError;
+        let message = e.to_string();
+        match e {
+            WebhookError::Invalid(r) => Self::from_request(r),
+            WebhookError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message),
+            WebhookError::Store(_) => Self::unavailable(ErrorCode::StorageUnavailable, message),
         }
     }
 }

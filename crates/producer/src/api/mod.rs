@@ -8,6 +8,7 @@ mod openapi;
 mod previews;
 mod sender_accounts;
 mod suppression;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub struct AppState {
     pub keys: Arc<KeyVerifier>,
     pub consent: coldsend_service::oauth::Consent,
     pub previews: coldsend_service::preview::PreviewService,
+    pub webhooks: coldsend_service::webhooks::WebhookService,
 }
 
 /// The whole API. `openapi.json` and the unsubscribe link need no key; everything else does.
@@ -63,6 +65,9 @@ pub fn router(state: AppState) -> Router {
         .route("/test-sends/{id}", get(previews::get_test_send))
         .route("/campaigns/{id}/{action}", post(campaigns::act))
         .route("/inbox", get(campaigns::inbox))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/webhooks/{id}", get(webhooks::show).delete(webhooks::remove))
+        .route("/webhooks/{id}/enable", post(webhooks::enable))
         .route("/suppression", get(suppression::list).post(suppression::add))
         .route("/suppression/export", get(suppression::export))
         .route("/suppression/import", post(suppression::import))

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{campaigns, previews, sender_accounts, suppression};
+use super::{campaigns, previews, sender_accounts, suppression, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,6 +32,11 @@ use super::{campaigns, previews, sender_accounts, suppression};
         previews::preview,
         previews::test_send,
         previews::get_test_send,
+        webhooks::create,
+        webhooks::list,
+        webhooks::show,
+        webhooks::remove,
+        webhooks::enable,
         campaigns::add_leads,
         campaigns::leads,
         campaigns::act,

@@ -32,6 +32,7 @@ pub(crate) async fn serve(settings: Settings) -> anyhow::Result<()> {
         keys: Arc::new(keys),
         consent: s.consent,
         previews: s.previews,
+        webhooks: s.webhooks,
     });
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await
