@@ -132,6 +132,11 @@ async fn main() {
                 coldsend_core::jobs::queue_storage(conn.clone(), "bench:validate".into()),
                 Default::default(),
             ),
+            bounces: coldsend_worker::bounce_rate::BounceGuard {
+                health: coldsend_core::storage::mailboxes::MailboxHealth::new(conn.clone(), "cstest"),
+                inbox: Inbox::new(conn.clone(), "cstest"),
+                config: Default::default(),
+            },
         });
         let account = AccountStore::new(conn.clone(), "cstest")
             .get(&id.parse().expect("id"))

@@ -235,3 +235,52 @@ async fn a_dsn_for_a_sender_side_refusal_pauses_the_mailbox_and_suppresses_nobod
     assert_eq!(event["bounce"]["reason"], "blocked", "{inbox}");
     assert_eq!(event["bounce"]["recipient"], "lead01@example.test", "{inbox}");
 }
+
+#[tokio::test]
+async fn a_mailbox_whose_hard_bounces_pass_the_rate_limit_pauses_once_and_resumes_when_told() {
+    let mail = Mail::start("ann:annpw lead01:x lead02:x lead03:x lead04:x lead05:x lead06:x");
+    let mut env = FAST_SENDING.to_vec();
+    env.extend([
+        ("COLDSEND_HEALTH__BOUNCE_RATE_WINDOW", "100"),
+        ("COLDSEND_HEALTH__BOUNCE_RATE_LIMIT_PERCENT", "30"),
+        ("COLDSEND_HEALTH__BOUNCE_RATE_MIN_SENDS", "3"),
+    ]);
+    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let api = Api::new(&stack);
+    let ann =
+        api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 100)).await;
+    // Four of six addresses do not exist: whatever the order, by the fourth bounce more
+    // than 30 % of at least four sends bounced.
+    let bad = ["lead01", "lead02", "lead03", "lead04"];
+    for l in bad {
+        mail.set_recipient_rule(&format!("{l}@example.test"), Some("550 5.1.1 User unknown"));
+    }
+    let all: Vec<String> = (1..=6).map(|i| format!("lead{i:02}@example.test")).collect();
+    let cid = start(&api, &ann, &all.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    wait_for("the bounce-rate pause", 60, async || {
+        api.get(&format!("/sender-accounts/{ann}")).await.1["sending_pause"]["reason"] == "bounce_rate"
+    })
+    .await;
+    let tried =
+        || mail.log_tail("RCPT").lines().count() + mail.messages("lead05").len() + mail.messages("lead06").len();
+    let before = tried();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(tried(), before, "nothing goes out while paused");
+    let (_, events) = api.get("/inbox?kind=bounce_rate_paused").await;
+    assert_eq!(events["events"].as_array().map(Vec::len), Some(1), "told once: {events}");
+    let states = lead_states(&api, &cid).await;
+    let bounced = states.iter().filter(|(_, s)| s == "BOUNCED").count();
+    assert!(
+        bounced >= 1 && states.iter().all(|(_, s)| s == "BOUNCED" || s == "ACTIVE" || s == "COMPLETED"),
+        "{states:?}"
+    );
+
+    // Lists cleaned, sending resumed: the good addresses get their email, once.
+    for l in bad {
+        mail.set_recipient_rule(&format!("{l}@example.test"), None);
+    }
+    let (status, _) = api.call(Method::POST, &format!("/sender-accounts/{ann}/resume-sending"), None).await;
+    assert_eq!(status, 200);
+    wait_for("the good leads", 60, async || mail.messages("lead05").len() == 1 && mail.messages("lead06").len() == 1)
+        .await;
+}

@@ -654,3 +654,36 @@ async fn reserve_spreads_the_cap_s_remaining_sends_over_the_window_left() {
     assert!(matches!(w.ledger.reserve(&fast).await.expect("reserve"), Reservation::Claimed(_)));
     assert_eq!(next_send().await, now + 5_000);
 }
+
+#[tokio::test]
+async fn the_bounce_rate_counts_recent_sends_and_pauses_once_past_the_limit() {
+    use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
+    let w = World::new(3, None).await;
+    let health = MailboxHealth::new(w.conn.clone(), P);
+    // Three sends recorded as sent, newest first in the mailbox's recent list.
+    for lead in 0..3 {
+        let claim = w.claim(lead, 0).await;
+        let k = w.key(lead, 0);
+        w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m@x>", 2_000, Some(9_000)).await.expect("mark");
+    }
+    let recent: Vec<String> = w.conn.clone().lrange(w.keys.recent_sends(&w.account), 0, -1).await.expect("recent");
+    assert_eq!(recent, [w.key(2, 0).member(), w.key(1, 0).member(), w.key(0, 0).member()]);
+    let pause = MailboxPause {
+        until_ms: chrono::Utc::now().timestamp_millis() + 60_000,
+        reason: "bounce_rate".into(),
+        message: "m".into(),
+    };
+    // Judged only from 4 sends on: 1 of 3 is not enough sends yet.
+    let r = health.hard_bounce(&w.account, &w.key(0, 0).member(), 100, 300, 4, &pause).await.expect("bounce");
+    assert_eq!((r.bounced, r.sends, r.paused), (1, 3, false));
+    // With 3 sends judged, 1/3 > 30 %: paused, once.
+    let r = health.hard_bounce(&w.account, &w.key(0, 0).member(), 100, 300, 3, &pause).await.expect("bounce");
+    assert_eq!((r.bounced, r.sends, r.paused), (1, 3, true));
+    assert_eq!(health.pause(&w.account).await.expect("pause").map(|p| p.reason), Some("bounce_rate".into()));
+    let r = health.hard_bounce(&w.account, &w.key(1, 0).member(), 100, 300, 3, &pause).await.expect("bounce");
+    assert_eq!((r.bounced, r.paused), (2, false), "already paused: not again");
+    // Only the window counts: the last send alone was not bounced.
+    assert!(health.resume(&w.account).await.expect("resume"));
+    let r = health.hard_bounce(&w.account, &w.key(0, 0).member(), 1, 0, 1, &pause).await.expect("bounce");
+    assert_eq!((r.bounced, r.sends, r.paused), (0, 1, false));
+}

@@ -246,11 +246,26 @@ pub struct HealthConfig {
     /// the delay doubles after each failed one, up to `reconnect_max_secs`.
     pub reconnect_first_secs: u64,
     pub reconnect_max_secs: u64,
+    /// Bounce-rate guard: a mailbox whose hard bounces among its last `bounce_rate_window`
+    /// sends exceed `bounce_rate_limit_percent` (judged once it has `bounce_rate_min_sends`)
+    /// stops sending for `bounce_rate_pause_secs` or until an operator resumes it.
+    pub bounce_rate_window: u32,
+    pub bounce_rate_limit_percent: f64,
+    pub bounce_rate_min_sends: u32,
+    pub bounce_rate_pause_secs: u64,
 }
 
 impl Default for HealthConfig {
     fn default() -> Self {
-        Self { disconnect_after_failures: 5, reconnect_first_secs: 60, reconnect_max_secs: 3600 }
+        Self {
+            disconnect_after_failures: 5,
+            reconnect_first_secs: 60,
+            reconnect_max_secs: 3600,
+            bounce_rate_window: 100,
+            bounce_rate_limit_percent: 5.0,
+            bounce_rate_min_sends: 20,
+            bounce_rate_pause_secs: 30 * 86_400,
+        }
     }
 }
 
@@ -460,6 +475,16 @@ impl Settings {
         }
         if self.health.reconnect_first_secs == 0 || self.health.reconnect_max_secs < self.health.reconnect_first_secs {
             return invalid("health", "reconnect_first_secs must be at least 1 and at most reconnect_max_secs");
+        }
+        if !(1..=1000).contains(&self.health.bounce_rate_window)
+            || !(0.0..=100.0).contains(&self.health.bounce_rate_limit_percent)
+            || self.health.bounce_rate_min_sends == 0
+            || self.health.bounce_rate_min_sends > self.health.bounce_rate_window
+        {
+            return invalid(
+                "health",
+                "bounce_rate_window 1-1000, bounce_rate_limit_percent 0-100, bounce_rate_min_sends 1-bounce_rate_window",
+            );
         }
         if !(1..=300).contains(&self.webhooks.timeout_secs)
             || self.webhooks.max_attempts == 0

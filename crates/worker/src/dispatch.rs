@@ -75,6 +75,8 @@ pub struct DispatchState {
     pub signin: crate::signin::SignIn,
     /// Failures to connect or sign in count toward DISCONNECTED.
     pub connection: crate::connection_health::ConnectionHealth,
+    /// Hard bounces count toward the mailbox's bounce rate.
+    pub bounces: crate::bounce_rate::BounceGuard,
 }
 
 /// Why a session to the account's server could not be opened.
@@ -531,6 +533,9 @@ async fn record(
             state.ledger.fail(key, acct, claim, &message, bounced).await?;
             warn!(error = %message, recipient, "permanent failure; not retried");
             metrics::send_outcome(acct, if recipient { "bounced" } else { "failed" });
+            if recipient && state.bounces.hard_bounce(from.account, key).await? {
+                return Ok(Next::Refresh);
+            }
         }
         Delivery::SignInNeeded { message, transient } => {
             // The step is kept with no attempt counted; the chain waits for the token

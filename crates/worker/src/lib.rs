@@ -7,6 +7,7 @@
 //! - [`connection_health`]: repeated connection failures → DISCONNECTED, and back;
 //! - [`runtime`]: wiring of queues, workers and shutdown.
 
+pub mod bounce_rate;
 pub mod command_stream;
 pub mod connection_health;
 pub mod dispatch;

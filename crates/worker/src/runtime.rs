@@ -301,6 +301,11 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         queue_storage::<ValidateAccount>(conn.clone(), queues.validate_account()),
         settings.health.clone(),
     );
+    let bounces = crate::bounce_rate::BounceGuard {
+        health: MailboxHealth::new(conn.clone(), prefix),
+        inbox: Inbox::new(conn.clone(), prefix),
+        config: settings.health.clone(),
+    };
     let dispatch = Arc::new(DispatchState {
         accounts: AccountStore::new(conn.clone(), prefix),
         campaigns: CampaignStore::new(conn.clone(), prefix),
@@ -316,6 +321,7 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         inbox: Inbox::new(conn.clone(), prefix),
         signin: signin.clone(),
         connection: connection.clone(),
+        bounces: bounces.clone(),
     });
     let validate = Arc::new(ValidateState {
         store: AccountStore::new(conn.clone(), prefix),
@@ -342,6 +348,7 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         dispatch_queue: dispatch_storage,
         sessions: Default::default(),
         connection,
+        bounces,
     });
     let test_send = Arc::new(crate::test_send::TestSendState {
         dispatch: dispatch.clone(),

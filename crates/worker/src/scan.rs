@@ -126,6 +126,8 @@ pub struct ScanState {
     pub sessions: tokio::sync::Mutex<std::collections::HashMap<coldsend_core::AccountId, KeptSession>>,
     /// Failures to log in count toward DISCONNECTED.
     pub connection: crate::connection_health::ConnectionHealth,
+    /// Hard bounces count toward the mailbox's bounce rate.
+    pub bounces: crate::bounce_rate::BounceGuard,
 }
 
 /// A logged-in IMAP session, when it was last used, and the server settings it was
@@ -610,6 +612,9 @@ async fn on_bounce(
                 state.campaigns.count(&key.campaign, CampaignCounter::Bounced).await?;
             }
             info!(campaign_id = %key.campaign, lead_id = %key.lead, reason = b.reason.as_str(), "address bad: lead bounced and suppressed");
+            if bounced {
+                state.bounces.hard_bounce(account, key).await?;
+            }
         }
         BounceClass::RecipientTemporary => {
             let n = state.store.add_soft_bounce(email).await?;

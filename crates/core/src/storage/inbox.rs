@@ -84,11 +84,13 @@ pub enum InboxKind {
     Disconnected,
     /// A DISCONNECTED mailbox passed a validation and is ACTIVE again.
     Reconnected,
+    /// A mailbox's hard-bounce rate passed the limit: its sending is paused.
+    BounceRatePaused,
     Other,
 }
 
 impl InboxKind {
-    pub const ALL: [InboxKind; 10] = [
+    pub const ALL: [InboxKind; 11] = [
         InboxKind::Reply,
         InboxKind::AutoReply,
         InboxKind::Bounce,
@@ -98,6 +100,7 @@ impl InboxKind {
         InboxKind::NeedsReauth,
         InboxKind::Disconnected,
         InboxKind::Reconnected,
+        InboxKind::BounceRatePaused,
         InboxKind::Other,
     ];
 
@@ -112,6 +115,7 @@ impl InboxKind {
             InboxKind::NeedsReauth => "needs_reauth",
             InboxKind::Disconnected => "disconnected",
             InboxKind::Reconnected => "reconnected",
+            InboxKind::BounceRatePaused => "bounce_rate_paused",
             InboxKind::Other => "other",
         }
     }
@@ -130,7 +134,9 @@ impl InboxKind {
             InboxKind::Complaint => Some(T::Complaint),
             InboxKind::SenderRefused => Some(T::SenderRefused),
             InboxKind::Unsubscribe => Some(T::Unsubscribe),
-            InboxKind::NeedsReauth | InboxKind::Disconnected | InboxKind::Reconnected => Some(T::AccountHealth),
+            InboxKind::NeedsReauth | InboxKind::Disconnected | InboxKind::Reconnected | InboxKind::BounceRatePaused => {
+                Some(T::AccountHealth)
+            }
             InboxKind::Other => None,
         }
     }

@@ -116,6 +116,14 @@ impl Keys {
     pub fn cap(&self, a: &AccountId, date: NaiveDate) -> String {
         format!("{}:cap:{{{a}}}:{date}", self.p)
     }
+    /// list: the mailbox's last sends (members, newest first, at most 1,000).
+    pub fn recent_sends(&self, a: &AccountId) -> String {
+        format!("{}:recent-sends:{{{a}}}", self.p)
+    }
+    /// set: the mailbox's sends that hard-bounced (30 days).
+    pub fn bounced_sends(&self, a: &AccountId) -> String {
+        format!("{}:bounced-sends:{{{a}}}", self.p)
+    }
     /// string: earliest time (ms) of the mailbox's next send.
     pub fn next_send(&self, a: &AccountId) -> String {
         format!("{}:next-send:{{{a}}}", self.p)

@@ -11,6 +11,18 @@ use crate::account::AccountId;
 
 lua_script!(REFUSED, "mailbox_refused");
 
+lua_script!(BOUNCE_RATE, "mailbox_bounce_rate");
+
+/// The mailbox's hard-bounce rate after a bounce was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BounceRate {
+    /// Hard bounces among the last `sends` sends.
+    pub bounced: u32,
+    pub sends: u32,
+    /// This bounce paused the mailbox's sending.
+    pub paused: bool,
+}
+
 /// Why and until when a mailbox does not send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -69,6 +81,34 @@ impl MailboxHealth {
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(Refusals { recent, paused_until_ms: (until > 0).then_some(until) })
+    }
+
+    /// Records a hard bounce of the mailbox's send `member`; pauses its sending (with
+    /// `pause`) when hard bounces among its last `window` sends exceed `limit_permille`
+    /// (judged from `min_sends` sends on).
+    pub async fn hard_bounce(
+        &self,
+        account: &AccountId,
+        member: &str,
+        window: u32,
+        limit_permille: u32,
+        min_sends: u32,
+        pause: &MailboxPause,
+    ) -> Result<BounceRate, redis::RedisError> {
+        let (bounced, sends, paused): (u32, u32, u32) = BOUNCE_RATE
+            .key(self.keys.recent_sends(account))
+            .key(self.keys.bounced_sends(account))
+            .key(self.keys.mailbox_pause(account))
+            .arg(member)
+            .arg(window)
+            .arg(limit_permille)
+            .arg(min_sends)
+            .arg(pause.until_ms)
+            .arg(chrono::Utc::now().timestamp_millis())
+            .arg(serde_json::to_string(pause).unwrap_or_default())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(BounceRate { bounced, sends, paused: paused == 1 })
     }
 
     /// The mailbox's current pause, if any.

@@ -3,7 +3,8 @@
 -- attempt is a confirmation from the Sent folder, which settles an UNCERTAIN send or marks a
 -- SENT one confirmed.
 -- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 message-ids, 6 stats, 7 lead-states,
---       8 next step's send, 9 lead-progress, 10 uncertain (the mailbox's), 11 the webhook outbox
+--       8 next step's send, 9 lead-progress, 10 uncertain (the mailbox's), 11 the webhook outbox,
+--       12 the mailbox's recent sends (for its bounce rate)
 -- ARGV: 1 attempt id ('' = Sent-folder confirmation), 2 member, 3 Message-ID, 4 now (ms), 5 lead id,
 --       6 next step's member ('' = last step), 7 next step due (ms), 8 account id,
 --       9 the `sent` event (JSON), 10 the lead's `lead_state` COMPLETED event (JSON)
@@ -34,6 +35,8 @@ redis.call('HSET', KEYS[5], ARGV[3], ARGV[2])
 redis.call('HINCRBY', KEYS[6], 'sent', 1)
 redis.call('HINCRBY', KEYS[9], ARGV[5], 1)
 redis.call('XADD', KEYS[11], 'MAXLEN', '~', 100000, '*', 'event', ARGV[9])
+redis.call('LPUSH', KEYS[12], ARGV[2])
+redis.call('LTRIM', KEYS[12], 0, 999)
 if redis.call('HGET', KEYS[7], ARGV[5]) == 'ACTIVE' then
   if ARGV[6] == '' then
     redis.call('HSET', KEYS[7], ARGV[5], 'COMPLETED')
