@@ -70,6 +70,8 @@ async fn an_unreachable_mailbox_disconnects_keeps_its_leads_and_comes_back() {
         assert_eq!(view["error"]["code"], "CONNECTION_REFUSED", "round {round}: {view}");
         assert!(["SMTP", "IMAP"].contains(&view["error"]["protocol"].as_str().unwrap_or("")), "{view}");
         assert!(view["next_revalidation_at"].is_string(), "{view}");
+        assert_eq!(view["health"]["state"], "disconnected", "{view}");
+        assert!(view["health"]["reason"].as_str().unwrap_or("").contains("CONNECTION_REFUSED"), "{view}");
         assert_eq!(events(&api, "disconnected").await.len(), round, "one event per disconnection");
 
         // Stopped: no more scans or sends (only the scheduled re-validations try), and a

@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::account::SenderAccount;
 
 /// Per-day volumes of the warm-up ramp, by account age (provider recommendations:
-/// 0–2 weeks 20–30, 2–4 weeks 50–80, 4+ weeks 80–100).
+/// 0–2 weeks 20–30, 2–4 weeks 50–80, 4+ weeks 80–100; lower values are allowed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WarmupRamp {
     pub new_per_day: u32,
     pub warming_per_day: u32,
@@ -24,20 +25,78 @@ impl Default for WarmupRamp {
 }
 
 impl WarmupRamp {
+    /// At most the guidance's upper bounds (30, 80, 100), never decreasing, at least 1:
+    /// a careful operator may ramp slower (10/day), never faster.
     pub fn check(&self) -> Result<(), String> {
-        let ok = (20..=30).contains(&self.new_per_day)
-            && (50..=80).contains(&self.warming_per_day)
-            && (80..=100).contains(&self.established_per_day);
-        if ok { Ok(()) } else { Err("warm-up values must lie in 20-30, 50-80 and 80-100".into()) }
+        let ok = (1..=30).contains(&self.new_per_day)
+            && (self.new_per_day..=80).contains(&self.warming_per_day)
+            && (self.warming_per_day..=100).contains(&self.established_per_day);
+        if ok {
+            Ok(())
+        } else {
+            Err("warm-up values must be at least 1, never decrease, and be at most 30, 80 and 100".into())
+        }
     }
 
     pub fn for_age_days(&self, age_days: i64) -> u32 {
+        self.stage(age_days).1
+    }
+
+    /// The stage at `age_days`, its per-day volume and the age it ends at (none: the last).
+    pub fn stage(&self, age_days: i64) -> (WarmupStage, u32, Option<i64>) {
         match age_days {
-            ..14 => self.new_per_day,
-            14..28 => self.warming_per_day,
-            _ => self.established_per_day,
+            ..14 => (WarmupStage::New, self.new_per_day, Some(14)),
+            14..28 => (WarmupStage::Warming, self.warming_per_day, Some(28)),
+            _ => (WarmupStage::Established, self.established_per_day, None),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum WarmupStage {
+    /// Weeks 0-2.
+    New,
+    /// Weeks 2-4.
+    Warming,
+    /// From week 4 on.
+    Established,
+}
+
+/// Which limit decides today's cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum BindingLimit {
+    DailyLimit,
+    InboxMaximum,
+    Warmup,
+}
+
+/// Today's cap and why it is what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CapBreakdown {
+    pub effective_cap: u32,
+    pub binding: BindingLimit,
+    pub daily_limit: u32,
+    pub inbox_maximum: u32,
+    /// Set while warm-up is on.
+    pub warmup: Option<WarmupStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WarmupStatus {
+    pub stage: WarmupStage,
+    pub per_day: u32,
+    /// The day the ramp counts from (the account's creation, or its `warmup_start`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
+    pub started_on: NaiveDate,
+    /// The day the next stage begins (none in the last stage).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
+    pub stage_ends_on: Option<NaiveDate>,
 }
 
 /// Per-account sending settings (not part of the registration JSON).
@@ -62,6 +121,14 @@ pub struct SendingSettings {
     /// Microsoft 365, false for custom servers. Never true while `append_to_sent` is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_folder_authoritative: Option<bool>,
+    /// The day the warm-up ramp counts from; absent: the day the account was added. An
+    /// already-aged mailbox sets a day in the past (e.g. 28 days ago: established at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
+    pub warmup_start: Option<NaiveDate>,
+    /// This mailbox's own ramp (e.g. 10/30/60 for a slow start); absent: `sending.warmup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_ramp: Option<WarmupRamp>,
 }
 
 impl SendingSettings {
@@ -86,12 +153,38 @@ pub fn effective_cap(
     ramp: &WarmupRamp,
     now: DateTime<Utc>,
 ) -> u32 {
-    let limit = account.daily_limit.get().min(account.inbox_type.max_daily_limit());
-    if !settings.warmup {
-        return limit;
+    cap_breakdown(account, settings, ramp, now).effective_cap
+}
+
+/// Today's cap (min of the daily limit, the inbox maximum and, with warm-up on, the
+/// ramp's volume for the account's age — counted from `warmup_start` if set, with the
+/// account's own ramp if set) and which of them binds.
+pub fn cap_breakdown(
+    account: &SenderAccount,
+    settings: &SendingSettings,
+    default_ramp: &WarmupRamp,
+    now: DateTime<Utc>,
+) -> CapBreakdown {
+    let (daily_limit, inbox_maximum) = (account.daily_limit.get(), account.inbox_type.max_daily_limit());
+    let (mut effective_cap, mut binding) = if daily_limit <= inbox_maximum {
+        (daily_limit, BindingLimit::DailyLimit)
+    } else {
+        (inbox_maximum, BindingLimit::InboxMaximum)
+    };
+    let mut warmup = None;
+    if settings.warmup {
+        let ramp = settings.warmup_ramp.unwrap_or(*default_ramp);
+        let created = DateTime::<Utc>::from_timestamp(account.created_at.unix_timestamp(), 0).unwrap_or(now);
+        let started_on = settings.warmup_start.unwrap_or_else(|| created.with_timezone(&settings.tz()).date_naive());
+        let age_days = (local_date(settings, now) - started_on).num_days();
+        let (stage, per_day, ends_at_age) = ramp.stage(age_days);
+        if per_day < effective_cap {
+            (effective_cap, binding) = (per_day, BindingLimit::Warmup);
+        }
+        let stage_ends_on = ends_at_age.map(|a| started_on + chrono::Duration::days(a));
+        warmup = Some(WarmupStatus { stage, per_day, started_on, stage_ends_on });
     }
-    let created = DateTime::<Utc>::from_timestamp(account.created_at.unix_timestamp(), 0).unwrap_or(now);
-    limit.min(ramp.for_age_days((now - created).num_days()))
+    CapBreakdown { effective_cap, binding, daily_limit, inbox_maximum, warmup }
 }
 
 /// The account's local calendar date: the cap counter's key.
@@ -123,6 +216,58 @@ mod tests {
         assert_eq!(r.for_age_days(28), 90);
         assert!(r.check().is_ok());
         assert!(WarmupRamp { new_per_day: 40, ..r }.check().is_err());
+        assert!(
+            WarmupRamp { new_per_day: 10, warming_per_day: 30, established_per_day: 60 }.check().is_ok(),
+            "slower is fine"
+        );
+        assert!(WarmupRamp { new_per_day: 30, warming_per_day: 20, established_per_day: 60 }.check().is_err());
+    }
+
+    #[test]
+    fn the_breakdown_names_the_binding_limit_and_the_stage_end() {
+        use chrono::TimeZone;
+        let new = crate::account_request::SenderAccountRequest::parse_value(serde_json::json!({
+            "email_address": "ann@example.test", "display_name": "Ann", "inbox_type": "CUSTOM_SMTP",
+            "daily_limit": 50, "smtp_host": "h.example.test", "smtp_port": 587, "smtp_username": "a",
+            "smtp_password": "p", "imap_host": "h.example.test", "imap_port": 993, "imap_username": "a",
+            "imap_password": "p"
+        }))
+        .expect("valid");
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).single().expect("t");
+        let account = SenderAccount {
+            id: crate::account::AccountId::new_random(),
+            email: new.email,
+            display_name: new.display_name,
+            inbox_type: new.inbox_type,
+            daily_limit: new.daily_limit,
+            smtp: new.smtp,
+            imap: new.imap,
+            auth: new.auth,
+            created_at: time::OffsetDateTime::from_unix_timestamp(now.timestamp() - 3 * 86_400).expect("t"),
+        };
+        let mut s = SendingSettings {
+            timezone: "UTC".into(),
+            warmup: true,
+            append_to_sent: false,
+            scan_interval_secs: None,
+            imap_sent_folder: None,
+            sent_folder_authoritative: None,
+            warmup_start: None,
+            warmup_ramp: None,
+        };
+        let b = cap_breakdown(&account, &s, &WarmupRamp::default(), now);
+        assert_eq!((b.effective_cap, b.binding), (25, BindingLimit::Warmup));
+        let w = b.warmup.expect("warm-up");
+        assert_eq!((w.stage, w.stage_ends_on.map(|d| d.to_string())), (WarmupStage::New, Some("2026-12-12".into())));
+        // An aged mailbox: its ramp starts weeks ago, and the daily limit binds.
+        s.warmup_start = NaiveDate::from_ymd_opt(2026, 10, 1);
+        let b = cap_breakdown(&account, &s, &WarmupRamp::default(), now);
+        assert_eq!((b.effective_cap, b.binding), (50, BindingLimit::DailyLimit));
+        assert_eq!(b.warmup.map(|w| (w.stage, w.stage_ends_on)), Some((WarmupStage::Established, None)));
+        // A slower ramp of its own.
+        s.warmup_start = None;
+        s.warmup_ramp = Some(WarmupRamp { new_per_day: 10, warming_per_day: 30, established_per_day: 60 });
+        assert_eq!(effective_cap(&account, &s, &WarmupRamp::default(), now), 10);
     }
 
     #[test]
@@ -135,6 +280,8 @@ mod tests {
             scan_interval_secs: None,
             imap_sent_folder: None,
             sent_folder_authoritative: None,
+            warmup_start: None,
+            warmup_ramp: None,
         };
         let now = Utc.with_ymd_and_hms(2026, 11, 22, 21, 30, 0).single().expect("t"); // 23:30 in Riga
         assert_eq!(local_date(&s, now).to_string(), "2026-11-22");

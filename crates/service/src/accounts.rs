@@ -81,8 +81,55 @@ pub struct AccountView {
     /// runs one at once).
     #[schema(format = DateTime)]
     pub next_revalidation_at: Option<String>,
+    /// Whether the mailbox works now, and if not why, in one place.
+    pub health: HealthView,
+    /// Today's usage against the effective cap, which limit binds, the warm-up stage and
+    /// when it ends, the next allowed send and the last scan (`GET …/{id}` only).
+    pub today: Option<crate::campaigns::UsageView>,
     #[schema(format = DateTime)]
     pub created_at: String,
+}
+
+/// The mailbox's health: what it can do now and, if something stops it, why.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HealthView {
+    pub state: HealthState,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    /// ACTIVE: sends and scans.
+    Healthy,
+    /// Being validated.
+    Pending,
+    /// ACTIVE, but sending is paused (sender-side refusals, a quota, the bounce rate).
+    SendingPaused,
+    Disconnected,
+    NeedsReauth,
+    ValidationFailed,
+}
+
+impl AccountView {
+    /// Sets the sending pause and, from it and the status, the health.
+    fn with_pause(mut self, pause: Option<MailboxPause>) -> Self {
+        let failure = self.error.as_ref().map(|f| format!("{:?} {}: {}", f.protocol, f.code.as_str(), f.message));
+        self.health = match (self.status, &pause) {
+            (AccountStatus::Active, Some(p)) => {
+                HealthView { state: HealthState::SendingPaused, reason: Some(format!("{}: {}", p.reason, p.message)) }
+            }
+            (AccountStatus::Active, None) => HealthView { state: HealthState::Healthy, reason: None },
+            (AccountStatus::PendingValidation, _) => HealthView { state: HealthState::Pending, reason: None },
+            (AccountStatus::Disconnected, _) => HealthView { state: HealthState::Disconnected, reason: failure },
+            (AccountStatus::NeedsReauth, _) => HealthView { state: HealthState::NeedsReauth, reason: failure },
+            (AccountStatus::ValidationFailed, _) => {
+                HealthView { state: HealthState::ValidationFailed, reason: failure }
+            }
+        };
+        self.sending_pause = pause;
+        self
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -126,7 +173,7 @@ impl From<AccountRow> for AccountView {
             ),
             None => (None, None),
         };
-        Self {
+        let view = Self {
             id: a.id.to_string(),
             email_address: a.email.to_string(),
             display_name: a.display_name.as_str().to_owned(),
@@ -145,12 +192,15 @@ impl From<AccountRow> for AccountView {
             error,
             validation,
             sending_pause: None,
+            health: HealthView { state: HealthState::Pending, reason: None },
+            today: None,
             next_revalidation_at: row
                 .reconnect_at_ms
                 .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
                 .map(rfc3339),
             created_at: rfc3339(a.created_at),
-        }
+        };
+        view.with_pause(None)
     }
 }
 
@@ -251,7 +301,7 @@ impl AccountService {
     /// The view of a row, with its sending pause.
     async fn view(&self, row: AccountRow) -> Result<AccountView, AccountError> {
         let pause = self.health.pause(&row.account.id).await.map_err(|e| AccountError::Store(e.into()))?;
-        Ok(AccountView { sending_pause: pause, ..AccountView::from(row) })
+        Ok(AccountView::from(row).with_pause(pause))
     }
 
     /// Ends a sending pause now (the operator fixed what was refused).
@@ -276,7 +326,7 @@ impl AccountService {
         Ok(rows
             .into_iter()
             .zip(pauses)
-            .map(|(row, sending_pause)| AccountView { sending_pause, ..AccountView::from(row) })
+            .map(|(row, sending_pause)| AccountView::from(row).with_pause(sending_pause))
             .collect())
     }
 

@@ -190,8 +190,19 @@ pub struct UsageView {
     pub effective_cap: u32,
     pub daily_limit: u32,
     pub warmup: bool,
-    /// Earliest time the mailbox may send again (RFC 3339), from the gap.
+    /// Earliest time the mailbox may send again (RFC 3339): the gap, or with spread pacing
+    /// its share of the window.
     pub next_allowed_send: String,
+    /// Which limit decides today's cap, and the warm-up stage with the day it ends.
+    pub limit: capacity::CapBreakdown,
+    /// The last IMAP scan pass: when (RFC 3339) and how many messages it fetched.
+    pub last_scan: Option<LastScan>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LastScan {
+    pub at: String,
+    pub fetched: u64,
 }
 
 #[derive(Clone)]
@@ -204,6 +215,8 @@ pub struct CampaignService {
     pub config: SendingConfig,
     /// Where campaign and lead state changes are published for webhooks.
     pub outbox: coldsend_core::storage::webhooks::Outbox,
+    /// The last scan pass of each mailbox (for its usage view).
+    pub scans: coldsend_core::storage::scan::ScanStore,
 }
 
 impl CampaignService {
@@ -527,17 +540,23 @@ impl CampaignService {
         let date = capacity::local_date(&settings, now);
         let sent_today = self.ledger.used(&self.ledger.keys().cap(&id, date)).await?;
         let next_ms = self.ledger.next_send_ms(&id).await?.max(now.timestamp_millis());
+        let limit = capacity::cap_breakdown(&row.account, &settings, &self.config.warmup, now);
+        let last_scan = self.scans.last_pass(&id).await?.and_then(|(at_ms, fetched)| {
+            Some(LastScan { at: chrono::DateTime::<Utc>::from_timestamp_millis(at_ms)?.to_rfc3339(), fetched })
+        });
         Ok(UsageView {
             account_id: id.to_string(),
             timezone: settings.timezone.clone(),
             date: date.to_string(),
             sent_today,
-            effective_cap: capacity::effective_cap(&row.account, &settings, &self.config.warmup, now),
+            effective_cap: limit.effective_cap,
             daily_limit: row.account.daily_limit.get(),
             warmup: settings.warmup,
             next_allowed_send: chrono::DateTime::<Utc>::from_timestamp_millis(next_ms)
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_default(),
+            limit,
+            last_scan,
         })
     }
 
@@ -568,6 +587,17 @@ impl CampaignService {
                 "sent_folder_authoritative cannot be true while append_to_sent is on: coldsend's copy is made \
                  only after the server accepted a send, so a send that died waiting for that answer never has one",
                 Some("sent_folder_authoritative"),
+            )
+            .into());
+        }
+        if let Some(Err(e)) = settings.warmup_ramp.map(|r| r.check()) {
+            return Err(RequestError::new(ErrorCode::InvalidSettings, e, Some("warmup_ramp")).into());
+        }
+        if settings.warmup_start.is_some_and(|d| d > Utc::now().date_naive() + chrono::Duration::days(1)) {
+            return Err(RequestError::new(
+                ErrorCode::InvalidSettings,
+                "warmup_start is in the future: the ramp counts from a day the mailbox already existed",
+                Some("warmup_start"),
             )
             .into());
         }

@@ -77,6 +77,7 @@ pub fn services_on(
         dispatch_queue: queue_storage(conn.clone(), queues.dispatch()),
         config: settings.sending.clone(),
         outbox: coldsend_core::storage::webhooks::Outbox::new(conn.clone(), prefix),
+        scans: coldsend_core::storage::scan::ScanStore::new(conn.clone(), prefix),
     };
     let webhooks = crate::webhooks::WebhookService::new(
         coldsend_core::storage::webhooks::Webhooks::new(conn.clone(), prefix),

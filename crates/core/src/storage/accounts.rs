@@ -348,6 +348,8 @@ impl AccountStore {
             scan_interval_secs: None,
             imap_sent_folder: None,
             sent_folder_authoritative: None,
+            warmup_start: None,
+            warmup_ramp: None,
         })
     }
 

@@ -121,6 +121,16 @@ impl ScanStore {
             .await
     }
 
+    /// The mailbox's last pass: when (ms) and how many messages it fetched.
+    pub async fn last_pass(&self, account: &AccountId) -> Result<Option<(i64, u64)>, redis::RedisError> {
+        let (at, fetched): (Option<i64>, Option<u64>) = redis::cmd("HMGET")
+            .arg(self.keys.scan_last(account))
+            .arg(&["at", "fetched"])
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(at.map(|at| (at, fetched.unwrap_or(0))))
+    }
+
     /// The send a Message-ID belongs to, if coldsend sent it.
     pub async fn send_for_message_id(&self, message_id: &str) -> Result<Option<SendKey>, redis::RedisError> {
         let member: Option<String> = self.conn().hget(self.keys.message_ids(), message_id).await?;

@@ -42,13 +42,16 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<AccountView>
     Ok(Json(state.accounts.list().await?))
 }
 
-/// One sender account with its validation outcome.
+/// One sender account with its health, its validation outcome and `today`: usage against
+/// the effective cap, which limit binds, the warm-up stage and when it ends, the next
+/// allowed send and the last scan.
 #[utoipa::path(get, path = "/api/public/v1/sender-accounts/{id}", operation_id = "getSenderAccount", tag = "sender-accounts",
     params(("id" = String, Path, description = "Account id")),
     responses((status = 200, body = AccountView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AccountView>, ApiError> {
-    Ok(Json(state.accounts.get(&id).await?))
+    let view = state.accounts.get(&id).await?;
+    Ok(Json(AccountView { today: Some(state.campaigns.usage(&id).await?), ..view }))
 }
 
 /// `?force=true` on a delete.

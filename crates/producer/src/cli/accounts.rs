@@ -95,7 +95,27 @@ pub(crate) enum AccountsCommand {
         /// never went out (lets coldsend resend an UNCERTAIN send; needs --append-to-sent false).
         #[arg(long)]
         sent_folder_authoritative: Option<bool>,
+        /// The day the warm-up ramp counts from (YYYY-MM-DD; an aged mailbox: a past day;
+        /// empty: back to the day it was added).
+        #[arg(long)]
+        warmup_start: Option<String>,
+        /// This mailbox's own ramp, NEW,WARMING,ESTABLISHED per day (e.g. 10,30,60; at most
+        /// 30,80,100; empty: back to the configured ramp).
+        #[arg(long)]
+        warmup_ramp: Option<String>,
     },
+}
+
+fn parse_ramp(raw: &str) -> anyhow::Result<coldsend_core::capacity::WarmupRamp> {
+    let n: Vec<u32> = raw
+        .split(',')
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--warmup-ramp {raw}: expected three numbers such as 10,30,60"))?;
+    let [new_per_day, warming_per_day, established_per_day] = n[..] else {
+        bail!("--warmup-ramp {raw}: expected three numbers such as 10,30,60");
+    };
+    Ok(coldsend_core::capacity::WarmupRamp { new_per_day, warming_per_day, established_per_day })
 }
 
 fn read_body(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
@@ -188,7 +208,10 @@ pub(crate) async fn accounts(
             }
             Ok(())
         }
-        AccountsCommand::Show { id } => print(&service.get(&id).await?),
+        AccountsCommand::Show { id } => {
+            let view = service.get(&id).await?;
+            print(&AccountView { today: Some(campaigns.usage(&id).await?), ..view })
+        }
         AccountsCommand::Validate { id, wait } => {
             let view = service.revalidate(&id).await?;
             finish(service, view, wait).await
@@ -230,13 +253,24 @@ pub(crate) async fn accounts(
             campaigns.wake(&id).await?;
             print(&view)
         }
-        AccountsCommand::Sending { id, timezone, warmup, append_to_sent, scan_interval, sent_folder_authoritative } => {
+        AccountsCommand::Sending {
+            id,
+            timezone,
+            warmup,
+            append_to_sent,
+            scan_interval,
+            sent_folder_authoritative,
+            warmup_start,
+            warmup_ramp,
+        } => {
             let current = campaigns.sending(&id).await?;
             let unchanged = timezone.is_none()
                 && warmup.is_none()
                 && append_to_sent.is_none()
                 && scan_interval.is_none()
-                && sent_folder_authoritative.is_none();
+                && sent_folder_authoritative.is_none()
+                && warmup_start.is_none()
+                && warmup_ramp.is_none();
             if unchanged {
                 return json(&current);
             }
@@ -250,6 +284,16 @@ pub(crate) async fn accounts(
                     Some(0) => None,
                     Some(n) => Some(n),
                     None => current.scan_interval_secs,
+                },
+                warmup_start: match warmup_start.as_deref() {
+                    Some("") => None,
+                    Some(d) => Some(d.parse().with_context(|| format!("--warmup-start {d}: expected YYYY-MM-DD"))?),
+                    None => current.warmup_start,
+                },
+                warmup_ramp: match warmup_ramp.as_deref() {
+                    Some("") => None,
+                    Some(r) => Some(parse_ramp(r)?),
+                    None => current.warmup_ramp,
                 },
             };
             json(&campaigns.set_sending(&id, new).await?)
