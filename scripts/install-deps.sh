@@ -36,7 +36,8 @@ fi
 
 # Python clients used by the tests: requests (HTTP API), redis (the Redis-level contract).
 # kubernetes_validate: the manifests' schema check. schemathesis: the API's property-based test.
-for mod in requests:requests redis:redis kubernetes_validate:kubernetes-validate schemathesis:schemathesis; do
+# yaml (PyYAML): the compose file's check.
+for mod in requests:requests redis:redis yaml:pyyaml kubernetes_validate:kubernetes-validate schemathesis:schemathesis; do
   if [[ "$what" == "test" ]] && ! python3 -c "import ${mod%%:*}" 2>/dev/null; then
     echo "install-deps: installing the Python package ${mod##*:}"
     python3 -m pip install --quiet --root-user-action=ignore "${mod##*:}" 2>/dev/null \

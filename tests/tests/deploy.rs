@@ -54,3 +54,40 @@ fn kubernetes_manifests_validate_against_the_schemas() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("Deployment/coldsend-worker") && stdout.contains("StatefulSet/redis"), "{stdout}");
 }
+
+/// compose.yaml: Redis (healthy before the rest starts), the API and two workers from the
+/// Dockerfile, sharing the encryption key and Redis URL, workers given time to drain.
+#[test]
+fn the_compose_file_brings_up_redis_the_api_and_two_workers() {
+    let script = r#"
+import json, sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+s = doc["services"]
+print(json.dumps({
+    "services": sorted(s),
+    "api": s["api"]["command"], "worker": s["worker"]["command"],
+    "replicas": s["worker"]["deploy"]["replicas"],
+    "built": [s[n].get("build") for n in ("api", "worker")],
+    "waits": [s[n]["depends_on"]["redis"]["condition"] for n in ("api", "worker")],
+    "redis_urls": [s[n]["environment"]["COLDSEND_REDIS__URL"] for n in ("api", "worker")],
+    "keys": [s[n]["environment"]["COLDSEND_ENCRYPTION_KEY"] for n in ("api", "worker")],
+    "grace": s["worker"]["stop_grace_period"],
+}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(repo_root().join("compose.yaml"))
+        .output()
+        .expect("python3 with PyYAML (scripts/test.sh installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["services"], serde_json::json!(["api", "redis", "worker"]));
+    assert_eq!(v["api"], serde_json::json!(["/usr/local/bin/coldsend", "serve"]));
+    assert_eq!(v["worker"], serde_json::json!(["/usr/local/bin/coldsend-worker"]));
+    assert_eq!(v["replicas"], 2);
+    assert_eq!(v["built"], serde_json::json!([".", "."]));
+    assert_eq!(v["waits"], serde_json::json!(["service_healthy", "service_healthy"]));
+    assert_eq!(v["redis_urls"][0], v["redis_urls"][1]);
+    assert_eq!(v["keys"][0], v["keys"][1]);
+    assert_eq!(v["grace"], "35s");
+}

@@ -13,7 +13,9 @@ use coldsend_core::lead::{Lead, LeadId, LeadInput, LeadState};
 use coldsend_core::schedule::ScheduleSpec;
 use coldsend_core::settings::SendingConfig;
 use coldsend_core::storage::accounts::{AccountStore, StoreError};
-use coldsend_core::storage::campaigns::{CampaignRow, CampaignStore, CampaignStoreError, SuppressionReason};
+use coldsend_core::storage::campaigns::{
+    CampaignRow, CampaignStore, CampaignStoreError, StepMetric, SuppressionReason,
+};
 use coldsend_core::storage::ledger::Ledger;
 use coldsend_core::{AccountStatus, RequestError};
 use serde::Serialize;
@@ -101,6 +103,22 @@ pub struct CampaignStats {
     pub skipped: u64,
     /// Emails still to send (steps × active leads, roughly).
     pub remaining_steps: u64,
+    /// What happened to each step's emails.
+    pub per_step: Vec<StepStats>,
+}
+
+/// One step's outcomes: sent, and what the replies, bounces and refusals to it were.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct StepStats {
+    pub step: usize,
+    pub sent: u64,
+    pub replied: u64,
+    pub auto_replied: u64,
+    pub hard_bounced: u64,
+    pub soft_bounced: u64,
+    pub unsubscribed: u64,
+    pub complained: u64,
+    pub failed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -304,6 +322,22 @@ impl CampaignService {
         stats.bounced = get("bounced");
         stats.uncertain = get("uncertain");
         stats.skipped = get("skipped");
+        stats.per_step = (0..c.steps.len()).map(|step| StepStats { step, ..Default::default() }).collect();
+        for (field, n) in &counters {
+            let Some((step, metric)) = StepMetric::parse_field(field) else { continue };
+            let Some(s) = stats.per_step.get_mut(step) else { continue };
+            let slot = match metric {
+                StepMetric::Sent => &mut s.sent,
+                StepMetric::Replied => &mut s.replied,
+                StepMetric::AutoReplied => &mut s.auto_replied,
+                StepMetric::HardBounced => &mut s.hard_bounced,
+                StepMetric::SoftBounced => &mut s.soft_bounced,
+                StepMetric::Unsubscribed => &mut s.unsubscribed,
+                StepMetric::Complained => &mut s.complained,
+                StepMetric::Failed => &mut s.failed,
+            };
+            *slot = *n;
+        }
         let active = stats.lead_states.get("ACTIVE").copied().unwrap_or(0);
         let progress = self.ledger.lead_progress(&c.id).await?;
         let sent_to_active: u64 =

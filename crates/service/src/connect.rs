@@ -50,6 +50,23 @@ pub async fn services(settings: &Settings) -> Result<Services, ConnectError> {
     services_on(conn, settings, key)
 }
 
+/// Connects for commands that only read: with the configured encryption key if it loads,
+/// else with a throwaway one. Nothing is sealed or opened on this path (listing accounts,
+/// campaigns, leads, the inbox, the suppression list), so an operator can inspect a
+/// deployment with only its Redis URL.
+pub async fn services_read_only(settings: &Settings) -> Result<Services, ConnectError> {
+    let key = match settings.sealing_key() {
+        Ok(k) => k,
+        Err(_) => SealingKey::from_text(&secrecy::SecretString::from(SealingKey::generate_text()))
+            .map_err(|e| ConnectError::Settings(coldsend_core::settings::SettingsError::Key(e.to_string())))?,
+    };
+    let client = redis::Client::open(settings.redis.url.as_str()).map_err(ConnectError::Url)?;
+    let conn = coldsend_core::storage::connect(client, &settings.redis, std::time::Duration::ZERO)
+        .await
+        .map_err(ConnectError::Unreachable)?;
+    services_on(conn, settings, key)
+}
+
 /// Builds the services on an existing connection (the worker shares its own).
 pub fn services_on(
     conn: redis::aio::ConnectionManager,

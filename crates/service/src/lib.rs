@@ -7,6 +7,7 @@
 //!   [`campaign_edits`]: editing and deleting campaigns, taking leads out;
 //! - [`commands`]: what one Redis-level command means (parsing, redaction, carrying it
 //!   out); the worker owns the loop that reads the stream;
+//! - [`exports`]: CSV of a campaign's leads and of the master inbox;
 //! - [`connect`]: settings → Redis connection → [`connect::Services`];
 //! - [`outgoing`]: one campaign email for one lead at one step, as sent, previewed and test-sent;
 //! - [`preview`]: previews and test sends of a campaign's emails;
@@ -20,6 +21,7 @@ pub mod campaign_edits;
 pub mod campaigns;
 pub mod commands;
 pub mod connect;
+pub mod exports;
 pub mod health;
 pub mod leads_csv;
 pub mod oauth;

@@ -7,7 +7,10 @@ use clap::Parser;
 use coldsend_core::settings::Settings;
 
 #[derive(Parser)]
-#[command(version, about = "coldsend worker: validates sender accounts (and, later, sends and scans)")]
+#[command(
+    version,
+    about = "coldsend worker: validates sender accounts, sends campaigns, scans mailboxes, delivers webhooks"
+)]
 struct Args {
     /// Config file (default: $COLDSEND_CONFIG, else config/coldsend.toml if present).
     #[arg(long, short)]

@@ -23,7 +23,7 @@ use coldsend_core::sealed::SealingKey;
 use coldsend_core::send_key::SendKey;
 use coldsend_core::settings::{ScanConfig, SendingConfig};
 use coldsend_core::storage::accounts::AccountStore;
-use coldsend_core::storage::campaigns::{CampaignCounter, CampaignStore, SuppressionReason};
+use coldsend_core::storage::campaigns::{CampaignCounter, CampaignStore, StepMetric, SuppressionReason};
 use coldsend_core::storage::inbox::{BounceFacts, Inbox, InboxEvent, InboxKind};
 use coldsend_core::storage::ledger::{Ledger, MarkedSent};
 use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
@@ -539,6 +539,18 @@ async fn act(state: &ScanState, account: &SenderAccount, c: &Classified) -> Resu
     for key in &matches {
         let Some(row) = state.campaigns.get(&key.campaign).await? else { continue };
         let Some(lead) = state.campaigns.lead(&key.campaign, &key.lead).await? else { continue };
+        let metric = match &c.verdict {
+            Verdict::Reply => Some(StepMetric::Replied),
+            Verdict::AutoReply { .. } => Some(StepMetric::AutoReplied),
+            Verdict::Bounce(b) if b.class == BounceClass::AddressBad => Some(StepMetric::HardBounced),
+            Verdict::Bounce(b) if b.class == BounceClass::RecipientTemporary => Some(StepMetric::SoftBounced),
+            Verdict::Complaint => Some(StepMetric::Complained),
+            Verdict::Unsubscribe => Some(StepMetric::Unsubscribed),
+            Verdict::Bounce(_) | Verdict::Other => None,
+        };
+        if let Some(m) = metric {
+            state.campaigns.count_step(&key.campaign, key.step, m).await?;
+        }
         match &c.verdict {
             Verdict::Reply => on_reply(state, key, &row.campaign, &lead).await?,
             Verdict::AutoReply { returns_on } => on_auto_reply(state, key, *returns_on, now).await?,

@@ -79,6 +79,61 @@ pub enum CampaignCounter {
     Bounced,
 }
 
+/// What happened to a step's emails, counted per step in the campaign's stats hash as
+/// `step:<n>:<metric>` (sent and send-time failures by the ledger scripts, the rest by scans).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepMetric {
+    Sent,
+    Replied,
+    AutoReplied,
+    /// Address bad: refused at RCPT or a hard DSN.
+    HardBounced,
+    /// Recipient temporary: a soft DSN.
+    SoftBounced,
+    Unsubscribed,
+    Complained,
+    /// A permanent refusal that was not the address's fault.
+    Failed,
+}
+
+impl StepMetric {
+    pub const ALL: [StepMetric; 8] = [
+        StepMetric::Sent,
+        StepMetric::Replied,
+        StepMetric::AutoReplied,
+        StepMetric::HardBounced,
+        StepMetric::SoftBounced,
+        StepMetric::Unsubscribed,
+        StepMetric::Complained,
+        StepMetric::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepMetric::Sent => "sent",
+            StepMetric::Replied => "replied",
+            StepMetric::AutoReplied => "auto_replied",
+            StepMetric::HardBounced => "hard_bounced",
+            StepMetric::SoftBounced => "soft_bounced",
+            StepMetric::Unsubscribed => "unsubscribed",
+            StepMetric::Complained => "complained",
+            StepMetric::Failed => "failed",
+        }
+    }
+
+    /// The stats-hash field of this metric for `step`.
+    pub fn field(self, step: usize) -> String {
+        format!("step:{step}:{}", self.as_str())
+    }
+
+    /// `(step, metric)` of a stats-hash field written by [`StepMetric::field`].
+    pub fn parse_field(field: &str) -> Option<(usize, StepMetric)> {
+        let rest = field.strip_prefix("step:")?;
+        let (step, metric) = rest.split_once(':')?;
+        Some((step.parse().ok()?, StepMetric::ALL.into_iter().find(|m| m.as_str() == metric)?))
+    }
+}
+
 /// Why an address or domain is on the suppression list (the value of its `p:suppression`
 /// field; `send_fail.lua` writes `hard_bounce` for a refusal at RCPT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -428,6 +483,12 @@ impl CampaignStore {
             CampaignCounter::Bounced => "bounced",
         };
         let _: i64 = self.conn().hincr(self.keys.stats(id), field, 1).await?;
+        Ok(())
+    }
+
+    /// Counts one event of `metric` for the campaign's step `step`.
+    pub async fn count_step(&self, id: &CampaignId, step: usize, metric: StepMetric) -> Result<(), CampaignStoreError> {
+        let _: i64 = self.conn().hincr(self.keys.stats(id), metric.field(step), 1).await?;
         Ok(())
     }
 

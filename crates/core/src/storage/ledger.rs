@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
+use super::campaigns::StepMetric;
 use super::keys::Keys;
 use super::{lua_script, unexpected};
 use crate::account::AccountId;
@@ -467,6 +468,7 @@ impl Ledger {
                     "reason": "every step sent",
                 }),
             ))
+            .arg(StepMetric::Sent.field(key.step))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(match outcome.as_str() {
@@ -558,6 +560,7 @@ impl Ledger {
                     "reason": error, "step": key.step,
                 }),
             ))
+            .arg(if bounced_email.is_some() { StepMetric::HardBounced } else { StepMetric::Failed }.field(key.step))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(n == 1)

@@ -261,6 +261,48 @@ pub struct InboxQuery {
     limit: Option<usize>,
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct InboxExportQuery {
+    /// Only this sender account.
+    account: Option<String>,
+    /// Only this campaign.
+    campaign: Option<String>,
+    /// Only this kind of event.
+    kind: Option<InboxKind>,
+}
+
+/// The master inbox as CSV (newest first, up to 100,000 events): id, received_at, kind,
+/// account, campaign, lead, from, subject, snippet, and a bounce's recipient, reason, class
+/// and status.
+#[utoipa::path(get, path = "/api/public/v1/inbox/export", operation_id = "exportInbox", tag = "inbox",
+    params(InboxExportQuery),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn export_inbox(
+    State(state): State<AppState>,
+    Query(q): Query<InboxExportQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let filter = coldsend_core::storage::inbox::InboxFilter { account: q.account, campaign: q.campaign, kind: q.kind };
+    let csv = coldsend_service::exports::inbox_csv(&state.inbox, &filter).await?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv))
+}
+
+/// A campaign's leads as CSV: id, email, names, company, state, error, sender account and
+/// how many steps each was sent.
+#[utoipa::path(get, path = "/api/public/v1/campaigns/{id}/leads/export", operation_id = "exportLeads", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn export_leads(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let csv = state.campaigns.leads_csv(&id).await?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv))
+}
+
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct InboxPage {
     events: Vec<coldsend_core::storage::inbox::InboxEvent>,

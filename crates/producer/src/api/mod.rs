@@ -65,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/test-sends/{id}", get(previews::get_test_send))
         .route("/campaigns/{id}/{action}", post(campaigns::act))
         .route("/inbox", get(campaigns::inbox))
+        .route("/inbox/export", get(campaigns::export_inbox))
+        .route("/campaigns/{id}/leads/export", get(campaigns::export_leads))
         .route("/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/webhooks/{id}", get(webhooks::show).delete(webhooks::remove))
         .route("/webhooks/{id}/enable", post(webhooks::enable))

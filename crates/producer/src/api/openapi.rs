@@ -29,6 +29,8 @@ use super::{campaigns, previews, sender_accounts, suppression, webhooks};
         campaigns::update,
         campaigns::remove,
         campaigns::remove_lead,
+        campaigns::export_leads,
+        campaigns::export_inbox,
         previews::preview,
         previews::test_send,
         previews::get_test_send,

@@ -17,6 +17,7 @@ use super::json;
 pub(crate) enum AccountsCommand {
     /// Register an account from a JSON file (the API's request body; `-` reads stdin).
     Add {
+        /// The registration JSON (the API's body; `-` for standard input).
         #[arg(long, short)]
         file: PathBuf,
         /// Wait until validation finishes and exit non-zero if it failed.
@@ -30,11 +31,13 @@ pub(crate) enum AccountsCommand {
     Connect {
         /// google, microsoft or custom.
         provider: String,
+        /// The account JSON without secrets (the sign-in supplies them).
         #[arg(long, short)]
         file: PathBuf,
         /// Give up waiting for the browser after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// Wait until the new account's validation finished.
         #[arg(long)]
         wait: bool,
     },
@@ -49,6 +52,7 @@ pub(crate) enum AccountsCommand {
     /// Validate an account's connections again.
     Validate {
         id: String,
+        /// Wait until the validation finished, and fail unless the account is ACTIVE.
         #[arg(long)]
         wait: bool,
     },
@@ -67,8 +71,10 @@ pub(crate) enum AccountsCommand {
         /// JSON object with the fields to change (`-` for stdin), e.g. {"smtp_port": 465}.
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
+        /// The name in the From header.
         #[arg(long)]
         display_name: Option<String>,
+        /// Sends per day at most (the effective cap may be lower during warm-up).
         #[arg(long)]
         daily_limit: Option<u32>,
         /// Wait for the new validation to finish (when the edit starts one).
@@ -82,10 +88,13 @@ pub(crate) enum AccountsCommand {
     /// Show or change sending settings: the time zone of the account's day, warm-up, Sent copy.
     Sending {
         id: String,
+        /// IANA time zone of the mailbox's sending day, e.g. Europe/Riga.
         #[arg(long)]
         timezone: Option<String>,
+        /// Follow the warm-up ramp (a new mailbox starts small).
         #[arg(long)]
         warmup: Option<bool>,
+        /// Append a copy of each sent email to the Sent folder over IMAP.
         #[arg(long)]
         append_to_sent: Option<bool>,
         /// Seconds between IMAP scans of this mailbox (0: back to the configured default).
@@ -116,6 +125,26 @@ fn parse_ramp(raw: &str) -> anyhow::Result<coldsend_core::capacity::WarmupRamp> 
         bail!("--warmup-ramp {raw}: expected three numbers such as 10,30,60");
     };
     Ok(coldsend_core::capacity::WarmupRamp { new_per_day, warming_per_day, established_per_day })
+}
+
+impl AccountsCommand {
+    /// Whether the command only reads (and so runs without the encryption key).
+    pub(crate) fn read_only(&self) -> bool {
+        matches!(self, Self::List { .. } | Self::Show { .. } | Self::Usage { .. })
+            || matches!(
+                self,
+                Self::Sending {
+                    timezone: None,
+                    warmup: None,
+                    append_to_sent: None,
+                    scan_interval: None,
+                    sent_folder_authoritative: None,
+                    warmup_start: None,
+                    warmup_ramp: None,
+                    ..
+                }
+            )
+    }
 }
 
 fn read_body(file: &PathBuf) -> anyhow::Result<Vec<u8>> {

@@ -16,36 +16,32 @@ use super::json;
 pub(crate) enum CampaignsCommand {
     /// Create a campaign from a JSON file (the API's request body).
     Create {
+        /// The campaign JSON (the API's request body).
         #[arg(long, short)]
         file: PathBuf,
     },
+    /// Campaigns with their state, leads and sends.
     List,
-    Show {
-        id: String,
-    },
-    Start {
-        id: String,
-    },
-    Pause {
-        id: String,
-    },
-    Resume {
-        id: String,
-    },
-    Stop {
-        id: String,
-    },
+    /// One campaign as JSON: steps, schedule, statistics per step.
+    Show { id: String },
+    /// Start sending (says whether it sends now, and if not why and from when).
+    Start { id: String },
+    /// Pause: nothing more is sent until resumed.
+    Pause { id: String },
+    /// Resume a paused campaign.
+    Resume { id: String },
+    /// Stop for good: nothing more is sent, ever.
+    Stop { id: String },
     /// Edit a DRAFT or PAUSED campaign from a JSON file holding the fields to change
     /// (name, sender_account_ids, steps, schedule, daily_limit, stop_on_reply, …).
     Edit {
         id: String,
+        /// A JSON object with the fields to change.
         #[arg(long, short)]
         file: PathBuf,
     },
     /// Delete a campaign that is not running, with its leads and send records.
-    Rm {
-        id: String,
-    },
+    Rm { id: String },
     /// Show every step as chosen leads would get it (subject, text, HTML, headers), or why
     /// it cannot be made for them. Nothing is sent.
     Preview {
@@ -53,6 +49,7 @@ pub(crate) enum CampaignsCommand {
         /// One of the campaign's leads (default: the first --first leads).
         #[arg(long)]
         lead: Option<String>,
+        /// How many of the campaign's first leads to preview.
         #[arg(long, default_value_t = 1)]
         first: usize,
         /// The mailbox to compose from (default: the lead's own).
@@ -63,6 +60,7 @@ pub(crate) enum CampaignsCommand {
     /// mailbox's cap, never recorded as a lead's step.
     TestSend {
         id: String,
+        /// The address the test emails go to.
         #[arg(long)]
         to: String,
         /// The sending mailbox (account id).
@@ -78,6 +76,7 @@ pub(crate) enum CampaignsCommand {
     /// Progress of a campaign; with --watch, a live progress bar until it finishes.
     Status {
         id: String,
+        /// Show a live progress bar until the campaign ends.
         #[arg(long)]
         watch: bool,
     },
@@ -89,8 +88,10 @@ pub(crate) enum LeadsCommand {
     /// variables) or a JSON array; invalid rows are reported by line and skipped.
     Add {
         campaign: String,
+        /// A CSV file with a header (email, first_name, last_name, company, other columns become variables).
         #[arg(long, conflicts_with = "json")]
         csv: Option<PathBuf>,
+        /// A JSON array of leads (the API's lead objects).
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -98,6 +99,22 @@ pub(crate) enum LeadsCommand {
     List { campaign: String },
     /// Take a lead out: erased if nothing was sent to it, else STOPPED.
     Rm { campaign: String, lead: String },
+    /// Print a campaign's leads as CSV (state, error, mailbox, steps sent).
+    Export { campaign: String },
+}
+
+impl CampaignsCommand {
+    /// Whether the command only reads (and so runs without the encryption key).
+    pub(crate) fn read_only(&self) -> bool {
+        matches!(self, Self::List | Self::Show { .. } | Self::Status { .. })
+    }
+}
+
+impl LeadsCommand {
+    /// Whether the command only reads (and so runs without the encryption key).
+    pub(crate) fn read_only(&self) -> bool {
+        matches!(self, Self::List { .. } | Self::Export { .. })
+    }
 }
 
 pub(crate) async fn campaigns(
@@ -207,6 +224,10 @@ pub(crate) async fn status(service: &CampaignService, id: &str, watch: bool) -> 
 
 pub(crate) async fn leads(service: &CampaignService, cmd: LeadsCommand) -> anyhow::Result<()> {
     match cmd {
+        LeadsCommand::Export { campaign } => {
+            print!("{}", service.leads_csv(&campaign).await?);
+            Ok(())
+        }
         LeadsCommand::Rm { campaign, lead } => {
             let outcome = service.remove_lead(&campaign, &lead).await?;
             eprintln!("{lead}: {}", serde_json::to_value(outcome)?.as_str().unwrap_or("done"));

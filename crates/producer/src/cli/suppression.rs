@@ -8,17 +8,27 @@ use coldsend_service::suppression::{SuppressionRequest, SuppressionService};
 
 use super::json;
 
+impl SuppressionCommand {
+    /// Whether the command only reads (and so runs without the encryption key).
+    pub(crate) fn read_only(&self) -> bool {
+        matches!(self, Self::List { .. } | Self::Export)
+    }
+}
+
 #[derive(Subcommand)]
 pub(crate) enum SuppressionCommand {
     /// List entries (addresses and @domains), optionally containing a text.
     List {
+        /// Only entries containing this text.
         #[arg(long, default_value = "")]
         search: String,
     },
     /// Suppress addresses and/or whole domains.
     Add {
+        /// An address to suppress (repeat for several).
         #[arg(long = "address")]
         addresses: Vec<String>,
+        /// A whole domain to suppress (repeat for several).
         #[arg(long = "domain")]
         domains: Vec<String>,
     },

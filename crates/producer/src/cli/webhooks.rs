@@ -9,6 +9,7 @@ use super::json;
 pub(crate) enum WebhooksCommand {
     /// Add an endpoint; prints it with its signing secret (shown this once).
     Add {
+        /// Where events are POSTed (http:// or https://).
         #[arg(long)]
         url: String,
         /// An event type to receive (repeat for several; default: all). Types: sent, reply,
@@ -19,16 +20,19 @@ pub(crate) enum WebhooksCommand {
     },
     /// Endpoints with their delivery record (enabled, delivered, failed, last response).
     List,
-    Show {
-        id: String,
-    },
+    /// One endpoint with its delivery record.
+    Show { id: String },
     /// Enable an endpoint that was disabled for failing.
-    Enable {
-        id: String,
-    },
-    Rm {
-        id: String,
-    },
+    Enable { id: String },
+    /// Remove an endpoint; deliveries queued for it are dropped.
+    Rm { id: String },
+}
+
+impl WebhooksCommand {
+    /// Whether the command only reads (and so runs without the encryption key).
+    pub(crate) fn read_only(&self) -> bool {
+        matches!(self, Self::List | Self::Show { .. })
+    }
 }
 
 pub(crate) async fn webhooks(service: &WebhookService, cmd: WebhooksCommand) -> anyhow::Result<()> {

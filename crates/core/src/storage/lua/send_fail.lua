@@ -3,7 +3,8 @@
 --       8 suppression, 9 cap (as reserved), 10 campaign-day (as reserved, or a placeholder),
 --       11 the webhook outbox, 12 the mailbox's recent sends (a bounce counts as one)
 -- ARGV: 1 attempt id, 2 member, 3 error, 4 lead id, 5 new lead state, 6 address to suppress ('' = none),
---       7 stats counter, 8 the lead's `lead_state` event (JSON), published with the change
+--       7 stats counter, 8 the lead's `lead_state` event (JSON), published with the change,
+--       9 the step's counter field in the stats hash
 -- Returns 1 when recorded, 0 when this attempt no longer holds the claim.
 if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'SENDING' then return 0 end
 if redis.call('HGET', KEYS[1], 'cap_key') == KEYS[9] and tonumber(redis.call('GET', KEYS[9]) or '0') > 0 then
@@ -22,5 +23,6 @@ if ARGV[6] ~= '' then
   redis.call('LTRIM', KEYS[12], 0, 999)
 end
 redis.call('HINCRBY', KEYS[7], ARGV[7], 1)
+redis.call('HINCRBY', KEYS[7], ARGV[9], 1)
 redis.call('XADD', KEYS[11], 'MAXLEN', '~', 100000, '*', 'event', ARGV[8])
 return 1

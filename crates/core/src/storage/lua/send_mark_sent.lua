@@ -7,7 +7,8 @@
 --       12 the mailbox's recent sends (for its bounce rate)
 -- ARGV: 1 attempt id ('' = Sent-folder confirmation), 2 member, 3 Message-ID, 4 now (ms), 5 lead id,
 --       6 next step's member ('' = last step), 7 next step due (ms), 8 account id,
---       9 the `sent` event (JSON), 10 the lead's `lead_state` COMPLETED event (JSON)
+--       9 the `sent` event (JSON), 10 the lead's `lead_state` COMPLETED event (JSON),
+--       11 the step's `sent` field in the stats hash
 -- Events are published in the same step as the change they tell, so none is lost.
 -- Returns 'recorded' | 'confirmed' (already SENT, now confirmed) | 'duplicate' | 'stale'.
 local st = redis.call('HGET', KEYS[1], 'state')
@@ -33,6 +34,7 @@ redis.call('HDEL', KEYS[1], 'phase', 'error', 'settled')
 redis.call('ZREM', KEYS[2], ARGV[2]); redis.call('ZREM', KEYS[3], ARGV[2]); redis.call('ZREM', KEYS[4], ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[3], ARGV[2])
 redis.call('HINCRBY', KEYS[6], 'sent', 1)
+redis.call('HINCRBY', KEYS[6], ARGV[11], 1)
 redis.call('HINCRBY', KEYS[9], ARGV[5], 1)
 redis.call('XADD', KEYS[11], 'MAXLEN', '~', 100000, '*', 'event', ARGV[9])
 redis.call('LPUSH', KEYS[12], ARGV[2])
