@@ -331,3 +331,57 @@ async fn a_rebuilt_folder_records_nothing_twice_and_intervals_take_effect() {
     let slow = gaps(&mut conn, 3);
     assert!(slow.len() >= 2 && slow.iter().all(|g| *g >= 3_900), "account interval 4 s: gaps {slow:?} ms");
 }
+
+#[tokio::test]
+async fn adding_a_lead_that_replied_or_bounced_elsewhere_is_reported_and_can_be_skipped() {
+    let (mail, stack) = setup("ann:annpw lead01:x lead02:x lead03:x").await;
+    let api = Api::new(&stack);
+    let ann = active(&api, &mail, "ann").await;
+    mail.set_recipient_rule("lead02@example.test", Some("550 5.1.1 User unknown"));
+    let first = campaign(&api, &ann, &["lead01@example.test", "lead02@example.test"], "1h").await;
+    wait_for("the first step", 30, async || mail.messages("lead01").len() == 1).await;
+    let ann_addr = "ann@example.test".parse().expect("addr");
+    send_to_ann(
+        &mail,
+        Message::builder()
+            .from("lead01@example.test".parse().expect("addr"))
+            .to(ann_addr)
+            .subject("Re: Quick question")
+            .body("Not interested, thanks".to_owned())
+            .expect("msg"),
+    );
+    wait_for("the reply and the bounce", 60, async || {
+        lead_state(&api, &first, "lead01@example.test").await["state"] == "REPLIED"
+            && lead_state(&api, &first, "lead02@example.test").await["state"] == "BOUNCED"
+    })
+    .await;
+
+    let body = json!({"name": "second", "sender_account_ids": [ann], "steps": [{"subject": "Hi", "text": "x"}]});
+    let add = json!({"leads": [{"email": "lead01@example.test"}, {"email": "lead02@example.test"}, {"email": "lead03@example.test"}]});
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let second = c["id"].as_str().expect("id").to_owned();
+    let (status, report) = api.call(Method::POST, &format!("/campaigns/{second}/leads"), Some(&add)).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["added"].as_u64(), report["suppressed"].as_u64(), report["skipped"].as_u64()),
+        (Some(3), Some(1), Some(0)),
+        "{report}"
+    );
+    let elsewhere = report["elsewhere"].as_array().expect("elsewhere");
+    let said = |email: &str| {
+        elsewhere.iter().find(|e| e["email"] == email).map(|e| (e["state"].clone(), e["campaign_id"].clone()))
+    };
+    assert_eq!(said("lead01@example.test"), Some((json!("REPLIED"), json!(first))), "{report}");
+    assert_eq!(said("lead02@example.test"), Some((json!("BOUNCED"), json!(first))), "{report}");
+    assert_eq!(said("lead03@example.test"), None);
+
+    // Asked to, a third campaign leaves out whoever replied elsewhere.
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let third = c["id"].as_str().expect("id").to_owned();
+    let mut skip = add.clone();
+    skip["skip_replied_elsewhere"] = json!(true);
+    let (_, report) = api.call(Method::POST, &format!("/campaigns/{third}/leads"), Some(&skip)).await;
+    assert_eq!((report["added"].as_u64(), report["skipped"].as_u64()), (Some(2), Some(1)), "{report}");
+    let (_, leads) = api.get(&format!("/campaigns/{third}/leads")).await;
+    assert!(leads.as_array().expect("leads").iter().all(|l| l["email"] != "lead01@example.test"), "{leads}");
+}

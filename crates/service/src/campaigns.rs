@@ -184,6 +184,27 @@ pub struct AddLeadsReport {
     /// Added but on the suppression list: never mailed.
     pub suppressed: usize,
     pub invalid: Vec<InvalidLead>,
+    /// Leads that replied to, bounced in or unsubscribed from another campaign (bounced and
+    /// unsubscribed addresses are suppressed, so never mailed).
+    pub elsewhere: Vec<LeadElsewhere>,
+    /// Not added: they replied in another campaign and `skip_replied_elsewhere` was set.
+    pub skipped: usize,
+}
+
+/// How a lead ended in another campaign.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LeadElsewhere {
+    pub email: String,
+    pub campaign_id: String,
+    pub state: LeadState,
+}
+
+/// How leads are added.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AddOptions {
+    /// Leave out leads that replied in another campaign (bounced and unsubscribed ones are
+    /// suppressed anyway).
+    pub skip_replied_elsewhere: bool,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -385,6 +406,16 @@ impl CampaignService {
 
     /// Adds leads given as JSON rows; invalid rows are reported and skipped.
     pub async fn add_leads(&self, id: &str, rows: Vec<serde_json::Value>) -> Result<AddLeadsReport, CampaignError> {
+        self.add_leads_with(id, rows, AddOptions::default()).await
+    }
+
+    /// [`CampaignService::add_leads`] with options.
+    pub async fn add_leads_with(
+        &self,
+        id: &str,
+        rows: Vec<serde_json::Value>,
+        options: AddOptions,
+    ) -> Result<AddLeadsReport, CampaignError> {
         let mut report = AddLeadsReport::default();
         let mut leads = Vec::new();
         for (i, raw) in rows.into_iter().enumerate() {
@@ -394,20 +425,36 @@ impl CampaignService {
                 Err(error) => report.invalid.push(InvalidLead { row: i + 1, email, error }),
             }
         }
-        self.add_valid_leads(id, leads, report).await
+        self.add_valid_leads(id, leads, report, options).await
     }
 
     /// Adds leads already parsed (e.g. from CSV) after `invalid` rows were set aside.
     pub async fn add_valid_leads(
         &self,
         id: &str,
-        leads: Vec<Lead>,
+        mut leads: Vec<Lead>,
         mut report: AddLeadsReport,
+        options: AddOptions,
     ) -> Result<AddLeadsReport, CampaignError> {
         let cid = parse_campaign_id(id)?;
         let row = self.store.get(&cid).await?.ok_or_else(|| CampaignError::NotFound(id.to_owned()))?;
         if matches!(row.state, CampaignState::Completed | CampaignState::Stopped) {
             return Err(CampaignError::Conflict(format!("cannot add leads to a {} campaign", row.state.as_str())));
+        }
+        let ids: Vec<LeadId> = leads.iter().map(|l| l.id.clone()).collect();
+        let elsewhere = self.store.outcomes_elsewhere(&cid, &ids).await?;
+        let email_of =
+            |id: &LeadId| leads.iter().find(|l| &l.id == id).map(|l| l.email.to_string()).unwrap_or_default();
+        report.elsewhere = elsewhere
+            .iter()
+            .map(|(l, c, s)| LeadElsewhere { email: email_of(l), campaign_id: c.to_string(), state: *s })
+            .collect();
+        if options.skip_replied_elsewhere {
+            let replied: Vec<&LeadId> =
+                elsewhere.iter().filter(|(_, _, s)| *s == LeadState::Replied).map(|(l, _, _)| l).collect();
+            let before = leads.len();
+            leads.retain(|l| !replied.contains(&&l.id));
+            report.skipped = before - leads.len();
         }
         let added = self.store.add_leads(&cid, &leads).await?;
         report.added = added.added;

@@ -486,6 +486,36 @@ impl CampaignStore {
         Ok(())
     }
 
+    /// For leads about to join campaign `except`: how each of them ended in every other
+    /// campaign where it replied, bounced or unsubscribed (one HMGET per campaign).
+    pub async fn outcomes_elsewhere(
+        &self,
+        except: &CampaignId,
+        leads: &[LeadId],
+    ) -> Result<Vec<(LeadId, CampaignId, LeadState)>, CampaignStoreError> {
+        if leads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = self.conn().zrange(self.keys.campaigns(), 0, -1).await?;
+        let mut out = Vec::new();
+        for cid in ids.iter().filter_map(|c| c.parse::<CampaignId>().ok()).filter(|c| c != except) {
+            for chunk in leads.chunks(1000) {
+                let states: Vec<Option<String>> = redis::cmd("HMGET")
+                    .arg(self.keys.lead_states(&cid))
+                    .arg(chunk.iter().map(LeadId::as_str).collect::<Vec<_>>())
+                    .query_async(&mut self.conn())
+                    .await?;
+                for (lead, state) in chunk.iter().zip(states) {
+                    let state = state.as_deref().and_then(LeadState::parse);
+                    if let Some(s @ (LeadState::Replied | LeadState::Bounced | LeadState::Unsubscribed)) = state {
+                        out.push((lead.clone(), cid, s));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Counts one event of `metric` for the campaign's step `step`.
     pub async fn count_step(&self, id: &CampaignId, step: usize, metric: StepMetric) -> Result<(), CampaignStoreError> {
         let _: i64 = self.conn().hincr(self.keys.stats(id), metric.field(step), 1).await?;

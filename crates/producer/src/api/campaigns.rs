@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::error::read_body;
 use super::{ApiError, AppState, ErrorBody};
-use coldsend_service::campaigns::{AddLeadsReport, CampaignView, LeadView, UsageView};
+use coldsend_service::campaigns::{AddLeadsReport, AddOptions, CampaignView, LeadView, UsageView};
 
 /// Create a campaign (state DRAFT).
 #[utoipa::path(post, path = "/api/public/v1/campaigns", operation_id = "createCampaign", tag = "campaigns", request_body = CampaignRequest,
@@ -99,6 +99,9 @@ pub async fn remove_lead(
 #[allow(dead_code)]
 pub struct LeadsBody {
     pub leads: Vec<LeadInput>,
+    /// Leave out leads that replied in another campaign (default false; they are reported
+    /// in `elsewhere` either way).
+    pub skip_replied_elsewhere: Option<bool>,
 }
 
 /// Add leads (`{"leads": [...]}` or a bare array). Invalid rows are reported and skipped;
@@ -116,21 +119,30 @@ pub async fn add_leads(
     let value: serde_json::Value = serde_json::from_slice(&read_body(b)?).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, format!("request body is not valid JSON: {e}"))
     })?;
+    let expected = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidJson,
+            "expected {\"leads\": [...], \"skip_replied_elsewhere\": false}",
+        )
+    };
+    let mut options = AddOptions::default();
     let rows = match value {
         serde_json::Value::Array(rows) => rows,
-        serde_json::Value::Object(mut m) => match m.remove("leads") {
-            Some(serde_json::Value::Array(rows)) if m.is_empty() => rows,
-            _ => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::InvalidJson,
-                    "expected {\"leads\": [...]}",
-                ));
+        serde_json::Value::Object(mut m) => {
+            match m.remove("skip_replied_elsewhere") {
+                Some(serde_json::Value::Bool(b)) => options.skip_replied_elsewhere = b,
+                Some(_) => return Err(expected()),
+                None => {}
             }
-        },
-        _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, "expected {\"leads\": [...]}")),
+            match m.remove("leads") {
+                Some(serde_json::Value::Array(rows)) if m.is_empty() => rows,
+                _ => return Err(expected()),
+            }
+        }
+        _ => return Err(expected()),
     };
-    Ok(Json(state.campaigns.add_leads(&id, rows).await?))
+    Ok(Json(state.campaigns.add_leads_with(&id, rows, options).await?))
 }
 
 /// The campaign's leads with their state.

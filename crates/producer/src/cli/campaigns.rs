@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use coldsend_core::campaign::CampaignAction;
 use coldsend_core::storage::test_sends::{TestOutcome, TestSendState};
-use coldsend_service::campaigns::{AddLeadsReport, CampaignService, CampaignView};
+use coldsend_service::campaigns::{AddLeadsReport, AddOptions, CampaignService, CampaignView};
 use coldsend_service::preview::PreviewService;
 
 use super::json;
@@ -94,6 +94,10 @@ pub(crate) enum LeadsCommand {
         /// A JSON array of leads (the API's lead objects).
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Leave out leads that replied in another campaign (they are reported either way;
+        /// bounced and unsubscribed addresses are suppressed anyway).
+        #[arg(long)]
+        skip_replied_elsewhere: bool,
     },
     /// List a campaign's leads with their state.
     List { campaign: String },
@@ -233,23 +237,28 @@ pub(crate) async fn leads(service: &CampaignService, cmd: LeadsCommand) -> anyho
             eprintln!("{lead}: {}", serde_json::to_value(outcome)?.as_str().unwrap_or("done"));
             Ok(())
         }
-        LeadsCommand::Add { campaign, csv, json: json_file } => {
+        LeadsCommand::Add { campaign, csv, json: json_file, skip_replied_elsewhere } => {
+            let options = AddOptions { skip_replied_elsewhere };
             let report: AddLeadsReport = match (csv, json_file) {
                 (Some(path), None) => {
                     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                     let (leads, invalid) = coldsend_service::leads_csv::parse(&bytes).map_err(anyhow::Error::msg)?;
-                    service.add_valid_leads(&campaign, leads, AddLeadsReport { invalid, ..Default::default() }).await?
+                    let report = AddLeadsReport { invalid, ..Default::default() };
+                    service.add_valid_leads(&campaign, leads, report, options).await?
                 }
                 (None, Some(path)) => {
                     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                     let rows: Vec<serde_json::Value> =
                         serde_json::from_slice(&bytes).context("the JSON file must hold an array of leads")?;
-                    service.add_leads(&campaign, rows).await?
+                    service.add_leads_with(&campaign, rows, options).await?
                 }
                 _ => bail!("give --csv FILE or --json FILE"),
             };
             for bad in &report.invalid {
                 eprintln!("line {}: {} ({})", bad.row, bad.error, bad.email.as_deref().unwrap_or("no email"));
+            }
+            for e in &report.elsewhere {
+                eprintln!("{}: {} in campaign {}", e.email, e.state.as_str(), e.campaign_id);
             }
             json(&report)
         }
