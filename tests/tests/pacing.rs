@@ -81,3 +81,45 @@ async fn spread_pacing_gives_each_send_its_share_of_the_window_and_fast_does_not
     }
     assert_eq!(delivered(), 1, "the spread campaign still waits");
 }
+
+fn etc_zone(hours_behind_utc: i64) -> String {
+    if hours_behind_utc >= 0 { format!("Etc/GMT+{hours_behind_utc}") } else { format!("Etc/GMT-{}", -hours_behind_utc) }
+}
+
+#[tokio::test]
+async fn with_lead_time_zones_each_lead_gets_its_email_inside_its_own_window() {
+    let mail = Mail::start("ann:annpw lead01:x lead02:x lead03:x");
+    let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
+    let api = Api::new(&stack);
+    let ann =
+        api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 50)).await;
+    // A zone where it is about noon now (inside 09:00-17:00) and one where it is about
+    // midnight (outside); the campaign's own zone is the midnight one.
+    let h = i64::from(Utc::now().hour());
+    let noon = etc_zone(h - 12);
+    let midnight = etc_zone(if h <= 12 { h } else { h - 24 });
+    let body = json!({"name": "zones", "sender_account_ids": [ann], "lead_timezones": true, "pacing": "fast",
+        "schedule": {"timezone": midnight, "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                     "start": "09:00", "end": "17:00"},
+        "steps": [{"subject": "Hi", "text": "Hello"}]});
+    let (status, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    assert_eq!((status.as_u16(), c["lead_timezones"].as_bool()), (201, Some(true)), "{c}");
+    let cid = c["id"].as_str().expect("id").to_owned();
+    let leads = json!({"leads": [
+        {"email": "lead01@example.test", "variables": {"timezone": noon}},
+        {"email": "lead02@example.test", "variables": {"timezone": midnight}},
+        {"email": "lead03@example.test"},
+        {"email": "lead04@example.test", "variables": {"timezone": "Mars/Olympus_Mons"}}]});
+    let (_, report) = api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&leads)).await;
+    assert_eq!(report["added"], 3, "{report}");
+    assert!(report["invalid"][0]["error"].as_str().unwrap_or("").contains("IANA"), "{report}");
+    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mail.messages("lead01").is_empty() {
+        assert!(Instant::now() < deadline, "the lead whose window is open\n{}", api.trouble());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(mail.messages("lead02").is_empty(), "its own window is closed");
+    assert!(mail.messages("lead03").is_empty(), "no zone of its own: the campaign's, closed");
+}

@@ -170,6 +170,10 @@ pub struct Campaign {
     /// How a mailbox paces this campaign's sends; `None`: `sending.pacing`.
     #[serde(default)]
     pub pacing: Option<Pacing>,
+    /// Send in each lead's own time zone (its `timezone` variable) when it has one: the
+    /// schedule's days and hours, read in the lead's zone.
+    #[serde(default)]
+    pub lead_timezones: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
 }
@@ -228,6 +232,9 @@ pub struct CampaignRequest {
     pub lead_variables: Option<Vec<String>>,
     /// `spread` (over the window) or `fast` (the gap only); default: `sending.pacing`.
     pub pacing: Option<Pacing>,
+    /// Read the schedule in each lead's own time zone (its `timezone` variable, e.g. a CSV
+    /// column) when it has one; default false.
+    pub lead_timezones: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -323,6 +330,7 @@ impl CampaignRequest {
             stop_on_domain_reply: self.stop_on_domain_reply.unwrap_or(false),
             lead_variables: self.lead_variables.unwrap_or_default(),
             pacing: self.pacing,
+            lead_timezones: self.lead_timezones.unwrap_or(false),
             created_at: time::OffsetDateTime::now_utc(),
         })
     }

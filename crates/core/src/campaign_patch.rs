@@ -11,7 +11,7 @@ use crate::error_code::{ErrorCode, without_value};
 use crate::schedule::ScheduleSpec;
 
 /// Fields a patch may carry.
-pub const PATCHABLE: [&str; 9] = [
+pub const PATCHABLE: [&str; 10] = [
     "name",
     "sender_account_ids",
     "steps",
@@ -21,6 +21,7 @@ pub const PATCHABLE: [&str; 9] = [
     "stop_on_domain_reply",
     "lead_variables",
     "pacing",
+    "lead_timezones",
 ];
 
 /// Applies a raw patch body to `current`; the id, creation time and every field the
@@ -79,6 +80,7 @@ pub fn apply(current: &Campaign, body: &[u8]) -> Result<Campaign, RequestError> 
         },
         lead_variables: if has("lead_variables") { checked.lead_variables } else { c.lead_variables },
         pacing: if has("pacing") { checked.pacing } else { c.pacing },
+        lead_timezones: if has("lead_timezones") { checked.lead_timezones } else { c.lead_timezones },
     })
 }
 
@@ -103,6 +105,7 @@ fn as_request(c: &Campaign) -> Map<String, Value> {
         "stop_on_domain_reply": c.stop_on_domain_reply,
         "lead_variables": c.lead_variables,
         "pacing": c.pacing,
+        "lead_timezones": c.lead_timezones,
     }) else {
         unreachable!("a json! object literal is an object")
     };

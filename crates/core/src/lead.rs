@@ -121,6 +121,14 @@ pub struct Lead {
     pub variables: BTreeMap<String, String>,
 }
 
+impl Lead {
+    /// The lead's own time zone: its `timezone` variable (a CSV column of that name), when
+    /// it is an IANA name.
+    pub fn timezone(&self) -> Option<chrono_tz::Tz> {
+        self.variables.get("timezone").and_then(|t| t.trim().parse().ok())
+    }
+}
+
 impl LeadInput {
     pub fn into_lead(self) -> Result<Lead, String> {
         let email = EmailAddress::parse(&self.email)?;
@@ -140,6 +148,9 @@ impl LeadInput {
             }
             if v.len() > 10_000 {
                 return Err(format!("variable '{k}' is longer than 10000 bytes"));
+            }
+            if k == "timezone" && !v.trim().is_empty() && v.trim().parse::<chrono_tz::Tz>().is_err() {
+                return Err(format!("timezone '{v}' is not an IANA time zone such as America/New_York"));
             }
         }
         Ok(Lead { id: LeadId::for_email(&email), email, first_name, last_name, company, variables: self.variables })

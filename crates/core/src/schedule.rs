@@ -104,6 +104,11 @@ impl Schedule {
         self.timezone
     }
 
+    /// The same days and hours in another time zone (a lead's own).
+    pub fn in_timezone(&self, timezone: Tz) -> Self {
+        Self { timezone, ..self.clone() }
+    }
+
     pub fn is_open(&self, now: DateTime<Utc>) -> bool {
         let local = now.with_timezone(&self.timezone);
         let day = local.weekday().num_days_from_monday() as u8;

@@ -134,6 +134,8 @@ pub struct CampaignView {
     pub stop_on_domain_reply: bool,
     /// `spread` over the window, or `fast` (the gap only): the campaign's choice or the default.
     pub pacing: coldsend_core::campaign::Pacing,
+    /// The schedule is read in each lead's own time zone (its `timezone` variable).
+    pub lead_timezones: bool,
     pub lead_variables: Vec<String>,
     pub stats: CampaignStats,
     /// RFC 3339.
@@ -397,6 +399,7 @@ impl CampaignService {
             stop_on_reply: c.stop_on_reply,
             stop_on_domain_reply: c.stop_on_domain_reply,
             pacing: c.pacing.unwrap_or(self.config.pacing),
+            lead_timezones: c.lead_timezones,
             lead_variables: c.lead_variables.clone(),
             stats,
             outlook: None,
@@ -519,7 +522,8 @@ impl CampaignService {
         if !states.values().any(|s| *s == LeadState::Active) {
             return Ok(SendingOutlook { sending_now: false, reason: OutlookReason::NoLeads, from: None });
         }
-        if !row.campaign.schedule.is_open(now) {
+        // With lead time zones each lead has its own window: the campaign's says nothing.
+        if !row.campaign.lead_timezones && !row.campaign.schedule.is_open(now) {
             let from = at(row.campaign.schedule.next_open(now));
             return Ok(SendingOutlook { sending_now: false, reason: OutlookReason::WindowClosed, from });
         }

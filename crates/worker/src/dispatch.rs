@@ -305,7 +305,8 @@ async fn step(state: &DispatchState, job: &Dispatch, cache: &mut Option<MailboxV
     let mut eligible: Vec<&Campaign> = Vec::new();
     let mut opens: Vec<DateTime<Utc>> = Vec::new();
     for c in &view.running {
-        if !c.schedule.is_open(now) {
+        // With lead time zones the window is judged per lead, once its email is picked.
+        if !c.lead_timezones && !c.schedule.is_open(now) {
             opens.push(c.schedule.next_open(now));
             continue;
         }
@@ -355,12 +356,26 @@ fn gap_ms(config: &SendingConfig) -> i64 {
     (config.min_gap_secs * 1000 + jitter) as i64
 }
 
+/// The campaign's schedule as it applies to `lead`: read in the lead's own time zone
+/// when the campaign sends in lead time zones and the lead has one.
+fn lead_schedule(campaign: &Campaign, lead: &Lead) -> coldsend_core::schedule::Schedule {
+    match lead.timezone().filter(|_| campaign.lead_timezones) {
+        Some(tz) => campaign.schedule.in_timezone(tz),
+        None => campaign.schedule.clone(),
+    }
+}
+
 /// Spread pacing's window end and jitter (±20 %), for a campaign that spreads its sends.
-fn spread(config: &SendingConfig, campaign: &Campaign, now: DateTime<Utc>) -> Option<(i64, u32)> {
+fn spread(
+    config: &SendingConfig,
+    campaign: &Campaign,
+    schedule: &coldsend_core::schedule::Schedule,
+    now: DateTime<Utc>,
+) -> Option<(i64, u32)> {
     if campaign.pacing.unwrap_or(config.pacing) != Pacing::Spread {
         return None;
     }
-    let end = campaign.schedule.window_end(now)?;
+    let end = schedule.window_end(now)?;
     Some((end.timestamp_millis(), rand::thread_rng().gen_range(800..=1200)))
 }
 
@@ -391,6 +406,16 @@ async fn send_one(
             state.ledger.cancel(key, acct, None, "lead no longer exists").await?;
             return Ok(Next::Continue);
         };
+        // Sending in the lead's own time zone: outside its window the step waits for it.
+        if from.campaign.lead_timezones {
+            let schedule = lead_schedule(from.campaign, &lead);
+            if !schedule.is_open(now) {
+                let opens = schedule.next_open(now);
+                state.ledger.defer(key, acct, opens.timestamp_millis()).await?;
+                debug!(opens = %opens, "outside the lead's window; the step waits for it");
+                return Ok(Next::Continue);
+            }
+        }
         // Render before claiming: a lead that cannot be personalised is skipped, never sent.
         let composed = match compose_for(state, from.account, from.campaign, key, &lead) {
             Ok(c) => c,
@@ -457,7 +482,7 @@ async fn claim(
             cap_key: from.cap_key.clone(),
             campaign_cap: campaign_cap(state, from.campaign, now),
             gap_ms: gap_ms(&state.config),
-            spread: spread(&state.config, from.campaign, now),
+            spread: spread(&state.config, from.campaign, &lead_schedule(from.campaign, lead), now),
         })
         .await?;
     let next = match reservation {
