@@ -20,6 +20,15 @@ fn mail_header(msg: &str, name: &str) -> Option<String> {
         .map(|l| l[prefix.len()..].trim().to_owned())
 }
 
+/// Waits until `user`'s Maildir holds `n` messages (Postfix delivers after it accepts).
+async fn wait_for_messages(mail: &Mail, user: &str, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while mail.messages(user).len() < n {
+        assert!(std::time::Instant::now() < deadline, "{user} never got {n} messages");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn previews_show_every_step_and_test_sends_reach_only_the_tester() {
     let mail = Mail::start("ann:annpw lead01:x lead02:x tester:x");
@@ -69,6 +78,8 @@ async fn previews_show_every_step_and_test_sends_reach_only_the_tester() {
     assert_eq!(status, 200, "{sent}");
     assert_eq!(sent["state"], "done");
     assert!(sent["results"].as_array().expect("results").iter().all(|r| r["outcome"] == "sent"), "{sent}");
+    // Accepted by Postfix; delivered to the Maildir a moment later.
+    wait_for_messages(&mail, "tester", 2).await;
     let got = mail.messages("tester");
     assert_eq!(got.len(), 2);
     let first = got.iter().find(|m| mail_header(m, "Subject").as_deref() == Some("[TEST] Hi Ann")).expect("step 0");
@@ -108,7 +119,7 @@ async fn previews_show_every_step_and_test_sends_reach_only_the_tester() {
     let outcomes: Vec<&str> =
         record["results"].as_array().expect("results").iter().filter_map(|r| r["outcome"].as_str()).collect();
     assert_eq!(outcomes, ["sent", "cap_reached"], "{record}");
-    assert_eq!(mail.messages("tester").len(), 3);
+    wait_for_messages(&mail, "tester", 3).await;
     let (status, again) = api.get(&format!("/test-sends/{}", record["id"].as_str().unwrap_or(""))).await;
     assert_eq!((status.as_u16(), &again["results"]), (200, &record["results"]));
 
@@ -125,5 +136,6 @@ async fn previews_show_every_step_and_test_sends_reach_only_the_tester() {
         assert_eq!((status.as_u16(), v["error"]["field"].as_str()), (422, Some(field)), "{body}: {v}");
     }
     assert_eq!(api.get("/test-sends/unknown").await.0, 404);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(mail.messages("tester").len(), 3, "nothing more sent");
 }

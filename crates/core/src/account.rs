@@ -308,6 +308,24 @@ pub struct NewSenderAccount {
     pub secrets: AccountSecrets,
 }
 
+impl NewSenderAccount {
+    /// The account as stored under `id`, and the secrets to seal apart from it.
+    pub fn into_stored(self, id: AccountId, created_at: time::OffsetDateTime) -> (SenderAccount, AccountSecrets) {
+        let account = SenderAccount {
+            id,
+            email: self.email,
+            display_name: self.display_name,
+            inbox_type: self.inbox_type,
+            daily_limit: self.daily_limit,
+            smtp: self.smtp,
+            imap: self.imap,
+            auth: self.auth,
+            created_at,
+        };
+        (account, self.secrets)
+    }
+}
+
 /// The secrets a new account arrives with; sealed before they are stored.
 #[derive(Debug, Clone)]
 pub enum AccountSecrets {

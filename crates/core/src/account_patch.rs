@@ -7,24 +7,16 @@ use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use crate::account::{AccountSecrets, SenderAccount};
-use crate::account_request::{MAX_BODY_BYTES, RequestError, SenderAccountRequest};
+use crate::account_request::{FIELDS, RequestError, SenderAccountRequest};
 use crate::error_code::ErrorCode;
 
-/// Fields a patch may carry.
-pub const PATCHABLE: [&str; 12] = [
-    "display_name",
-    "daily_limit",
-    "smtp_host",
-    "smtp_port",
-    "smtp_username",
-    "smtp_password",
-    "smtp_use_tls",
-    "imap_host",
-    "imap_port",
-    "imap_username",
-    "imap_password",
-    "imap_use_ssl",
-];
+/// Fields that make a different account: a patch may carry every other registration field.
+const FIXED: [&str; 3] = ["email_address", "inbox_type", "auth"];
+
+/// Whether a patch may carry the registration field `name`.
+fn patchable(name: &str) -> bool {
+    FIELDS.contains(&name) && !FIXED.contains(&name)
+}
 
 /// A stand-in for a password the patch leaves alone: it only lets the registration
 /// rules run and is never stored.
@@ -43,33 +35,20 @@ pub struct PatchedAccount {
 
 /// Applies a raw patch body to `current`.
 pub fn apply(current: &SenderAccount, body: &[u8]) -> Result<PatchedAccount, RequestError> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err(RequestError::new(
-            ErrorCode::BodyTooLarge,
-            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            None,
-        ));
-    }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| RequestError::new(ErrorCode::InvalidJson, format!("request body is not valid JSON: {e}"), None))?;
-    let Value::Object(patch) = value else {
-        return Err(RequestError::new(ErrorCode::InvalidJson, "request body must be a JSON object", None));
-    };
-    if patch.is_empty() {
-        return Err(RequestError::new(ErrorCode::InvalidBody, "the patch changes nothing: name a field", None));
-    }
+    let patch = crate::account_request::patch_object(body)?;
     for name in patch.keys() {
-        if ["email_address", "inbox_type", "auth"].contains(&name.as_str()) {
+        if FIXED.contains(&name.as_str()) {
             return Err(RequestError::new(
                 ErrorCode::InvalidField,
                 format!("{name} cannot be changed: register the mailbox as a new account"),
                 Some(name),
             ));
         }
-        if !PATCHABLE.contains(&name.as_str()) {
+        if !patchable(name) {
+            let allowed: Vec<&str> = FIELDS.into_iter().filter(|f| patchable(f)).collect();
             return Err(RequestError::new(
                 ErrorCode::UnknownField,
-                format!("unknown field '{name}'; a patch may carry {}", PATCHABLE.join(", ")),
+                format!("unknown field '{name}'; a patch may carry {}", allowed.join(", ")),
                 Some(name),
             ));
         }
@@ -150,17 +129,7 @@ mod tests {
             "imap_username": "ann", "imap_password": "pw", "imap_use_ssl": true
         }))
         .expect("valid");
-        SenderAccount {
-            id: crate::account::AccountId::new_random(),
-            email: new.email,
-            display_name: new.display_name,
-            inbox_type: new.inbox_type,
-            daily_limit: new.daily_limit,
-            smtp: new.smtp,
-            imap: new.imap,
-            auth: new.auth,
-            created_at: time::OffsetDateTime::now_utc(),
-        }
+        new.into_stored(crate::account::AccountId::new_random(), time::OffsetDateTime::now_utc()).0
     }
 
     #[test]

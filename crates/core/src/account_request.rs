@@ -127,6 +127,26 @@ pub const FIELDS: [&str; 15] = [
     "auth",
 ];
 
+/// The body of a `PATCH`: a JSON object (within the size limit) naming at least one field.
+pub fn patch_object(body: &[u8]) -> Result<Map<String, Value>, RequestError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(RequestError::new(
+            ErrorCode::BodyTooLarge,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+            None,
+        ));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| RequestError::new(ErrorCode::InvalidJson, format!("request body is not valid JSON: {e}"), None))?;
+    let Value::Object(patch) = value else {
+        return Err(RequestError::new(ErrorCode::InvalidJson, "request body must be a JSON object", None));
+    };
+    if patch.is_empty() {
+        return Err(RequestError::new(ErrorCode::InvalidBody, "the patch changes nothing: name a field", None));
+    }
+    Ok(patch)
+}
+
 /// Fields required whatever the inbox type.
 const ALWAYS_REQUIRED: [&str; 4] = ["email_address", "display_name", "inbox_type", "daily_limit"];
 

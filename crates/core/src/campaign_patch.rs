@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::account_request::{MAX_BODY_BYTES, RequestError};
+use crate::account_request::RequestError;
 use crate::campaign::{Campaign, CampaignRequest};
 use crate::error_code::{ErrorCode, without_value};
 use crate::schedule::ScheduleSpec;
@@ -27,21 +27,7 @@ pub const PATCHABLE: [&str; 10] = [
 /// Applies a raw patch body to `current`; the id, creation time and every field the
 /// patch leaves out are kept.
 pub fn apply(current: &Campaign, body: &[u8]) -> Result<Campaign, RequestError> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err(RequestError::new(
-            ErrorCode::BodyTooLarge,
-            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            None,
-        ));
-    }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| RequestError::new(ErrorCode::InvalidJson, format!("request body is not valid JSON: {e}"), None))?;
-    let Value::Object(patch) = value else {
-        return Err(RequestError::new(ErrorCode::InvalidJson, "request body must be a JSON object", None));
-    };
-    if patch.is_empty() {
-        return Err(RequestError::new(ErrorCode::InvalidBody, "the patch changes nothing: name a field", None));
-    }
+    let patch = crate::account_request::patch_object(body)?;
     if let Some(name) = patch.keys().find(|k| !PATCHABLE.contains(&k.as_str())) {
         return Err(RequestError::new(
             ErrorCode::UnknownField,

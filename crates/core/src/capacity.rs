@@ -132,6 +132,21 @@ pub struct SendingSettings {
 }
 
 impl SendingSettings {
+    /// The settings of an account that set none: its day in `timezone`, warm-up on, a Sent
+    /// copy only where the server does not file one itself (`append_to_sent`).
+    pub fn defaults(timezone: &str, append_to_sent: bool) -> Self {
+        Self {
+            timezone: timezone.to_owned(),
+            warmup: true,
+            append_to_sent,
+            scan_interval_secs: None,
+            imap_sent_folder: None,
+            sent_folder_authoritative: None,
+            warmup_start: None,
+            warmup_ramp: None,
+        }
+    }
+
     pub fn tz(&self) -> Tz {
         self.timezone.parse().unwrap_or(Tz::UTC)
     }
@@ -234,27 +249,9 @@ mod tests {
         }))
         .expect("valid");
         let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).single().expect("t");
-        let account = SenderAccount {
-            id: crate::account::AccountId::new_random(),
-            email: new.email,
-            display_name: new.display_name,
-            inbox_type: new.inbox_type,
-            daily_limit: new.daily_limit,
-            smtp: new.smtp,
-            imap: new.imap,
-            auth: new.auth,
-            created_at: time::OffsetDateTime::from_unix_timestamp(now.timestamp() - 3 * 86_400).expect("t"),
-        };
-        let mut s = SendingSettings {
-            timezone: "UTC".into(),
-            warmup: true,
-            append_to_sent: false,
-            scan_interval_secs: None,
-            imap_sent_folder: None,
-            sent_folder_authoritative: None,
-            warmup_start: None,
-            warmup_ramp: None,
-        };
+        let created = time::OffsetDateTime::from_unix_timestamp(now.timestamp() - 3 * 86_400).expect("t");
+        let account = new.into_stored(crate::account::AccountId::new_random(), created).0;
+        let mut s = SendingSettings::defaults("UTC", false);
         let b = cap_breakdown(&account, &s, &WarmupRamp::default(), now);
         assert_eq!((b.effective_cap, b.binding), (25, BindingLimit::Warmup));
         let w = b.warmup.expect("warm-up");
@@ -273,16 +270,7 @@ mod tests {
     #[test]
     fn midnight_in_zone() {
         use chrono::TimeZone;
-        let s = SendingSettings {
-            timezone: "Europe/Riga".into(),
-            warmup: true,
-            append_to_sent: false,
-            scan_interval_secs: None,
-            imap_sent_folder: None,
-            sent_folder_authoritative: None,
-            warmup_start: None,
-            warmup_ramp: None,
-        };
+        let s = SendingSettings::defaults("Europe/Riga", false);
         let now = Utc.with_ymd_and_hms(2026, 11, 22, 21, 30, 0).single().expect("t"); // 23:30 in Riga
         assert_eq!(local_date(&s, now).to_string(), "2026-11-22");
         assert_eq!(next_local_midnight(&s, now), Utc.with_ymd_and_hms(2026, 11, 22, 22, 0, 0).single().expect("t"));

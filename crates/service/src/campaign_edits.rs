@@ -2,10 +2,8 @@
 //! while RUNNING) and taking a lead out (erased when nothing was sent to it, stopped when
 //! its thread started).
 
-use coldsend_core::RequestError;
 use coldsend_core::account::AccountId;
 use coldsend_core::campaign::CampaignState;
-use coldsend_core::error_code::ErrorCode;
 use coldsend_core::lead::{LeadId, LeadState};
 use coldsend_core::send_key::SendKey;
 use coldsend_core::storage::campaigns::LeadErase;
@@ -40,16 +38,9 @@ impl CampaignService {
             )));
         }
         let new = coldsend_core::campaign_patch::apply(&row.campaign, body)?;
-        for a in new.accounts.iter().filter(|a| !row.campaign.accounts.contains(a)) {
-            if self.accounts.get(a).await?.is_none() {
-                return Err(RequestError::new(
-                    ErrorCode::UnknownAccount,
-                    format!("no sender account with id '{a}'"),
-                    Some("sender_account_ids"),
-                )
-                .into());
-            }
-        }
+        let added: Vec<AccountId> =
+            new.accounts.iter().copied().filter(|a| !row.campaign.accounts.contains(a)).collect();
+        self.check_accounts_exist(&added).await?;
         self.store.replace(&row.campaign, &new, &EDITABLE, "edited (pause it first)").await?;
         let removed: Vec<&AccountId> = row.campaign.accounts.iter().filter(|a| !new.accounts.contains(a)).collect();
         for a in removed {

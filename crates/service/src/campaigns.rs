@@ -302,7 +302,15 @@ impl CampaignService {
             RequestError::new(ErrorCode::InvalidField, format!("{field}: {}", e.inner()), Some(&field))
         })?;
         let campaign = request.into_campaign()?;
-        for a in &campaign.accounts {
+        self.check_accounts_exist(&campaign.accounts).await?;
+        self.store.create(&campaign).await?;
+        tracing::info!(campaign_id = %campaign.id, name = %campaign.name, "campaign created");
+        self.get(&campaign.id.to_string()).await
+    }
+
+    /// 422 naming the first of `ids` that is not a registered sender account.
+    pub(crate) async fn check_accounts_exist(&self, ids: &[AccountId]) -> Result<(), CampaignError> {
+        for a in ids {
             if self.accounts.get(a).await?.is_none() {
                 return Err(RequestError::new(
                     ErrorCode::UnknownAccount,
@@ -312,9 +320,7 @@ impl CampaignService {
                 .into());
             }
         }
-        self.store.create(&campaign).await?;
-        tracing::info!(campaign_id = %campaign.id, name = %campaign.name, "campaign created");
-        self.get(&campaign.id.to_string()).await
+        Ok(())
     }
 
     pub async fn list(&self) -> Result<Vec<CampaignView>, CampaignError> {

@@ -134,17 +134,7 @@ impl AccountStore {
     pub async fn create(&self, new: NewSenderAccount, key: &SealingKey) -> Result<AccountRow, StoreError> {
         let id = AccountId::new_random();
         let now = time::OffsetDateTime::now_utc();
-        let account = SenderAccount {
-            id,
-            email: new.email,
-            display_name: new.display_name,
-            inbox_type: new.inbox_type,
-            daily_limit: new.daily_limit,
-            smtp: new.smtp,
-            imap: new.imap,
-            auth: new.auth,
-            created_at: now,
-        };
+        let (account, secrets) = new.into_stored(id, now);
         let record = serde_json::to_string(&account).map_err(|e| StoreError::Corrupt(id.to_string(), e.to_string()))?;
         let created_ms = now.unix_timestamp_nanos() / 1_000_000;
         let mut call = CREATE.key(self.account_key(&id));
@@ -155,7 +145,7 @@ impl AccountStore {
             .arg(account.email.as_str().to_ascii_lowercase())
             .arg(record)
             .arg(created_ms.to_string());
-        for (field, value) in sealed_secrets(&id, &new.secrets, key) {
+        for (field, value) in sealed_secrets(&id, &secrets, key) {
             call.arg(field).arg(value);
         }
         let (created, existing): (i64, String) = call.invoke_async(&mut self.conn.clone()).await?;
@@ -341,16 +331,7 @@ impl AccountStore {
         if let Some(s) = raw.and_then(|r| serde_json::from_str(&r).ok()) {
             return Ok(s);
         }
-        Ok(SendingSettings {
-            timezone: default_timezone.to_owned(),
-            warmup: true,
-            append_to_sent: account.inbox_type == crate::account::InboxType::CustomSmtp,
-            scan_interval_secs: None,
-            imap_sent_folder: None,
-            sent_folder_authoritative: None,
-            warmup_start: None,
-            warmup_ramp: None,
-        })
+        Ok(SendingSettings::defaults(default_timezone, account.inbox_type == crate::account::InboxType::CustomSmtp))
     }
 
     /// Stores the account's sending settings; `false` if the account does not exist.

@@ -53,18 +53,7 @@ impl CommandStream {
     }
 
     pub async fn ensure_group(&self) -> redis::RedisResult<()> {
-        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.keys.commands())
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.conn.clone())
-            .await;
-        match r {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => other,
-        }
+        super::ensure_group(&self.conn, self.keys.commands(), GROUP).await
     }
 
     /// Entries another consumer left pending longer than `idle` (it died): now ours.

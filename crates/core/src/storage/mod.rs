@@ -43,6 +43,26 @@ macro_rules! lua_script {
 }
 pub(crate) use lua_script;
 
+/// Creates a stream's consumer group (and the stream) unless it exists.
+pub(crate) async fn ensure_group(
+    conn: &redis::aio::ConnectionManager,
+    stream: String,
+    group: &str,
+) -> redis::RedisResult<()> {
+    let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn.clone())
+        .await;
+    match r {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
 /// An answer from a script that the Rust side does not know: the script and its wrapper
 /// disagree, which only a deployment mixing versions can cause.
 pub(crate) fn unexpected(script: &str, answer: &str) -> redis::RedisError {

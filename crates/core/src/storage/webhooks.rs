@@ -216,17 +216,9 @@ impl Outbox {
 
     /// Publishes an event (one XADD).
     pub async fn publish(&self, event: &Event) -> Result<(), redis::RedisError> {
-        let _: String = redis::cmd("XADD")
-            .arg(self.keys.outbox())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(OUTBOX_CAP)
-            .arg("*")
-            .arg("event")
-            .arg(serde_json::to_string(event).unwrap_or_default())
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
+        let mut pipe = redis::pipe();
+        self.publish_in(&mut pipe, event);
+        pipe.query_async::<()>(&mut self.conn.clone()).await
     }
 
     /// The XADD of `publish`, to put in the same transaction as another write.
@@ -243,18 +235,7 @@ impl Outbox {
     }
 
     pub async fn ensure_group(&self) -> redis::RedisResult<()> {
-        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.keys.outbox())
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.conn.clone())
-            .await;
-        match r {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => other,
-        }
+        super::ensure_group(&self.conn, self.keys.outbox(), GROUP).await
     }
 
     /// New entries for `consumer` (waiting up to `block`), its own unacknowledged ones
