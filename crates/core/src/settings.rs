@@ -318,6 +318,8 @@ pub struct WorkerSettings {
     pub validate_concurrency: usize,
     /// Mailboxes one worker sends from at once.
     pub dispatch_concurrency: usize,
+    /// Mailboxes one worker scans at once (IMAP round trips mostly wait on the network).
+    pub scan_concurrency: usize,
     /// Replica name prefix; empty means the host name. A boot id is always appended.
     pub name: String,
     /// /healthz, /readyz and /metrics of the worker process.
@@ -365,6 +367,7 @@ impl Default for WorkerSettings {
         Self {
             validate_concurrency: 8,
             dispatch_concurrency: 64,
+            scan_concurrency: 64,
             name: String::new(),
             health_listen: "127.0.0.1:9090".into(),
             shutdown_grace_secs: 20,
@@ -451,6 +454,9 @@ impl Settings {
         }
         if !(1..=10_000).contains(&self.worker.dispatch_concurrency) {
             return invalid("worker.dispatch_concurrency", "must be 1-10000");
+        }
+        if !(1..=10_000).contains(&self.worker.scan_concurrency) {
+            return invalid("worker.scan_concurrency", "must be 1-10000");
         }
         if self.sending.default_timezone.parse::<chrono_tz::Tz>().is_err() {
             return invalid("sending.default_timezone", "must be an IANA time zone such as Europe/Berlin");

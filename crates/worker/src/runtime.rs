@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::connection_health::ConnectionHealth;
 use anyhow::Context as _;
-use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{Monitor, ParallelizeExt, WorkerBuilder, WorkerBuilderExt};
 use coldsend_core::jobs::{Dispatch, Queues, Scan, ValidateAccount, queue_storage};
 use coldsend_core::settings::{Settings, redact_url};
 use coldsend_core::storage;
@@ -226,7 +226,7 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
         dispatch
     );
     let scan =
-        queue_monitor!("scan", name, states.scan.queue.clone(), states.scan.clone(), w.dispatch_concurrency, scan);
+        queue_monitor!("scan", name, states.scan.queue.clone(), states.scan.clone(), w.scan_concurrency, scan);
     let test_send = queue_monitor!(
         "test-send",
         name,
@@ -364,10 +364,13 @@ macro_rules! queue_monitor {
         let name = format!("{}-{}", $replica, $queue);
         let (storage, state, concurrency) = ($storage, $state, $concurrency);
         let monitor = Monitor::new().register(move |_restarts| {
+            // Each job on its own tokio task: a worker's jobs use every core instead of
+            // sharing the one task apalis polls them from.
             WorkerBuilder::new(name.clone())
                 .backend(storage.clone())
                 .data(state.clone())
                 .concurrency(concurrency)
+                .parallelize(tokio::spawn)
                 .build($handler)
         });
         ($queue, monitor)
