@@ -100,7 +100,7 @@ async fn campaigns_are_edited_while_paused_and_deleted_without_a_trace() {
     let ann =
         api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 50)).await;
     let body = json!({"name": "edit me", "sender_account_ids": [ann],
-        "steps": [{"subject": "Hi", "text": "First"}, {"text": "Original follow-up", "delay": "4s"}]});
+        "steps": [{"subject": "Hi", "text": "First"}, {"text": "Original follow-up", "delay": "1h"}]});
     let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
     let cid = c["id"].as_str().expect("id").to_owned();
     let path = format!("/campaigns/{cid}");
@@ -129,9 +129,10 @@ async fn campaigns_are_edited_while_paused_and_deleted_without_a_trace() {
     let (status, _) = api.call(Method::DELETE, &path, None).await;
     assert_eq!(status, 409, "no delete while RUNNING");
 
-    // Paused (within the follow-up's 4 s), edited, resumed: the follow-up goes out as edited.
+    // Paused, edited (new text, the delay cut from an hour to 2 s: the queued follow-up
+    // moves with it), resumed: the follow-up goes out as edited, now.
     api.call(Method::POST, &format!("{path}/pause"), None).await;
-    let steps = json!([{"subject": "Hi", "text": "First"}, {"text": "Edited follow-up", "delay": "4s"}]);
+    let steps = json!([{"subject": "Hi", "text": "First"}, {"text": "Edited follow-up", "delay": "2s"}]);
     let (status, v) = patch(&api, &path, json!({"steps": steps, "name": "edited"})).await;
     assert_eq!((status, v["name"].as_str()), (200, Some("edited")), "{v}");
     api.call(Method::POST, &format!("{path}/resume"), None).await;

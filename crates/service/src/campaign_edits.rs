@@ -47,6 +47,13 @@ impl CampaignService {
             let (moved, stopped) = self.move_leads(&new, a).await?;
             tracing::info!(campaign_id = %cid, account_id = %a, moved, stopped, "mailbox taken out by an edit");
         }
+        let delays = |c: &coldsend_core::campaign::Campaign| -> Vec<i64> {
+            c.steps.iter().map(|s| s.delay.as_millis() as i64).collect()
+        };
+        if delays(&new) != delays(&row.campaign) {
+            let moved = self.ledger.reschedule_followups(&cid, &new.accounts, &delays(&new)).await?;
+            tracing::info!(campaign_id = %cid, moved, "queued follow-ups moved to the new delays");
+        }
         tracing::info!(campaign_id = %cid, "campaign edited");
         self.get(id).await
     }

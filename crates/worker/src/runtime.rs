@@ -225,8 +225,7 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
         w.dispatch_concurrency,
         dispatch
     );
-    let scan =
-        queue_monitor!("scan", name, states.scan.queue.clone(), states.scan.clone(), w.scan_concurrency, scan);
+    let scan = queue_monitor!("scan", name, states.scan.queue.clone(), states.scan.clone(), w.scan_concurrency, scan);
     let test_send = queue_monitor!(
         "test-send",
         name,

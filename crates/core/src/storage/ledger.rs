@@ -771,6 +771,43 @@ impl Ledger {
         Ok((cap.filter(|k| !k.is_empty()), day.filter(|k| !k.is_empty())))
     }
 
+    /// After a campaign's step delays were edited: each queued follow-up becomes due its
+    /// step's new delay after the previous step was sent. `delays_ms[n]` is step n's
+    /// delay; follow-ups of steps beyond it are left (the send loop completes those leads).
+    pub async fn reschedule_followups(
+        &self,
+        campaign: &CampaignId,
+        accounts: &[AccountId],
+        delays_ms: &[i64],
+    ) -> Result<usize, redis::RedisError> {
+        let mut moved = 0;
+        for account in accounts {
+            let due_key = self.keys.due_followups(account, campaign);
+            let members: Vec<String> = self.conn().zrange(&due_key, 0, -1).await?;
+            let keys: Vec<SendKey> = members
+                .iter()
+                .filter_map(|m| SendKey::parse_member(m))
+                .filter(|k| k.step > 0 && k.step < delays_ms.len())
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let mut reads = redis::pipe();
+            for k in &keys {
+                reads.hget(self.keys.send(&SendKey { step: k.step - 1, ..k.clone() }), "sent_at");
+            }
+            let sent_at: Vec<Option<i64>> = reads.query_async(&mut self.conn()).await?;
+            let mut writes = redis::pipe();
+            for (k, at) in keys.iter().zip(sent_at) {
+                let Some(at) = at else { continue };
+                writes.cmd("ZADD").arg(&due_key).arg("XX").arg(at + delays_ms[k.step]).arg(k.member()).ignore();
+                moved += 1;
+            }
+            writes.query_async::<()>(&mut self.conn()).await?;
+        }
+        Ok(moved)
+    }
+
     /// Moves a queued send's due time (a paused lead's step waits, it is not dropped).
     pub async fn defer(&self, key: &SendKey, account: &AccountId, until_ms: i64) -> Result<(), redis::RedisError> {
         let c = &key.campaign;
