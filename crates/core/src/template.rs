@@ -8,6 +8,33 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 
 use crate::lead::Lead;
 
+/// Templates compiled once per distinct source (a campaign step's subject, text or HTML),
+/// not once per send; named by their source. Started afresh past [`MAX_COMPILED`] so
+/// edited campaigns cannot grow it without bound.
+static COMPILED: std::sync::LazyLock<std::sync::RwLock<(Environment<'static>, usize)>> =
+    std::sync::LazyLock::new(|| std::sync::RwLock::new((env(), 0)));
+const MAX_COMPILED: usize = 10_000;
+
+/// Runs `f` with `source` compiled (from the cache, or compiled now and kept).
+fn compiled<R>(source: &str, f: impl FnOnce(&minijinja::Template<'_, '_>) -> R) -> Result<R, String> {
+    {
+        let cache = COMPILED.read().unwrap_or_else(|e| e.into_inner());
+        if let Ok(t) = cache.0.get_template(source) {
+            return Ok(f(&t));
+        }
+    }
+    let mut cache = COMPILED.write().unwrap_or_else(|e| e.into_inner());
+    if cache.0.get_template(source).is_err() {
+        if cache.1 >= MAX_COMPILED {
+            *cache = (env(), 0);
+        }
+        cache.0.add_template_owned(source.to_owned(), source.to_owned()).map_err(|e| e.to_string())?;
+        cache.1 += 1;
+    }
+    let t = cache.0.get_template(source).map_err(|e| e.to_string())?;
+    Ok(f(&t))
+}
+
 fn env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -81,24 +108,44 @@ pub fn lead_context(lead: &Lead) -> Value {
 
 /// Renders one template for a lead.
 pub fn render(source: &str, ctx: &Value) -> Result<String, String> {
-    let env = env();
-    let template = env.template_from_str(source).map_err(|e| e.to_string())?;
-    let out = template.render(ctx.clone()).map_err(|e| match e.kind() {
-        minijinja::ErrorKind::UndefinedError => {
-            let mut missing: Vec<String> = template
-                .undeclared_variables(false)
-                .into_iter()
-                .filter(|v| ctx.get_attr(v).map(|x| x.is_undefined()).unwrap_or(true))
-                .collect();
-            missing.sort();
-            format!("missing variable with no default: {}", missing.join(", "))
-        }
-        _ => e.to_string(),
-    })?;
+    let out = compiled(source, |template| {
+        template.render(ctx.clone()).map_err(|e| match e.kind() {
+            minijinja::ErrorKind::UndefinedError => {
+                let mut missing: Vec<String> = template
+                    .undeclared_variables(false)
+                    .into_iter()
+                    .filter(|v| ctx.get_attr(v).map(|x| x.is_undefined()).unwrap_or(true))
+                    .collect();
+                missing.sort();
+                format!("missing variable with no default: {}", missing.join(", "))
+            }
+            _ => e.to_string(),
+        })
+    })??;
     if out.contains("{{") || out.contains("{%") || out.contains("}}") {
         return Err("the rendered text still holds a placeholder".into());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod render_tests {
+    use super::{COMPILED, render};
+    use minijinja::Value;
+
+    #[test]
+    fn a_source_is_compiled_once_and_renders_per_lead() {
+        let source = "Hi {{ first_name }} (cache test 7f1c)";
+        let ann = Value::from_iter([("first_name", "Ann")]);
+        let bob = Value::from_iter([("first_name", "Bob")]);
+        assert_eq!(render(source, &ann).as_deref(), Ok("Hi Ann (cache test 7f1c)"));
+        assert!(COMPILED.read().is_ok_and(|c| c.0.get_template(source).is_ok()), "kept compiled");
+        assert_eq!(render(source, &bob).as_deref(), Ok("Hi Bob (cache test 7f1c)"));
+        let none = Value::from_iter([("last_name", "X")]);
+        assert_eq!(render(source, &none), Err("missing variable with no default: first_name".into()));
+        assert!(render("{{ broken", &ann).is_err(), "a syntax error is an error");
+        assert!(COMPILED.read().is_ok_and(|c| c.0.get_template("{{ broken").is_err()), "and is not kept");
+    }
 }
 
 #[cfg(test)]
