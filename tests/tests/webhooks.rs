@@ -142,6 +142,8 @@ async fn events_are_signed_redelivered_after_an_outage_and_a_dead_endpoint_is_di
         assert!(
             a["sent"].iter().all(|e| e["data"]["campaign_id"] == cid.as_str() && e["data"]["message_id"].is_string())
         );
+        let to: HashSet<&str> = a["sent"].iter().filter_map(|e| e["data"]["to"].as_str()).collect();
+        assert_eq!(to, HashSet::from(["lead01@example.test", "nosuch@example.test"]), "{:?}", a["sent"]);
         assert_eq!(a["bounce"][0]["data"]["bounce"]["recipient"], "nosuch@example.test", "{:?}", a["bounce"]);
         assert!(a["campaign_state"].iter().any(|e| e["data"]["state"] == "RUNNING"), "{:?}", a["campaign_state"]);
         assert!(a.get("lead_state").is_some_and(|l| l.iter().any(|e| e["data"]["state"] == "COMPLETED")), "{a:?}");

@@ -532,8 +532,18 @@ async fn record(
     match delivery {
         Delivery::Accepted(reply) => {
             let next_due = from.campaign.steps.get(key.step + 1).map(|s| now_ms + s.delay.as_millis() as i64);
-            let outcome =
-                state.ledger.mark_sent(key, acct, Some(&claim.attempt), &composed.message_id, now_ms, next_due).await?;
+            let outcome = state
+                .ledger
+                .mark_sent_to(
+                    key,
+                    acct,
+                    Some(&claim.attempt),
+                    &composed.message_id,
+                    now_ms,
+                    next_due,
+                    Some(lead.email.as_str()),
+                )
+                .await?;
             if outcome != MarkedSent::Recorded {
                 warn!(outcome = ?outcome, "accepted, but the send record was not this attempt's to write");
             }

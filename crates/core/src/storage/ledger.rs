@@ -431,6 +431,22 @@ impl Ledger {
         now_ms: i64,
         next_due_ms: Option<i64>,
     ) -> Result<MarkedSent, redis::RedisError> {
+        self.mark_sent_to(key, account, attempt, message_id, now_ms, next_due_ms, None).await
+    }
+
+    /// [`Ledger::mark_sent`], naming the recipient in the `sent` event (the send loop knows
+    /// it; a confirmation from the Sent folder does not).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn mark_sent_to(
+        &self,
+        key: &SendKey,
+        account: &AccountId,
+        attempt: Option<&str>,
+        message_id: &str,
+        now_ms: i64,
+        next_due_ms: Option<i64>,
+        recipient: Option<&str>,
+    ) -> Result<MarkedSent, redis::RedisError> {
         let c = &key.campaign;
         let next = key.next_step();
         let outcome: String = MARK_SENT
@@ -458,7 +474,7 @@ impl Ledger {
                 EventType::Sent,
                 serde_json::json!({
                     "campaign_id": c.to_string(), "lead_id": key.lead.as_str(), "step": key.step,
-                    "account_id": account.to_string(), "message_id": message_id,
+                    "account_id": account.to_string(), "message_id": message_id, "to": recipient,
                 }),
             ))
             .arg(event_json(
