@@ -137,6 +137,7 @@ async fn main() {
                 inbox: Inbox::new(conn.clone(), "cstest"),
                 config: Default::default(),
             },
+            folders: Default::default(),
         });
         let account = AccountStore::new(conn.clone(), "cstest")
             .get(&id.parse().expect("id"))

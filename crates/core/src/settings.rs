@@ -128,6 +128,10 @@ pub struct ScanConfig {
     pub keep_sessions: usize,
     /// A kept session idle longer than this is closed rather than reused.
     pub session_idle_secs: u64,
+    /// How long a mailbox's folder list (which folders exist, which is Sent) is reused
+    /// between passes before it is listed again (0: every pass). Any folder error lists
+    /// again at the next pass.
+    pub folder_list_secs: u64,
 }
 
 impl Default for ScanConfig {
@@ -143,6 +147,7 @@ impl Default for ScanConfig {
             uncertain_grace_secs: 3600,
             keep_sessions: 50,
             session_idle_secs: 240,
+            folder_list_secs: 600,
         }
     }
 }

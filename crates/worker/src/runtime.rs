@@ -348,6 +348,7 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         sessions: Default::default(),
         connection,
         bounces,
+        folders: Default::default(),
     });
     let test_send = Arc::new(crate::test_send::TestSendState {
         dispatch: dispatch.clone(),

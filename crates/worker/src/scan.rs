@@ -33,7 +33,7 @@ use futures::TryStreamExt;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::probe::{ImapSession, ProbeContext, open_imap_session};
-use crate::sent_copy::find_sent_folder;
+use crate::sent_copy::{list_folders, pick_sent_folder};
 
 /// Why a scan pass (or one of its effects) failed; the next pass tries again either way,
 /// but only a transient failure is worth retrying sooner.
@@ -128,6 +128,16 @@ pub struct ScanState {
     pub connection: crate::connection_health::ConnectionHealth,
     /// Hard bounces count toward the mailbox's bounce rate.
     pub bounces: crate::bounce_rate::BounceGuard,
+    /// Each mailbox's folders to scan (and which is Sent), from its last LIST: when listed,
+    /// and the configured Sent folder it was picked with.
+    pub folders: tokio::sync::Mutex<std::collections::HashMap<coldsend_core::AccountId, ListedFolders>>,
+}
+
+/// A mailbox's folders to scan as of a LIST.
+pub struct ListedFolders {
+    folders: Vec<(String, bool)>,
+    at: std::time::Instant,
+    sent_setting: Option<String>,
 }
 
 /// A logged-in IMAP session, when it was last used, and the server settings it was
@@ -135,6 +145,28 @@ pub struct ScanState {
 pub type KeptSession = (ImapSession, std::time::Instant, coldsend_core::account::Endpoint);
 
 impl ScanState {
+    /// The mailbox's folders from a LIST younger than `scan.folder_list_secs`, listed
+    /// with the same Sent-folder setting.
+    async fn cached_folders(
+        &self,
+        account: &coldsend_core::AccountId,
+        settings: &SendingSettings,
+    ) -> Option<Vec<(String, bool)>> {
+        let max = Duration::from_secs(self.config.folder_list_secs);
+        let map = self.folders.lock().await;
+        let l = map.get(account)?;
+        (l.at.elapsed() < max && l.sent_setting == settings.imap_sent_folder).then(|| l.folders.clone())
+    }
+
+    async fn keep_folders(&self, account: coldsend_core::AccountId, settings: &SendingSettings, f: &[(String, bool)]) {
+        let listed = ListedFolders {
+            folders: f.to_vec(),
+            at: std::time::Instant::now(),
+            sent_setting: settings.imap_sent_folder.clone(),
+        };
+        self.folders.lock().await.insert(account, listed);
+    }
+
     /// Logs out every kept session (at shutdown).
     pub async fn close_sessions(&self) {
         let drained: Vec<_> = self.sessions.lock().await.drain().collect();
@@ -320,29 +352,36 @@ async fn scan_folders(
     settings: &SendingSettings,
     t: Duration,
 ) -> Result<PassStats, ScanError> {
-    let names: Vec<String> = tokio::time::timeout(t, async {
-        let list = session.list(Some(""), Some("*")).await?;
-        list.map_ok(|n| n.name().to_owned()).try_collect::<Vec<_>>().await
-    })
-    .await
-    .map_err(|_| ScanError::timeout("LIST", ""))?
-    .map_err(|e| ScanError::imap("LIST", "", e))?;
-    let sent = tokio::time::timeout(t, find_sent_folder(session, settings.imap_sent_folder.as_deref()))
-        .await
-        .map_err(|_| ScanError::timeout("LIST", ""))?
-        .map_err(|e| ScanError::imap("LIST", "", e))?;
-    let mut folders: Vec<(String, bool)> = vec![("INBOX".to_owned(), false)];
-    for extra in &state.config.extra_folders {
-        if names.iter().any(|n| n == extra) {
-            folders.push((extra.clone(), false));
+    let folders = match state.cached_folders(&account.id, settings).await {
+        Some(f) => f,
+        None => {
+            let listed = tokio::time::timeout(t, list_folders(session))
+                .await
+                .map_err(|_| ScanError::timeout("LIST", ""))?
+                .map_err(|e| ScanError::imap("LIST", "", e))?;
+            let mut folders: Vec<(String, bool)> = vec![("INBOX".to_owned(), false)];
+            for extra in &state.config.extra_folders {
+                if listed.iter().any(|(n, _)| n == extra) {
+                    folders.push((extra.clone(), false));
+                }
+            }
+            if let Some(s) = pick_sent_folder(&listed, settings.imap_sent_folder.as_deref()) {
+                folders.push((s, true));
+            }
+            state.keep_folders(account.id, settings, &folders).await;
+            folders
         }
-    }
-    if let Some(s) = sent {
-        folders.push((s, true));
-    }
+    };
     let mut total = PassStats::default();
     for (folder, is_sent) in folders {
-        let s = scan_folder(state, account, session, &folder, is_sent, t).await?;
+        let s = match scan_folder(state, account, session, &folder, is_sent, t).await {
+            Ok(s) => s,
+            Err(e) => {
+                // A folder gone or renamed: list again next pass.
+                state.folders.lock().await.remove(&account.id);
+                return Err(e);
+            }
+        };
         total.fetched += s.fetched;
         total.fetch += s.fetch;
     }

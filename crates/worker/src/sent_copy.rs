@@ -23,16 +23,51 @@ pub async fn find_sent_folder(
     session: &mut ImapSession,
     configured: Option<&str>,
 ) -> Result<Option<String>, async_imap::error::Error> {
+    Ok(pick_sent_folder(&list_folders(session).await?, configured))
+}
+
+/// A folder as LIST names it: its name, and whether it carries SPECIAL-USE `\Sent`.
+pub type Folder = (String, bool);
+
+/// Every folder of the mailbox (one LIST).
+pub async fn list_folders(session: &mut ImapSession) -> Result<Vec<Folder>, async_imap::error::Error> {
     let names: Vec<_> = session.list(Some(""), Some("*")).await?.try_collect().await?;
+    Ok(names
+        .iter()
+        .map(|n| (n.name().to_owned(), n.attributes().iter().any(|a| matches!(a, NameAttribute::Sent))))
+        .collect())
+}
+
+/// The Sent folder among `folders`: the configured one if it exists, then `\Sent`, then a
+/// common name.
+pub fn pick_sent_folder(folders: &[Folder], configured: Option<&str>) -> Option<String> {
     if let Some(c) = configured
-        && names.iter().any(|n| n.name() == c)
+        && folders.iter().any(|(n, _)| n == c)
     {
-        return Ok(Some(c.to_owned()));
+        return Some(c.to_owned());
     }
-    if let Some(n) = names.iter().find(|n| n.attributes().iter().any(|a| matches!(a, NameAttribute::Sent))) {
-        return Ok(Some(n.name().to_owned()));
+    if let Some((n, _)) = folders.iter().find(|(_, sent)| *sent) {
+        return Some(n.clone());
     }
-    Ok(SENT_NAMES.iter().find(|want| names.iter().any(|n| n.name() == **want)).map(|s| (*s).to_owned()))
+    SENT_NAMES.iter().find(|want| folders.iter().any(|(n, _)| n == *want)).map(|s| (*s).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_sent_folder;
+
+    #[test]
+    fn the_configured_folder_then_special_use_then_a_common_name() {
+        let f = |v: &[(&str, bool)]| v.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect::<Vec<_>>();
+        let folders = f(&[("INBOX", false), ("Sent Items", false), ("Gesendet", true), ("Archive", false)]);
+        assert_eq!(pick_sent_folder(&folders, Some("Archive")).as_deref(), Some("Archive"));
+        assert_eq!(pick_sent_folder(&folders, Some("Missing")).as_deref(), Some("Gesendet"));
+        assert_eq!(
+            pick_sent_folder(&f(&[("INBOX", false), ("Sent Items", false)]), None).as_deref(),
+            Some("Sent Items")
+        );
+        assert_eq!(pick_sent_folder(&f(&[("INBOX", false)]), None), None);
+    }
 }
 
 /// Why the copy could not be filed (the send itself stands).
