@@ -245,15 +245,24 @@ async fn mark_sent_records_once_queues_the_next_step_and_completes_the_last() {
     let k = w.key(0, 0);
     let claim = w.claim(0, 0).await;
     assert_eq!(
-        w.ledger.mark_sent(&k, &w.account, Some("not-the-claim"), "<m0@x>", 2_000, Some(9_000)).await.expect("mark"),
+        w.ledger
+            .mark_sent(&k, &w.account, Some("not-the-claim"), "<m0@x>", 2_000, Some(9_000), None)
+            .await
+            .expect("mark"),
         MarkedSent::Stale
     );
     assert_eq!(
-        w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000)).await.expect("mark"),
+        w.ledger
+            .mark_sent(&k, &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000), None)
+            .await
+            .expect("mark"),
         MarkedSent::Recorded
     );
     assert_eq!(
-        w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000)).await.expect("mark"),
+        w.ledger
+            .mark_sent(&k, &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000), None)
+            .await
+            .expect("mark"),
         MarkedSent::Duplicate
     );
     assert_eq!(w.stats().await.get("sent"), Some(&1), "counted once");
@@ -265,7 +274,8 @@ async fn mark_sent_records_once_queues_the_next_step_and_completes_the_last() {
 
     // the last step completes the lead
     let last = w.claim(0, 1).await;
-    let out = w.ledger.mark_sent(&next, &w.account, Some(&last.attempt), "<m1@x>", 3_000, None).await.expect("mark");
+    let out =
+        w.ledger.mark_sent(&next, &w.account, Some(&last.attempt), "<m1@x>", 3_000, None, None).await.expect("mark");
     assert_eq!(out, MarkedSent::Recorded);
     assert_eq!(w.lead_state(0).await, Some(LeadState::Completed));
 }
@@ -326,7 +336,7 @@ async fn a_late_250_from_the_claiming_attempt_settles_a_swept_send() {
     let claim = w.claim(0, 0).await;
     assert!(w.ledger.mark_data_phase(&k, &claim.attempt).await.expect("data"));
     assert_eq!(w.ledger.sweep(&k).await.expect("sweep"), Swept::Uncertain);
-    let out = w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m@x>", 1, None).await.expect("mark");
+    let out = w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m@x>", 1, None, None).await.expect("mark");
     assert_eq!(out, MarkedSent::Recorded);
     assert_eq!(w.stats().await.get("uncertain"), Some(&0));
     assert!(w.uncertain_members().await.is_empty());
@@ -664,7 +674,10 @@ async fn the_bounce_rate_counts_recent_sends_and_pauses_once_past_the_limit() {
     for lead in 0..3 {
         let claim = w.claim(lead, 0).await;
         let k = w.key(lead, 0);
-        w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m@x>", 2_000, Some(9_000)).await.expect("mark");
+        w.ledger
+            .mark_sent(&k, &w.account, Some(&claim.attempt), "<m@x>", 2_000, Some(9_000), None)
+            .await
+            .expect("mark");
     }
     let recent: Vec<String> = w.conn.clone().lrange(w.keys.recent_sends(&w.account), 0, -1).await.expect("recent");
     assert_eq!(recent, [w.key(2, 0).member(), w.key(1, 0).member(), w.key(0, 0).member()]);

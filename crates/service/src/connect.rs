@@ -43,11 +43,14 @@ pub struct Services {
 /// Connects to Redis and builds the services.
 pub async fn services(settings: &Settings) -> Result<Services, ConnectError> {
     let key = settings.sealing_key()?;
+    services_on(redis_connection(settings).await?, settings, key)
+}
+
+async fn redis_connection(settings: &Settings) -> Result<redis::aio::ConnectionManager, ConnectError> {
     let client = redis::Client::open(settings.redis.url.as_str()).map_err(ConnectError::Url)?;
-    let conn = coldsend_core::storage::connect(client, &settings.redis, std::time::Duration::ZERO)
+    coldsend_core::storage::connect(client, &settings.redis, std::time::Duration::ZERO)
         .await
-        .map_err(ConnectError::Unreachable)?;
-    services_on(conn, settings, key)
+        .map_err(ConnectError::Unreachable)
 }
 
 /// Connects for commands that only read: with the configured encryption key if it loads,
@@ -60,11 +63,7 @@ pub async fn services_read_only(settings: &Settings) -> Result<Services, Connect
         Err(_) => SealingKey::from_text(&secrecy::SecretString::from(SealingKey::generate_text()))
             .map_err(|e| ConnectError::Settings(coldsend_core::settings::SettingsError::Key(e.to_string())))?,
     };
-    let client = redis::Client::open(settings.redis.url.as_str()).map_err(ConnectError::Url)?;
-    let conn = coldsend_core::storage::connect(client, &settings.redis, std::time::Duration::ZERO)
-        .await
-        .map_err(ConnectError::Unreachable)?;
-    services_on(conn, settings, key)
+    services_on(redis_connection(settings).await?, settings, key)
 }
 
 /// Builds the services on an existing connection (the worker shares its own).

@@ -534,7 +534,7 @@ async fn record(
             let next_due = from.campaign.steps.get(key.step + 1).map(|s| now_ms + s.delay.as_millis() as i64);
             let outcome = state
                 .ledger
-                .mark_sent_to(
+                .mark_sent(
                     key,
                     acct,
                     Some(&claim.attempt),

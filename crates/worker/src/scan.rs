@@ -263,10 +263,7 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
     // Keep the session for the next scan only when it comes soon enough to find it alive.
     let keep = state.config.keep_sessions > 0 && interval < state.config.session_idle_secs;
     let fetched = match scan_mailbox(state, &row.account, &settings, keep).await {
-        Ok(n) => {
-            state.connection.succeeded(acct, coldsend_core::Protocol::Imap).await?;
-            n
-        }
+        Ok(n) => n,
         Err(e) => {
             warn!(error = %e, transient = e.is_transient(), "scan failed; next scan as scheduled");
             if let Some(failure) = e.login_failure()
@@ -332,7 +329,14 @@ pub async fn scan_pass(
         open_imap_session(ctx, &account.imap, &login).await
     });
     let mut session = match tokio::time::timeout(t, opening).await.map_err(|_| ScanError::timeout("LOGIN", ""))? {
-        Ok(s) => s,
+        Ok(s) => {
+            // A fresh login worked: IMAP failures in a row start over. Passes over a kept
+            // session skip this write (one per login, not one per pass).
+            if let Err(e) = state.connection.succeeded(&account.id, coldsend_core::Protocol::Imap).await {
+                warn!(error = %e, "could not reset the mailbox's failure count");
+            }
+            s
+        }
         Err(crate::signin::OpenError::Refused(f)) => return Err(ScanError::Login(f)),
         Err(crate::signin::OpenError::SignIn(e)) => return Err(ScanError::SignIn(e)),
     };

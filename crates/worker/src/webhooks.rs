@@ -144,9 +144,11 @@ async fn attempt(job: &DeliverWebhook, state: &DeliveryState) -> Result<(), BoxD
         .await;
     let (delivered, status, error) = match sent {
         Ok(r) if r.status().is_success() => (true, Some(r.status().as_u16()), String::new()),
-        Ok(r) => {
+        Ok(mut r) => {
+            // Only the start of the answer is kept: a receiver's error page can be any size.
             let code = r.status().as_u16();
-            let text: String = r.text().await.unwrap_or_default().chars().take(200).collect();
+            let first = r.chunk().await.ok().flatten().unwrap_or_default();
+            let text: String = String::from_utf8_lossy(&first[..first.len().min(400)]).chars().take(200).collect();
             (false, Some(code), format!("HTTP {code}: {text}"))
         }
         Err(e) => (false, None, e.to_string()),

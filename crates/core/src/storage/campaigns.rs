@@ -487,7 +487,8 @@ impl CampaignStore {
     }
 
     /// For leads about to join campaign `except`: how each of them ended in every other
-    /// campaign where it replied, bounced or unsubscribed (one HMGET per campaign).
+    /// campaign where it replied, bounced or unsubscribed (one pipelined round trip per
+    /// 1,000 leads).
     pub async fn outcomes_elsewhere(
         &self,
         except: &CampaignId,
@@ -497,18 +498,25 @@ impl CampaignStore {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = self.conn().zrange(self.keys.campaigns(), 0, -1).await?;
+        let others: Vec<CampaignId> = ids.iter().filter_map(|c| c.parse().ok()).filter(|c| c != except).collect();
         let mut out = Vec::new();
-        for cid in ids.iter().filter_map(|c| c.parse::<CampaignId>().ok()).filter(|c| c != except) {
-            for chunk in leads.chunks(1000) {
-                let states: Vec<Option<String>> = redis::cmd("HMGET")
-                    .arg(self.keys.lead_states(&cid))
-                    .arg(chunk.iter().map(LeadId::as_str).collect::<Vec<_>>())
-                    .query_async(&mut self.conn())
-                    .await?;
+        if others.is_empty() {
+            return Ok(out);
+        }
+        for chunk in leads.chunks(1000) {
+            // One round trip per chunk: an HMGET of each other campaign's lead states.
+            let mut pipe = redis::pipe();
+            for cid in &others {
+                pipe.cmd("HMGET")
+                    .arg(self.keys.lead_states(cid))
+                    .arg(chunk.iter().map(LeadId::as_str).collect::<Vec<_>>());
+            }
+            let all: Vec<Vec<Option<String>>> = pipe.query_async(&mut self.conn()).await?;
+            for (cid, states) in others.iter().zip(all) {
                 for (lead, state) in chunk.iter().zip(states) {
                     let state = state.as_deref().and_then(LeadState::parse);
                     if let Some(s @ (LeadState::Replied | LeadState::Bounced | LeadState::Unsubscribed)) = state {
-                        out.push((lead.clone(), cid, s));
+                        out.push((lead.clone(), *cid, s));
                     }
                 }
             }

@@ -422,22 +422,10 @@ impl Ledger {
 
     /// Records a 250 for the attempt holding the claim and queues the lead's next step (if
     /// any, and the lead is active). `attempt = None` is a confirmation from the Sent folder.
-    pub async fn mark_sent(
-        &self,
-        key: &SendKey,
-        account: &AccountId,
-        attempt: Option<&str>,
-        message_id: &str,
-        now_ms: i64,
-        next_due_ms: Option<i64>,
-    ) -> Result<MarkedSent, redis::RedisError> {
-        self.mark_sent_to(key, account, attempt, message_id, now_ms, next_due_ms, None).await
-    }
-
-    /// [`Ledger::mark_sent`], naming the recipient in the `sent` event (the send loop knows
-    /// it; a confirmation from the Sent folder does not).
+    /// `recipient` is named in the `sent` event (the send loop knows it; a confirmation
+    /// from the Sent folder does not).
     #[allow(clippy::too_many_arguments)]
-    pub async fn mark_sent_to(
+    pub async fn mark_sent(
         &self,
         key: &SendKey,
         account: &AccountId,
@@ -711,7 +699,7 @@ impl Ledger {
     ) -> Result<MarkedSent, redis::RedisError> {
         let account: Option<String> = self.conn().hget(self.keys.send(key), "account").await?;
         let Some(account) = account.and_then(|a| a.parse::<AccountId>().ok()) else { return Ok(MarkedSent::Stale) };
-        self.mark_sent(key, &account, None, message_id, chrono::Utc::now().timestamp_millis(), next_due_ms).await
+        self.mark_sent(key, &account, None, message_id, chrono::Utc::now().timestamp_millis(), next_due_ms, None).await
     }
 
     /// UNCERTAIN sends of a mailbox older than `older_than_ms` (not found in Sent since).
