@@ -4,7 +4,8 @@
 #   run:  redis-server
 #   test: redis-server, postfix, dovecot (imapd, lmtpd), openssl, bc, iproute2, systemd (systemd-analyze),
 #         python3 + requests, redis, kubernetes-validate, schemathesis (the API fuzz test),
-#         Node.js + npm and the test OAuth 2.0 authorization server's packages (tests/harness/oauth-as)
+#         Node.js + npm and the test OAuth 2.0 authorization server's packages (tests/harness/oauth-as),
+#         chromium + chromium-driver (the dashboard's browser tests, driven over WebDriver)
 set -euo pipefail
 what="${1:-test}"
 
@@ -21,6 +22,7 @@ want() { for p in "$@"; do have_pkg "$p" || missing+=("$p"); done; }
 want redis-server
 if [[ "$what" == "test" ]]; then
   want postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl bc iproute2 python3 python3-pip systemd
+  want chromium chromium-driver fonts-dejavu-core
   # Node.js runs the test authorization server; an installed node (any source) is kept.
   command -v node >/dev/null || want nodejs
   command -v npm >/dev/null || want npm

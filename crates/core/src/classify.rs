@@ -78,6 +78,9 @@ pub struct Classified {
     /// In-Reply-To and References, without <>.
     pub refers_to: Vec<String>,
     pub snippet: String,
+    /// Why it is what the verdict says, in words an operator can check against the
+    /// message (the header, report or phrase that decided it).
+    pub why: String,
 }
 
 impl Classified {
@@ -203,6 +206,7 @@ pub fn classify(raw: &[u8]) -> Classified {
             message_id: None,
             refers_to: Vec::new(),
             snippet: String::new(),
+            why: "not a readable MIME message".into(),
         };
     };
     // mail-parser can lose the headers after one it cannot read (a date in "UT", say):
@@ -225,7 +229,15 @@ pub fn classify(raw: &[u8]) -> Classified {
     }
     let text = body_text(&msg);
     let snippet: String = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect();
-    let mut out = Classified { verdict: Verdict::Other, from, subject, message_id, refers_to, snippet };
+    let mut out = Classified {
+        verdict: Verdict::Other,
+        from,
+        subject,
+        message_id,
+        refers_to,
+        snippet,
+        why: "no sign of a reply, bounce, automatic reply or complaint".into(),
+    };
     let report_type = msg
         .content_type()
         .filter(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype() == Some("report"))
@@ -237,6 +249,11 @@ pub fn classify(raw: &[u8]) -> Classified {
         || out.subject.as_deref().is_some_and(|s| s.to_lowercase().starts_with("complaint about message from"));
     if report_type.as_deref() == Some("feedback-report") || has_part(&msg, "message", "feedback-report") || jmrp {
         out.verdict = Verdict::Complaint;
+        out.why = if jmrp {
+            "a Microsoft JMRP complaint report".into()
+        } else {
+            "an ARF feedback report (RFC 5965): the recipient marked the email as spam".into()
+        };
         // The complained-about message: its headers are attached.
         if let Some(b) = bounce_parts(&msg) {
             out.refers_to.extend(b.original_message_id);
@@ -244,17 +261,24 @@ pub fn classify(raw: &[u8]) -> Classified {
         return out;
     }
     if let Some(b) = bounce(&msg, out.from.as_deref(), out.subject.as_deref(), &text) {
+        out.why = bounce_why(&b, report_type.as_deref() == Some("delivery-status"));
         out.verdict = Verdict::Bounce(b);
         return out;
     }
     // A delivery system's message that is not a bounce is never a reply or an auto-reply.
     if from_delivery_system(out.from.as_deref()) || has_part(&msg, "message", "delivery-status") {
+        out.why = "from a delivery system, but no failed recipient in it (a delay or success notice)".into();
         return out;
     }
-    if is_auto_reply(&msg, out.subject.as_deref()) {
+    if let Some(sign) = auto_reply_sign(&msg, out.subject.as_deref()) {
         let sent =
             msg.date().and_then(|d| NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day)));
-        out.verdict = Verdict::AutoReply { returns_on: return_date(&text, sent) };
+        let returns_on = return_date(&text, sent);
+        out.why = match returns_on {
+            Some(d) => format!("{sign}; the text names {d} as the return date"),
+            None => format!("{sign}; no return date found in the text"),
+        };
+        out.verdict = Verdict::AutoReply { returns_on };
         return out;
     }
     let re = out.subject.as_deref().is_some_and(|s| {
@@ -263,10 +287,33 @@ pub fn classify(raw: &[u8]) -> Classified {
     });
     if asks_to_unsubscribe(out.subject.as_deref(), &text) {
         out.verdict = Verdict::Unsubscribe;
+        out.why = "a person's answer whose subject or first line asks to be taken off".into();
     } else if !out.refers_to.is_empty() || re {
         out.verdict = Verdict::Reply;
+        out.why = if out.refers_to.is_empty() {
+            "a person's answer: the subject starts with a reply prefix".into()
+        } else {
+            "a person's answer: In-Reply-To/References name an earlier message".into()
+        };
     }
     out
+}
+
+/// A bounce's reason, in the report's own terms.
+fn bounce_why(b: &Bounce, delivery_status: bool) -> String {
+    let source = if delivery_status { "a delivery status report (RFC 3464)" } else { "a bounce message" };
+    let mut why = format!(
+        "{source}: {} {} ({:?}, {:?})",
+        if b.permanent { "permanent failure" } else { "temporary failure" },
+        b.status.as_deref().unwrap_or("without a status code"),
+        b.reason,
+        b.class,
+    );
+    if let Some(d) = &b.diagnostic {
+        why.push_str(": ");
+        why.extend(d.chars().take(160));
+    }
+    why
 }
 
 /// Phrases asking to be taken off a list, in the languages whose auto-reply phrases are
@@ -346,28 +393,29 @@ fn header_text<'a>(msg: &'a Message<'a>, name: &'a str) -> Option<&'a str> {
     msg.header_raw(name).map(str::trim)
 }
 
-fn is_auto_reply(msg: &Message<'_>, subject: Option<&str>) -> bool {
+/// What marks the message as an automatic reply, if anything does.
+fn auto_reply_sign(msg: &Message<'_>, subject: Option<&str>) -> Option<String> {
     // RFC 3834: "auto-replied" is an automatic answer; "auto-generated" (shipping notices,
     // digests, alerts) is not, unless its subject says it is an absence note.
     let auto_submitted = header_text(msg, "Auto-Submitted").map(str::to_ascii_lowercase);
     if auto_submitted.as_deref().is_some_and(|v| v.starts_with("auto-replied")) {
-        return true;
+        return Some("header Auto-Submitted: auto-replied (RFC 3834)".into());
     }
-    if header_text(msg, "X-Autoreply").is_some() || header_text(msg, "X-Autorespond").is_some() {
-        return true;
+    for header in ["X-Autoreply", "X-Autorespond"] {
+        if header_text(msg, header).is_some() {
+            return Some(format!("header {header}"));
+        }
     }
     if header_text(msg, "Precedence").is_some_and(|p| p.eq_ignore_ascii_case("auto_reply")) {
-        return true;
+        return Some("header Precedence: auto_reply".into());
     }
     if header_text(msg, "X-Auto-Response-Suppress").is_some()
         && header_text(msg, "X-MS-Exchange-Inbox-Rules-Loop").is_some()
     {
-        return true;
+        return Some("Exchange inbox-rule headers (X-MS-Exchange-Inbox-Rules-Loop)".into());
     }
-    subject.is_some_and(|s| {
-        let l = s.to_lowercase();
-        AUTO_REPLY_SUBJECTS.iter().any(|p| l.contains(p))
-    })
+    let lower = subject?.to_lowercase();
+    AUTO_REPLY_SUBJECTS.iter().find(|p| lower.contains(*p)).map(|p| format!("the subject says \"{p}\""))
 }
 
 /// All text parts (decoded), concatenated.

@@ -94,6 +94,17 @@ impl Queues {
     pub fn dispatch(&self) -> String {
         format!("{}:queue:dispatch", self.prefix)
     }
+
+    /// Every queue, with a short name for people.
+    pub fn all(&self) -> [(&'static str, String); 5] {
+        [
+            ("validate-account", self.validate_account()),
+            ("dispatch", self.dispatch()),
+            ("scan", self.scan()),
+            ("test-send", self.test_send()),
+            ("webhook", self.webhook()),
+        ]
+    }
 }
 
 /// The apalis-redis storage of one queue, configured identically for producers and workers.

@@ -25,7 +25,30 @@ pub struct Settings {
     pub health: HealthConfig,
     pub webhooks: WebhookConfig,
     pub oauth: OAuthSettings,
+    pub dashboard: DashboardSettings,
     pub log: LogSettings,
+}
+
+/// The web dashboard `coldsend serve` offers under `/dashboard`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardSettings {
+    pub enabled: bool,
+    /// The path a reverse proxy serves coldsend under (e.g. `/coldsend` when
+    /// `https://ops.example.com/coldsend/dashboard` reaches `coldsend serve`'s `/dashboard`);
+    /// links, redirects and the session cookie carry it. Empty: served at the root.
+    pub path_prefix: String,
+    /// A session ends this many hours after sign-in.
+    pub session_hours: u64,
+    /// Mark the session cookie `Secure` always. Without it, it is `Secure` when the request
+    /// came over TLS through a proxy (`X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
+}
+
+impl Default for DashboardSettings {
+    fn default() -> Self {
+        Self { enabled: true, path_prefix: String::new(), session_hours: 12, secure_cookies: false }
+    }
 }
 
 /// OAuth2 sign-in: the clients coldsend is registered as at Google and Microsoft, and
@@ -431,6 +454,17 @@ impl Settings {
         }
         if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("api.listen", "must be an address such as 127.0.0.1:8080");
+        }
+        let prefix = &self.dashboard.path_prefix;
+        if !prefix.is_empty()
+            && (!prefix.starts_with('/')
+                || prefix.ends_with('/')
+                || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c)))
+        {
+            return invalid("dashboard.path_prefix", "must be empty or a path such as /coldsend (no trailing slash)");
+        }
+        if self.dashboard.session_hours == 0 || self.dashboard.session_hours > 24 * 30 {
+            return invalid("dashboard.session_hours", "must be between 1 and 720");
         }
         for (field, addr) in
             [("api.health_listen", &self.api.health_listen), ("worker.health_listen", &self.worker.health_listen)]

@@ -304,6 +304,22 @@ impl AccountService {
         Ok(AccountView::from(row).with_pause(pause))
     }
 
+    /// An operator stops the mailbox sending for `hours` (scans go on; its waiting steps
+    /// keep their place). `resume_sending` ends it sooner.
+    pub async fn pause_sending(&self, id: &str, hours: u32, note: Option<&str>) -> Result<AccountView, AccountError> {
+        let parsed = parse_id(id)?;
+        self.store.get(&parsed).await?.ok_or_else(|| AccountError::NotFound(id.to_owned()))?;
+        let hours = i64::from(hours.clamp(1, 24 * 365));
+        let pause = MailboxPause {
+            until_ms: chrono::Utc::now().timestamp_millis() + hours * 3_600_000,
+            reason: "operator".into(),
+            message: note.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("paused by an operator").chars().take(200).collect(),
+        };
+        self.health.pause_by_operator(&parsed, &pause).await.map_err(|e| AccountError::Store(e.into()))?;
+        tracing::info!(account_id = %parsed, hours, "sending paused by an operator");
+        self.get(id).await
+    }
+
     /// Ends a sending pause now (the operator fixed what was refused).
     pub async fn resume_sending(&self, id: &str) -> Result<AccountView, AccountError> {
         let parsed = parse_id(id)?;

@@ -219,6 +219,8 @@ pub struct LeadView {
     pub state: Option<LeadState>,
     pub error: Option<String>,
     pub sender_account_id: Option<String>,
+    /// Steps sent to the lead so far.
+    pub steps_sent: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -483,9 +485,11 @@ impl CampaignService {
         let states = self.store.lead_states(&cid).await?;
         let errors = self.store.lead_errors(&cid).await?;
         let accounts = self.ledger.lead_accounts(&cid).await?;
+        let progress = self.ledger.lead_progress(&cid).await?;
         let mut out = Vec::new();
         for (lead_id, lead) in self.store.leads(&cid).await? {
             out.push(LeadView {
+                steps_sent: progress.get(&lead_id).copied().unwrap_or(0),
                 state: states.get(&lead_id).copied(),
                 error: errors.get(&lead_id).cloned(),
                 sender_account_id: accounts.get(&lead_id).cloned(),

@@ -38,6 +38,8 @@ pub struct Services {
     pub previews: crate::preview::PreviewService,
     /// Webhook endpoints.
     pub webhooks: crate::webhooks::WebhookService,
+    /// The dashboard's sessions and overviews.
+    pub dashboard: coldsend_core::storage::dashboard::Dashboard,
 }
 
 /// Connects to Redis and builds the services.
@@ -115,6 +117,7 @@ pub fn services_on(
     )
     .map_err(|e| ConnectError::OAuth(e.to_string()))?;
     Ok(Services {
+        dashboard: coldsend_core::storage::dashboard::Dashboard::new(conn_for_inbox.clone(), prefix),
         inbox: coldsend_core::storage::inbox::Inbox::new(conn_for_inbox, prefix),
         consent,
         accounts,

@@ -681,6 +681,8 @@ async fn sender_refused(
                 class: BounceClass::SenderSide,
                 status: None,
             }),
+            why: format!("the recipient's server refused our mailbox during the send ({})", reason.as_str()),
+            returns_on: None,
         })
         .await?;
     Ok(refusals.paused_until_ms.is_some())

@@ -756,6 +756,8 @@ async fn file_event(
                 class: b.class,
                 status: b.status.clone(),
             }),
+            why: c.why.clone(),
+            returns_on: c.returns_on().map(|d| d.to_string()),
         })
         .await?;
     Ok(())

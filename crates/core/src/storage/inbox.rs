@@ -31,6 +31,12 @@ pub struct InboxEvent {
     /// For bounces and sender-side refusals: whose address, why, and whose problem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounce: Option<BounceFacts>,
+    /// Why coldsend filed it as this kind (the header, report or phrase that decided it).
+    #[serde(default)]
+    pub why: String,
+    /// For automatic replies: the return date the text names (YYYY-MM-DD), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returns_on: Option<String>,
 }
 
 impl InboxEvent {
@@ -49,6 +55,8 @@ impl InboxEvent {
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
             bounce: None,
+            why: format!("coldsend's own notice about the mailbox: {subject}"),
+            returns_on: None,
         }
     }
 }
@@ -228,7 +236,11 @@ impl Inbox {
             .arg("received_at")
             .arg(&e.received_at)
             .arg("bounce")
-            .arg(e.bounce.as_ref().and_then(|b| serde_json::to_string(b).ok()).unwrap_or_default());
+            .arg(e.bounce.as_ref().and_then(|b| serde_json::to_string(b).ok()).unwrap_or_default())
+            .arg("why")
+            .arg(&e.why)
+            .arg("returns_on")
+            .arg(e.returns_on.as_deref().unwrap_or(""));
         if let Some(kind) = e.kind.event_type() {
             let data = serde_json::to_value(e).unwrap_or_default();
             super::webhooks::Outbox::new(self.conn.clone(), self.keys.prefix())
@@ -311,6 +323,8 @@ fn event(id: String, mut f: HashMap<String, String>) -> InboxEvent {
         snippet: take("snippet"),
         received_at: take("received_at"),
         bounce: serde_json::from_str(&take("bounce")).ok(),
+        why: take("why"),
+        returns_on: opt(take("returns_on")),
         id,
     }
 }

@@ -120,6 +120,15 @@ impl Keys {
     pub fn recent_sends(&self, a: &AccountId) -> String {
         format!("{}:recent-sends:{{{a}}}", self.p)
     }
+    /// string (EX): a dashboard session, JSON `SessionRecord`, under the digest of its token.
+    pub fn dashboard_session(&self, digest: &str) -> String {
+        format!("{}:dashboard:session:{digest}", self.p)
+    }
+    /// hash: the mailbox's sends per UTC hour ("0".."23") of one UTC day (`YYYYMMDD`), kept
+    /// 8 days (the dashboard's chart).
+    pub fn hourly_sends(&self, a: &AccountId, day: &str) -> String {
+        format!("{}:hourly-sends:{{{a}}}:{day}", self.p)
+    }
     /// set: the mailbox's sends that hard-bounced (30 days).
     pub fn bounced_sends(&self, a: &AccountId) -> String {
         format!("{}:bounced-sends:{{{a}}}", self.p)

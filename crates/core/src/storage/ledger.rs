@@ -450,6 +450,7 @@ impl Ledger {
             .key(self.keys.uncertain(account))
             .key(self.keys.outbox())
             .key(self.keys.recent_sends(account))
+            .key(self.keys.hourly_sends(account, &utc_day(now_ms)))
             .arg(attempt.unwrap_or(""))
             .arg(key.member())
             .arg(message_id)
@@ -473,6 +474,7 @@ impl Ledger {
                 }),
             ))
             .arg(StepMetric::Sent.field(key.step))
+            .arg(utc_hour(now_ms))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(match outcome.as_str() {
@@ -931,4 +933,15 @@ impl Ledger {
         let fields: HashMap<String, String> = self.conn().hgetall(self.keys.send(key)).await?;
         Ok(SendRecord::from_fields(&fields))
     }
+}
+
+/// The UTC day of a time (ms), `YYYYMMDD`: the hourly-sends key's suffix.
+pub fn utc_day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y%m%d").to_string()
+}
+
+/// The UTC hour (0-23) of a time (ms).
+fn utc_hour(ms: i64) -> u32 {
+    use chrono::Timelike;
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().hour()
 }

@@ -111,6 +111,18 @@ impl MailboxHealth {
         Ok(BounceRate { bounced, sends, paused: paused == 1 })
     }
 
+    /// An operator pauses the mailbox's sending until `pause.until_ms` (or ends it with
+    /// [`MailboxHealth::resume`]); scans go on.
+    pub async fn pause_by_operator(&self, account: &AccountId, pause: &MailboxPause) -> Result<(), redis::RedisError> {
+        redis::cmd("SET")
+            .arg(self.keys.mailbox_pause(account))
+            .arg(serde_json::to_string(pause).unwrap_or_default())
+            .arg("PXAT")
+            .arg(pause.until_ms)
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+    }
+
     /// The mailbox's current pause, if any.
     pub async fn pause(&self, account: &AccountId) -> Result<Option<MailboxPause>, redis::RedisError> {
         let raw: Option<String> = self.conn.clone().get(self.keys.mailbox_pause(account)).await?;

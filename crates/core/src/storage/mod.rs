@@ -13,7 +13,9 @@
 //! - [`webhooks`]: webhook endpoints, their delivery record, and the outbox stream of events;
 //! - [`test_sends`]: test sends (a campaign's steps to a chosen address), their cap slot and outcome;
 //! - [`commands`]: the command streams (the Redis-level contract for other languages);
-//! - [`queues`]: read-only looks at apalis-redis's queue keys (depths for metrics).
+//! - [`queues`]: read-only looks at apalis-redis's queue keys (depths for metrics);
+//! - [`dashboard`]: the dashboard's sign-in sessions, and its read-only overviews (queues
+//!   and their workers, sends in doubt, dead-lettered commands, sends per hour).
 //!
 //! Lua scripts are files under `lua/`, each opening with a KEYS/ARGV header, loaded with
 //! `include_str!` and called through exactly one typed Rust function. Every key a script
@@ -24,6 +26,7 @@
 pub mod accounts;
 pub mod campaigns;
 pub mod commands;
+pub mod dashboard;
 pub mod inbox;
 pub mod keys;
 pub mod ledger;

@@ -40,6 +40,11 @@ pub struct AppState {
     pub consent: coldsend_service::oauth::Consent,
     pub previews: coldsend_service::preview::PreviewService,
     pub webhooks: coldsend_service::webhooks::WebhookService,
+    /// The dashboard's sessions and overviews.
+    pub dashboard: coldsend_core::storage::dashboard::Dashboard,
+    pub dashboard_settings: Arc<coldsend_core::settings::DashboardSettings>,
+    /// Every queue: (short name, apalis queue name).
+    pub queues: Arc<Vec<(&'static str, String)>>,
 }
 
 /// The whole API. `openapi.json` and the unsubscribe link need no key; everything else does.
@@ -54,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sender-accounts/{id}/oauth", axum::routing::put(sender_accounts::relink))
         .route("/sender-accounts/oauth/{provider}/start", post(oauth::start))
         .route("/sender-accounts/{id}/resume-sending", post(sender_accounts::resume_sending))
+        .route("/sender-accounts/{id}/pause-sending", post(sender_accounts::pause_sending))
         .route("/sender-accounts/{id}/usage", get(campaigns::usage))
         .route("/sender-accounts/{id}/sending", get(campaigns::get_sending).put(campaigns::put_sending))
         .route("/campaigns", post(campaigns::create).get(campaigns::list))
@@ -78,10 +84,11 @@ pub fn router(state: AppState) -> Router {
     let v1 = protected
         .route("/openapi.json", get(openapi::serve))
         .route("/unsubscribe", get(campaigns::unsubscribe_page).post(campaigns::unsubscribe));
-    Router::new()
-        .nest("/api/public/v1", v1)
-        .route("/oauth/callback", get(oauth::callback))
-        .fallback(error::not_found)
+    let mut app = Router::new().nest("/api/public/v1", v1).route("/oauth/callback", get(oauth::callback));
+    if state.dashboard_settings.enabled {
+        app = app.merge(crate::dashboard::router(state.clone()));
+    }
+    app.fallback(error::not_found)
         .layer(middleware::map_response(error::json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

@@ -74,10 +74,12 @@ pub async fn callback(State(state): State<AppState>, Query(q): Query<Callback>) 
     let page = format!(
         "<!doctype html><title>coldsend: mailbox connected</title><h1>{} is connected</h1>\
          <p>coldsend is checking its SMTP and IMAP sign-in now (account <code>{}</code>, status {}). \
-         You can close this window.</p>",
+         You can close this window, or <a href=\"{}/dashboard/mailboxes/{}\">follow it on the dashboard</a>.</p>",
         html_escape(&view.email_address),
         html_escape(&view.id),
-        view.status.as_str()
+        view.status.as_str(),
+        html_escape(&state.dashboard_settings.path_prefix),
+        html_escape(&view.id),
     );
     Ok((StatusCode::OK, Html(page)).into_response())
 }

@@ -20,6 +20,7 @@ use super::{campaigns, previews, sender_accounts, suppression, webhooks};
         sender_accounts::relink,
         super::oauth::start,
         sender_accounts::resume_sending,
+        sender_accounts::pause_sending,
         campaigns::usage,
         campaigns::get_sending,
         campaigns::put_sending,

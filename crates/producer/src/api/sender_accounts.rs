@@ -136,6 +136,39 @@ pub async fn validate(
     Ok((StatusCode::ACCEPTED, Json(state.accounts.revalidate(&id).await?)))
 }
 
+/// Body of `POST …/pause-sending`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseSending {
+    /// How long (1 h to 1 year; default 24).
+    pub hours: Option<u32>,
+    /// Shown as the pause's reason.
+    pub note: Option<String>,
+}
+
+/// Stop the mailbox sending for a while (scans go on, waiting steps keep their place);
+/// `resume-sending` ends the pause sooner.
+#[utoipa::path(post, path = "/api/public/v1/sender-accounts/{id}/pause-sending", operation_id = "pauseSending", tag = "sender-accounts",
+    params(("id" = String, Path, description = "Account id")),
+    request_body(content = PauseSending, description = "Optional"),
+    responses((status = 200, body = AccountView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn pause_sending(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<AccountView>, ApiError> {
+    let request: PauseSending = if body.iter().all(u8::is_ascii_whitespace) {
+        PauseSending::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, coldsend_core::error_code::ErrorCode::InvalidJson, e.to_string())
+        })?
+    };
+    Ok(Json(state.accounts.pause_sending(&id, request.hours.unwrap_or(24), request.note.as_deref()).await?))
+}
+
 /// End a sending pause now (after sender-side refusals: blocked, spam, DMARC, quota), once
 /// what was refused is fixed. The mailbox's waiting steps go out again at once.
 #[utoipa::path(post, path = "/api/public/v1/sender-accounts/{id}/resume-sending", operation_id = "resumeSending", tag = "sender-accounts",

@@ -85,6 +85,16 @@ pub(crate) enum AccountsCommand {
     Usage { id: String },
     /// End a sending pause (after sender-side refusals) now; waiting steps go out again.
     ResumeSending { id: String },
+    /// Stop the mailbox sending for a while (scans go on); resume-sending ends it sooner.
+    PauseSending {
+        id: String,
+        /// How long, in hours.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        /// Shown as the pause's reason.
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Show or change sending settings: the time zone of the account's day, warm-up, Sent copy.
     Sending {
         id: String,
@@ -277,6 +287,7 @@ pub(crate) async fn accounts(
             finish(service, view, wait).await
         }
         AccountsCommand::Usage { id } => json(&campaigns.usage(&id).await?),
+        AccountsCommand::PauseSending { id, hours, note } => print(&service.pause_sending(&id, hours, note.as_deref()).await?),
         AccountsCommand::ResumeSending { id } => {
             let view = service.resume_sending(&id).await?;
             campaigns.wake(&id).await?;

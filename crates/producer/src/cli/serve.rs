@@ -33,6 +33,9 @@ pub(crate) async fn serve(settings: Settings) -> anyhow::Result<()> {
         consent: s.consent,
         previews: s.previews,
         webhooks: s.webhooks,
+        dashboard: s.dashboard,
+        dashboard_settings: Arc::new(settings.dashboard.clone()),
+        queues: Arc::new(coldsend_core::jobs::Queues::new(&settings.redis.key_prefix).all().to_vec()),
     });
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await

@@ -4,11 +4,12 @@
 -- SENT one confirmed.
 -- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 message-ids, 6 stats, 7 lead-states,
 --       8 next step's send, 9 lead-progress, 10 uncertain (the mailbox's), 11 the webhook outbox,
---       12 the mailbox's recent sends (for its bounce rate)
+--       12 the mailbox's recent sends (for its bounce rate), 13 the mailbox's sends per hour of
+--       the send's UTC day
 -- ARGV: 1 attempt id ('' = Sent-folder confirmation), 2 member, 3 Message-ID, 4 now (ms), 5 lead id,
 --       6 next step's member ('' = last step), 7 next step due (ms), 8 account id,
 --       9 the `sent` event (JSON), 10 the lead's `lead_state` COMPLETED event (JSON),
---       11 the step's `sent` field in the stats hash
+--       11 the step's `sent` field in the stats hash, 12 the send's UTC hour (0-23)
 -- Events are published in the same step as the change they tell, so none is lost.
 -- Returns 'recorded' | 'confirmed' (already SENT, now confirmed) | 'duplicate' | 'stale'.
 local st = redis.call('HGET', KEYS[1], 'state')
@@ -39,6 +40,10 @@ redis.call('HINCRBY', KEYS[9], ARGV[5], 1)
 redis.call('XADD', KEYS[11], 'MAXLEN', '~', 100000, '*', 'event', ARGV[9])
 redis.call('LPUSH', KEYS[12], ARGV[2])
 redis.call('LTRIM', KEYS[12], 0, 999)
+-- The day's counters expire 8 days after its last hour's first send.
+if redis.call('HINCRBY', KEYS[13], ARGV[12], 1) == 1 then
+  redis.call('EXPIRE', KEYS[13], 691200)
+end
 if redis.call('HGET', KEYS[7], ARGV[5]) == 'ACTIVE' then
   if ARGV[6] == '' then
     redis.call('HSET', KEYS[7], ARGV[5], 'COMPLETED')
