@@ -95,10 +95,11 @@ impl Queues {
         format!("{}:queue:dispatch", self.prefix)
     }
 
-    /// Every queue, with a short name for people.
+    /// Every queue with its short name: the one people see, and the suffix of the
+    /// consumer names a worker registers on it (`<replica>-<short>`).
     pub fn all(&self) -> [(&'static str, String); 5] {
         [
-            ("validate-account", self.validate_account()),
+            ("validate", self.validate_account()),
             ("dispatch", self.dispatch()),
             ("scan", self.scan()),
             ("test-send", self.test_send()),

@@ -313,7 +313,13 @@ impl AccountService {
         let pause = MailboxPause {
             until_ms: chrono::Utc::now().timestamp_millis() + hours * 3_600_000,
             reason: "operator".into(),
-            message: note.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("paused by an operator").chars().take(200).collect(),
+            message: note
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .unwrap_or("paused by an operator")
+                .chars()
+                .take(200)
+                .collect(),
         };
         self.health.pause_by_operator(&parsed, &pause).await.map_err(|e| AccountError::Store(e.into()))?;
         tracing::info!(account_id = %parsed, hours, "sending paused by an operator");

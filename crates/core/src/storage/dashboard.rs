@@ -106,7 +106,8 @@ impl Dashboard {
             let flat: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await?;
             flat.chunks(4)
                 .map(|c| {
-                    let n = |i: usize| c.get(i).and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok()).unwrap_or(0);
+                    let n =
+                        |i: usize| c.get(i).and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok()).unwrap_or(0);
                     let w = c
                         .get(3)
                         .and_then(|v| redis::from_redis_value::<Vec<(String, f64)>>(v.clone()).ok())
@@ -184,10 +185,8 @@ impl Dashboard {
             return Ok(vec![Vec::new(); accounts.len()]);
         }
         let day_ms = 86_400_000;
-        let day_names: Vec<String> = (0..i64::from(days))
-            .rev()
-            .map(|back| super::ledger::utc_day(today_ms - back * day_ms))
-            .collect();
+        let day_names: Vec<String> =
+            (0..i64::from(days)).rev().map(|back| super::ledger::utc_day(today_ms - back * day_ms)).collect();
         let mut pipe = redis::pipe();
         for a in accounts {
             for d in &day_names {
@@ -198,10 +197,7 @@ impl Dashboard {
         Ok(maps
             .chunks(day_names.len())
             .map(|per_day| {
-                per_day
-                    .iter()
-                    .flat_map(|m| (0..24).map(move |h| m.get(&h.to_string()).copied().unwrap_or(0)))
-                    .collect()
+                per_day.iter().flat_map(|m| (0..24).map(move |h| m.get(&h.to_string()).copied().unwrap_or(0))).collect()
             })
             .collect())
     }

@@ -287,7 +287,9 @@ pub(crate) async fn accounts(
             finish(service, view, wait).await
         }
         AccountsCommand::Usage { id } => json(&campaigns.usage(&id).await?),
-        AccountsCommand::PauseSending { id, hours, note } => print(&service.pause_sending(&id, hours, note.as_deref()).await?),
+        AccountsCommand::PauseSending { id, hours, note } => {
+            print(&service.pause_sending(&id, hours, note.as_deref()).await?)
+        }
         AccountsCommand::ResumeSending { id } => {
             let view = service.resume_sending(&id).await?;
             campaigns.wake(&id).await?;

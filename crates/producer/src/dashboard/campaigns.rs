@@ -243,7 +243,9 @@ pub async fn create(State(state): State<AppState>, ctx: Ctx, body: axum::body::B
     let form = FormData::parse(&body)?;
     let request = campaign_body(&form, true);
     match state.campaigns.create(&serde_json::to_vec(&request).unwrap_or_default()).await {
-        Ok(c) => Ok(ctx.see_other(&format!("/campaigns/{}", c.id), "Campaign created as DRAFT: add leads, then start it.")),
+        Ok(c) => {
+            Ok(ctx.see_other(&format!("/campaigns/{}", c.id), "Campaign created as DRAFT: add leads, then start it."))
+        }
         Err(e) if !e.is_transient() => {
             let accounts = mailbox_choices(&state).await?;
             let page = ctx.layout(
@@ -259,28 +261,28 @@ pub async fn create(State(state): State<AppState>, ctx: Ctx, body: axum::body::B
 
 fn funnel(c: &CampaignView, leads: &[LeadView]) -> Markup {
     html! {
-        div.scroll {
-            table #funnel {
-                caption { "Per step" }
-                thead { tr {
-                    th scope="col" { "Step" } th scope="col" { "Waiting" } th scope="col" { "Sent" } th scope="col" { "Replied" }
-                    th scope="col" { "Auto-replies" } th scope="col" { "Hard bounces" } th scope="col" { "Soft bounces" }
-                    th scope="col" { "Unsubscribed" } th scope="col" { "Complaints" } th scope="col" { "Failed" }
-                } }
-                tbody {
-                    @for (i, step) in c.steps.iter().enumerate() {
-                        @let s = c.stats.per_step.get(i).cloned().unwrap_or_default();
-                        @let waiting = leads.iter().filter(|l| l.state == Some(LeadState::Active) && l.steps_sent == i as u64).count();
-                        tr {
-                            th scope="row" { (i + 1) ". " (step.subject.clone().unwrap_or_else(|| "(reply in thread)".into())) }
-                            td { (waiting) } td { (s.sent) } td { (s.replied) } td { (s.auto_replied) }
-                            td { (s.hard_bounced) } td { (s.soft_bounced) } td { (s.unsubscribed) } td { (s.complained) } td { (s.failed) }
-                        }
-                    }
-                }
-            }
-        }
-    }
+           div.scroll {
+               table #funnel {
+                   caption { "Per step" }
+                   thead { tr {
+                       th scope="col" { "Step" } th scope="col" { "Waiting" } th scope="col" { "Sent" } th scope="col" { "Replied" }
+                       th scope="col" { "Auto-replies" } th scope="col" { "Hard bounces" } th scope="col" { "Soft bounces" }
+                       th scope="col" { "Unsubscribed" } th scope="col" { "Complaints" } th scope="col" { "Failed" }
+                   } }
+                   tbody {
+                       @for (i, step) in c.steps.iter().enumerate() {
+                           @let s = c.stats.per_step.get(i).cloned().unwrap_or_default();
+                           @let waiting = leads.iter().filter(|l| l.state == Some(LeadState::Active) && l.steps_sent == i as u64).count();
+    tr data-step=(i + 1) data-waiting=(waiting) data-replied=(s.replied) {
+                               th scope="row" { (i + 1) ". " (step.subject.clone().unwrap_or_else(|| "(reply in thread)".into())) }
+                               td { (waiting) } td { (s.sent) } td { (s.replied) } td { (s.auto_replied) }
+                               td { (s.hard_bounced) } td { (s.soft_bounced) } td { (s.unsubscribed) } td { (s.complained) } td { (s.failed) }
+                           }
+                       }
+                   }
+               }
+           }
+       }
 }
 
 fn summary(c: &CampaignView) -> Markup {
@@ -572,7 +574,10 @@ pub async fn test_send(
         "to": form.get("to").unwrap_or_default(),
         "sender_account_id": form.get("sender_account_id").unwrap_or_default(),
     });
-    let t = state.previews.test_send(&id, &serde_json::to_vec(&request).unwrap_or_default(), Duration::from_secs(20)).await?;
+    let t = state
+        .previews
+        .test_send(&id, &serde_json::to_vec(&request).unwrap_or_default(), Duration::from_secs(20))
+        .await?;
     let result = html! {
         h2 { "Test send to " (t.request.to) }
         p { "State: " (label(&t.state)) }
@@ -613,7 +618,12 @@ pub async fn add_leads(
     {
         match field.name() {
             Some("csv") => {
-                csv = Some(field.bytes().await.map_err(|e| DashError::bad_request(format!("the file could not be read: {e}")))?)
+                csv = Some(
+                    field
+                        .bytes()
+                        .await
+                        .map_err(|e| DashError::bad_request(format!("the file could not be read: {e}")))?,
+                )
             }
             Some("skip_replied_elsewhere") => options.skip_replied_elsewhere = true,
             _ => {}
@@ -621,18 +631,18 @@ pub async fn add_leads(
     }
     let csv = csv.filter(|b| !b.is_empty()).ok_or_else(|| DashError::bad_request("choose a CSV file to upload"))?;
     let (leads, invalid) = coldsend_service::leads_csv::parse(&csv).map_err(DashError::bad_request)?;
-    let report = state
-        .campaigns
-        .add_valid_leads(&id, leads, AddLeadsReport { invalid, ..Default::default() }, options)
-        .await?;
+    let report =
+        state.campaigns.add_valid_leads(&id, leads, AddLeadsReport { invalid, ..Default::default() }, options).await?;
     page_with(&state, &ctx, &id, report_view(&report)).await
 }
 
 pub async fn export_leads(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, DashError> {
     let csv = state.campaigns.leads_csv(&id).await?;
     Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-         (header::CONTENT_DISPOSITION, format!("attachment; filename=\"leads-{id}.csv\""))],
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"leads-{id}.csv\"")),
+        ],
         csv,
     )
         .into_response())

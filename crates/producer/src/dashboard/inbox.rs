@@ -83,7 +83,10 @@ pub async fn page(
     Query(q): Query<InboxQuery>,
 ) -> Result<Response, DashError> {
     let kind = match q.kind.as_deref().filter(|k| !k.is_empty()) {
-        Some(k) => Some(InboxKind::parse(k).ok_or_else(|| DashError::new(StatusCode::BAD_REQUEST, format!("no message kind '{k}'")))?),
+        Some(k) => Some(
+            InboxKind::parse(k)
+                .ok_or_else(|| DashError::new(StatusCode::BAD_REQUEST, format!("no message kind '{k}'")))?,
+        ),
         None => None,
     };
     let filter = InboxFilter {
@@ -93,7 +96,14 @@ pub async fn page(
     };
     if q.csv.is_some() {
         let csv = coldsend_service::exports::inbox_csv(&state.inbox, &filter).await?;
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"inbox.csv\"")], csv).into_response());
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"inbox.csv\""),
+            ],
+            csv,
+        )
+            .into_response());
     }
     let before = match q.before.as_deref().filter(|b| !b.is_empty()) {
         Some(b) => Some(b.parse::<Cursor>().map_err(|e| DashError::new(StatusCode::BAD_REQUEST, e))?),
@@ -109,10 +119,11 @@ pub async fn page(
         return Ok(table.into_response());
     }
     let query = |extra: &[(&str, &str)]| {
-        let mut pairs: Vec<(&str, &str)> = [("kind", q.kind.as_deref()), ("account", q.account.as_deref()), ("campaign", q.campaign.as_deref())]
-            .into_iter()
-            .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
-            .collect();
+        let mut pairs: Vec<(&str, &str)> =
+            [("kind", q.kind.as_deref()), ("account", q.account.as_deref()), ("campaign", q.campaign.as_deref())]
+                .into_iter()
+                .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
+                .collect();
         pairs.extend_from_slice(extra);
         serde_urlencoded::to_string(pairs).unwrap_or_default()
     };

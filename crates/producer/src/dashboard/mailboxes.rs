@@ -239,7 +239,9 @@ pub async fn create(State(state): State<AppState>, ctx: Ctx, body: axum::body::B
     let form = FormData::parse(&body)?;
     let request = registration(&form);
     match state.accounts.register(&serde_json::to_vec(&request).unwrap_or_default()).await {
-        Ok(view) => Ok(ctx.see_other(&format!("/mailboxes/{}", view.id), "Mailbox added: coldsend is validating it now.")),
+        Ok(view) => {
+            Ok(ctx.see_other(&format!("/mailboxes/{}", view.id), "Mailbox added: coldsend is validating it now."))
+        }
         Err(e) if !e.is_transient() => {
             let message = e.to_string();
             Ok((StatusCode::UNPROCESSABLE_ENTITY, new_page(&ctx, &form.values(), Some(&message))).into_response())

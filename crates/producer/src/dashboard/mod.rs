@@ -66,10 +66,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     let open = Router::new()
         .route("/signin", get(session::sign_in_form).post(session::sign_in))
         .route("/assets/app.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }))
-        .route(
-            "/assets/app.js",
-            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS) }),
-        );
+        .route("/assets/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS) }));
     Router::new().nest("/dashboard", pages.merge(open).fallback(not_found)).layer(middleware::map_response(
         |mut r: Response| async move {
             // Pages hold account data: never cached, never framed by another site.

@@ -27,9 +27,14 @@ pub async fn page(State(state): State<AppState>, ctx: Ctx, headers: HeaderMap) -
     let trouble: Vec<_> = recent.into_iter().filter(|e| TROUBLE.contains(&e.kind)).take(20).collect();
     let now = chrono::Utc::now();
     let now_s = now.timestamp();
-    let mut replicas: Vec<(String, i64)> = rows
+    // A worker registers `<replica>-<short>` on each queue: one line per replica.
+    let mut replicas: Vec<(String, i64)> = state
+        .queues
         .iter()
-        .flat_map(|r| r.workers.iter().map(|(n, beat)| (n.rsplit_once('-').map(|(r, _)| r).unwrap_or(n).to_owned(), *beat)))
+        .zip(&rows)
+        .flat_map(|((short, _), r)| {
+            r.workers.iter().map(move |(n, beat)| (n.strip_suffix(&format!("-{short}")).unwrap_or(n).to_owned(), *beat))
+        })
         .collect();
     replicas.sort();
     replicas.dedup_by(|a, b| {

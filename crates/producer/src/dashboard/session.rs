@@ -52,7 +52,10 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 
 fn secure(state: &AppState, headers: &HeaderMap) -> bool {
     state.dashboard_settings.secure_cookies
-        || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 fn cookie(state: &AppState, headers: &HeaderMap, value: &str, max_age: u64) -> String {
@@ -97,7 +100,8 @@ pub async fn require(State(state): State<AppState>, request: Request, next: Next
 
 /// The request back, its body intact, if it carries the session's CSRF token.
 async fn checked_csrf(request: Request, expected: &str) -> Result<Request, DashError> {
-    let refused = || DashError::new(StatusCode::FORBIDDEN, "missing or wrong CSRF token: reload the page and try again");
+    let refused =
+        || DashError::new(StatusCode::FORBIDDEN, "missing or wrong CSRF token: reload the page and try again");
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, UPLOAD_LIMIT)
         .await

@@ -23,7 +23,11 @@ fn report_notice(r: &SuppressionReport) -> String {
     s
 }
 
-pub async fn page(State(state): State<AppState>, ctx: Ctx, Query(q): Query<SearchQuery>) -> Result<Response, DashError> {
+pub async fn page(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<SearchQuery>,
+) -> Result<Response, DashError> {
     let search = q.q.clone().unwrap_or_default();
     let page = state.suppression.list(search.trim(), q.cursor.as_deref().filter(|c| !c.is_empty()), 100).await?;
     Ok(ctx.layout(
@@ -55,7 +59,7 @@ pub async fn page(State(state): State<AppState>, ctx: Ctx, Query(q): Query<Searc
             div.cols {
                 section {
                     h2 { "Add" }
-                    form.card method="post" action=(ctx.url("/suppression")) {
+                    form.card #add-entries method="post" action=(ctx.url("/suppression")) {
                         (ctx.csrf_field())
                         div.field { label for="entries" { "Addresses or @domains, one per line" } textarea #entries name="entries" rows="4" required {} }
                         button type="submit" { "Add" }
@@ -96,11 +100,15 @@ pub async fn remove(State(state): State<AppState>, ctx: Ctx, body: axum::body::B
 
 pub async fn import(State(state): State<AppState>, ctx: Ctx, mut multipart: Multipart) -> Result<Response, DashError> {
     let mut csv = None;
-    while let Some(field) =
-        multipart.next_field().await.map_err(|e| DashError::bad_request(format!("the upload could not be read: {e}")))?
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| DashError::bad_request(format!("the upload could not be read: {e}")))?
     {
         if field.name() == Some("csv") {
-            csv = Some(field.bytes().await.map_err(|e| DashError::bad_request(format!("the file could not be read: {e}")))?);
+            csv = Some(
+                field.bytes().await.map_err(|e| DashError::bad_request(format!("the file could not be read: {e}")))?,
+            );
         }
     }
     let csv = csv.filter(|b| !b.is_empty()).ok_or_else(|| DashError::bad_request("choose a CSV file to import"))?;
@@ -110,6 +118,12 @@ pub async fn import(State(state): State<AppState>, ctx: Ctx, mut multipart: Mult
 
 pub async fn export(State(state): State<AppState>) -> Result<Response, DashError> {
     let csv = state.suppression.export_csv().await?;
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"suppression.csv\"")], csv)
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"suppression.csv\""),
+        ],
+        csv,
+    )
         .into_response())
 }
