@@ -331,7 +331,7 @@ pub fn badge(text: &str, kind: &str) -> Markup {
 
 /// A usage bar with its numbers as text (the bar is decoration).
 pub fn meter(used: u64, of: u64) -> Markup {
-    let pct = if of == 0 { 0 } else { (used.min(of) * 100 / of) as u32 };
+    let pct = (used.min(of) * 100).checked_div(of).unwrap_or(0);
     html! {
         span.meter role="img" aria-label={ (used) " of " (of) } {
             span.fill style={ "width:" (pct) "%" } {}
