@@ -6,7 +6,10 @@
 //! BENCH_MAILBOXES (default 8, = concurrency).
 //!
 //! Prints coldsend's msg/s, smtp-source's msg/s and their ratio, the worker's CPU
-//! seconds per 1,000 messages, and Redis commands per sent email (INFO commandstats).
+//! seconds per 1,000 messages, Redis commands per sent email (INFO commandstats, Lua
+//! included), and — in a second, untimed campaign watched by MONITOR — the top-level
+//! commands per sent email: an upper bound on round trips (each command of a pipeline
+//! counts, Lua-internal calls do not).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +45,54 @@ fn redis_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
         .collect();
     calls.sort_by_key(|c| std::cmp::Reverse(c.1));
     calls
+}
+
+/// Counts the commands clients send (not those run inside scripts) while it runs.
+struct Monitor {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Monitor {
+    fn start(url: &str) -> Self {
+        let mut con = redis::Client::open(url).expect("url").get_connection().expect("connect");
+        con.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        let _: () = redis::cmd("MONITOR").query(&mut con).expect("MONITOR");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut top_level = 0u64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match con.recv_response() {
+                    Ok(redis::Value::SimpleString(line)) if !line.contains(" lua] ") => top_level += 1,
+                    Ok(_) => {}
+                    Err(e) if e.is_timeout() => {}
+                    Err(e) => panic!("MONITOR: {e}"),
+                }
+            }
+            top_level
+        });
+        Self { stop, thread }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("monitor thread")
+    }
+}
+
+/// Polls the campaign's sent counter until it reaches `n`.
+async fn wait_sent(rconn: &mut redis::Connection, cid: &str, n: usize) {
+    let started = Instant::now();
+    loop {
+        let sent: Option<u64> =
+            redis::cmd("HGET").arg(format!("cstest:stats:{cid}")).arg("sent").query(rconn).expect("HGET");
+        if sent.unwrap_or(0) >= n as u64 {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "benchmark did not finish in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::main]
@@ -114,18 +165,25 @@ async fn main() {
     let cpu0 = cpu_seconds(worker_pid);
     let started = Instant::now();
     api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
-    let stats_key = format!("cstest:stats:{cid}");
-    loop {
-        let sent: Option<u64> = redis::cmd("HGET").arg(&stats_key).arg("sent").query(&mut rconn).expect("HGET");
-        if sent.unwrap_or(0) >= messages as u64 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(600), "benchmark did not finish in 10 minutes");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_sent(&mut rconn, &cid, messages).await;
     let coldsend_secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(worker_pid) - cpu0;
     let calls = redis_calls(&mut rconn);
+
+    // Untimed: a second campaign of the same shape under MONITOR, for the top-level
+    // commands per email (MONITOR slows Redis, so it stays out of the timed run).
+    let watched = messages.min(2000);
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let cid2 = c["id"].as_str().expect("campaign").to_owned();
+    let leads: Vec<_> =
+        (0..watched).map(|i| json!({"email": format!("m{i}@example.test"), "first_name": format!("M{i}")})).collect();
+    for chunk in leads.chunks(1000) {
+        api.call(Method::POST, &format!("/campaigns/{cid2}/leads"), Some(&json!({"leads": chunk}))).await;
+    }
+    let monitor = Monitor::start(&stack.redis.url());
+    api.call(Method::POST, &format!("/campaigns/{cid2}/start"), None).await;
+    wait_sent(&mut rconn, &cid2, watched).await;
+    let top_level = monitor.finish();
 
     let started = Instant::now();
     let status = Command::new("smtp-source")
@@ -154,4 +212,9 @@ async fn main() {
     println!("              {:>9.1} script calls per sent email (reserve, DATA phase, sent)", per(scripts));
     let top: Vec<String> = calls.iter().take(8).map(|(c, n)| format!("{c} {:.1}", per(*n))).collect();
     println!("              top: {}", top.join(", "));
+    println!(
+        "              {:>9.2} top-level commands per sent email (MONITOR, {watched} emails, every client incl. the \
+         benchmark's own polling): at most this many round trips",
+        top_level as f64 / watched as f64
+    );
 }

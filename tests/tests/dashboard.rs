@@ -93,8 +93,28 @@ impl Ui {
         el.send_keys(text).await.expect("type");
     }
 
-    async fn submit(&self, selector: &str) {
+    /// Clicks `selector` (a checkbox, say) on this page.
+    async fn click(&self, selector: &str) {
         self.css(selector).await.click().await.expect("click");
+    }
+
+    /// Clicks `selector` and waits for the new page it leads to (a form's answer or redirect).
+    async fn submit(&self, selector: &str) {
+        let el = self.css(selector).await;
+        self.b.execute("window.__before_submit = true;", vec![]).await.expect("mark page");
+        el.click().await.expect("click");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let fresh = self
+                .b
+                .execute("return window.__before_submit !== true && document.readyState === 'complete';", vec![])
+                .await;
+            if fresh.ok() == Some(serde_json::Value::Bool(true)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "clicking {selector} never led to a new page");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn text(&self, selector: &str) -> String {
@@ -172,13 +192,59 @@ async fn refused_without_a_session(base: &str) {
     assert!(r.headers().get("set-cookie").is_none());
 }
 
+/// A second `coldsend serve` on the same Redis, as a reverse proxy would see it under
+/// `/cs` over TLS: every link, redirect and the cookie carry the prefix; the cookie is Secure.
+async fn behind_a_proxy_under_a_path(stack: &Stack, mail: &Mail) {
+    let port = free_port();
+    let mut env = coldsend_tests::coldsend_env(&stack.redis, Some(mail), port);
+    env.push(("COLDSEND_DASHBOARD__PATH_PREFIX".into(), "/cs".into()));
+    let _api = coldsend_tests::Proc::spawn("coldsend", &["serve"], &env);
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the second API never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let page = http.get(format!("{base}/dashboard/signin")).send().await.expect("get").text().await.expect("body");
+    assert!(
+        page.contains(r#"action="/cs/dashboard/signin""#) && page.contains(r#"href="/cs/dashboard/assets/app.css""#),
+        "{page}"
+    );
+    let r = http
+        .post(format!("{base}/dashboard/signin"))
+        .header("x-forwarded-proto", "https")
+        .form(&[("key", API_KEY)])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/cs/dashboard/mailboxes");
+    let cookie = r.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+    assert!(
+        cookie.contains("Path=/cs/dashboard") && cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().expect("pair").to_owned();
+    let page = http.get(format!("{base}/dashboard/queues")).header("cookie", &session).send().await.expect("get");
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("body");
+    assert!(page.contains(r#"href="/cs/dashboard/mailboxes""#) && !page.contains(r#"href="/dashboard/"#), "{page}");
+}
+
 #[tokio::test]
 async fn an_operator_runs_a_campaign_from_the_dashboard() {
-    let mail = Mail::start("ann:annpw lead01:x lead02:x lead03:x");
+    let mail = Mail::start("ann:annpw lead01:x lead02:x lead03:x tester:x");
     let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
-    env.extend([("COLDSEND_SCAN__INTERVAL_SECS", "1"), ("COLDSEND_SCAN__MIN_INTERVAL_SECS", "1")]);
+    env.extend([
+        ("COLDSEND_SCAN__INTERVAL_SECS", "1"),
+        ("COLDSEND_SCAN__MIN_INTERVAL_SECS", "1"),
+        // Only so the Google button has a client to send the browser off with.
+        ("COLDSEND_OAUTH__GOOGLE__CLIENT_ID", "coldsend-test.apps.example"),
+    ]);
     let stack = Stack::start_with(Some(&mail), &env, 1);
     refused_without_a_session(&stack.base_url).await;
+    behind_a_proxy_under_a_path(&stack, &mail).await;
 
     let driver = Driver::start();
     let shots = repo_root().join("docs/screenshots");
@@ -236,10 +302,42 @@ async fn an_operator_runs_a_campaign_from_the_dashboard() {
     ui.wait_text(&mailbox_page, "#status", "ACTIVE", 60).await;
     assert!(!ui.b.source().await.expect("source").contains("annpw"), "no password is ever rendered");
 
+    // Edit: a lower daily limit is today's cap at once (no re-validation for it).
+    ui.fill("#daily_limit", "15").await;
+    ui.submit(&format!("form[action$='/mailboxes/{account_id}'] button")).await;
+    assert!(ui.text("[role=status]").await.contains("Saved."));
+    assert!(ui.text("#status").await.contains("/ 15"), "{}", ui.text("#status").await);
+    assert!(ui.text("#status").await.contains("ACTIVE"));
+
+    // The Google button sends the browser to Google's consent page (followed here only as
+    // far as the redirect: nothing leaves the machine).
+    let csrf = ui.css("input[name=csrf]").await.prop("value").await.expect("csrf").expect("csrf value");
+    let session = ui.b.get_named_cookie("coldsend_session").await.expect("cookie").value().to_owned();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let r = http
+        .post(format!("{}/dashboard/mailboxes/connect/google", stack.base_url))
+        .header("cookie", format!("coldsend_session={session}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email_address", "bob@example.test"),
+            ("display_name", "Bob"),
+            ("daily_limit", "30"),
+        ])
+        .send()
+        .await
+        .expect("connect");
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+    let location = r.headers()["location"].to_str().expect("location").to_owned();
+    assert!(location.starts_with("https://accounts.google.com/"), "{location}");
+    assert!(
+        location.contains("client_id=coldsend-test.apps.example") && location.contains("login_hint=bob%40example.test"),
+        "{location}"
+    );
+
     // A campaign, its leads from a CSV (one bad row), a preview, then start.
     ui.go("/campaigns/new").await;
     ui.fill("#name", "Dashboard launch").await;
-    ui.submit(&format!("#m-{account_id}")).await;
+    ui.click(&format!("#m-{account_id}")).await;
     ui.fill("#subject0", "Hello {{ first_name }}").await;
     ui.fill("#text0", "Hi {{ first_name }}, a quick question.").await;
     ui.fill("#text1", "Following up, {{ first_name }}.").await;
@@ -266,6 +364,18 @@ async fn an_operator_runs_a_campaign_from_the_dashboard() {
     assert!(preview.contains("Hello Lea") && preview.contains("Hi Lea, a quick question."), "{preview}");
     assert!(mail.messages("lead01").is_empty(), "a preview sends nothing");
 
+    // A test send of both steps to a tester, from the campaign's mailbox.
+    ui.fill("#test-to", "tester@example.test").await;
+    ui.submit("form[action$='/test-send'] button").await;
+    let result = ui.text("#result").await;
+    assert!(result.contains("Step 1: sent") && result.contains("Step 2: sent"), "{result}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mail.messages("tester").len() < 2 {
+        assert!(Instant::now() < deadline, "the tester never got both test emails");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(mail.messages("lead01").is_empty(), "a test send never reaches a lead");
+
     ui.submit("form[action$='/act/start'] button").await;
     assert!(ui.text("[role=status]").await.contains("RUNNING"));
     ui.wait_text(&campaign_page, "#summary", "3 sent", 60).await;
@@ -287,8 +397,23 @@ async fn an_operator_runs_a_campaign_from_the_dashboard() {
         "From: lead01@example.test\r\nTo: ann@example.test\r\nSubject: Re: Hello Lea\r\nMessage-ID: <dash-reply@example.test>\r\nIn-Reply-To: {}\r\n\r\nYes, tell me more.\r\n",
         first.trim()
     );
+    // The inbox is open when the reply arrives: it shows up without a reload.
+    ui.go("/inbox").await;
+    assert!(!ui.text("#inbox").await.contains("lead01@example.test"));
     mail.doveadm(&["save", "-u", "ann@example.test"], Some(reply.as_bytes()));
-    let row = ui.wait_text("/inbox", "#inbox", "lead01@example.test", 60).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let row = loop {
+        let text = ui.text("#inbox").await;
+        if text.contains("lead01@example.test") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the reply never appeared on the open inbox page: {text}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        ui.css("[data-live]").await.attr("data-refreshed").await.expect("attr").is_some(),
+        "refreshed by the page's script"
+    );
     assert!(row.contains("reply") && row.contains("In-Reply-To"), "kind and reason shown: {row}");
     ui.shot("inbox").await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -306,6 +431,20 @@ async fn an_operator_runs_a_campaign_from_the_dashboard() {
     assert_eq!(step1.attr("data-replied").await.expect("attr").as_deref(), Some("1"));
     let step2 = ui.css("#funnel tr[data-step='2']").await;
     assert_eq!(step2.attr("data-waiting").await.expect("attr").as_deref(), Some("2"), "lead02 and lead03 wait");
+
+    // Pause, edit the follow-up, preview it, resume.
+    ui.submit("form[action$='/act/pause'] button").await;
+    assert!(ui.text("[role=status]").await.contains("PAUSED"));
+    ui.submit("a[href$='/edit']").await;
+    ui.fill("#text1", "Edited follow-up, {{ first_name }}.").await;
+    ui.submit("form.card > button[type=submit]").await;
+    assert!(ui.text("[role=status]").await.contains("Saved."));
+    ui.css("#preview-lead").await.select_by_label("lead02@example.test").await.expect("select lead");
+    ui.submit("form[action$='/preview'] button").await;
+    let step2 = ui.text("article.preview[data-step='1']").await;
+    assert!(step2.contains("Edited follow-up, Leo."), "{step2}");
+    ui.submit("form[action$='/act/resume'] button").await;
+    assert!(ui.text("[role=status]").await.contains("RUNNING"));
 
     // The other pages render with what happened.
     ui.go("/campaigns").await;

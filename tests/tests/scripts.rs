@@ -246,23 +246,26 @@ async fn mark_sent_records_once_queues_the_next_step_and_completes_the_last() {
     let claim = w.claim(0, 0).await;
     assert_eq!(
         w.ledger
-            .mark_sent(&k, &w.account, Some("not-the-claim"), "<m0@x>", 2_000, Some(9_000), None)
+            .mark_sent(&k, &w.account, Some("not-the-claim"), "<m0@x>", 2_000, Some(9_000), None, None)
             .await
-            .expect("mark"),
+            .expect("mark")
+            .outcome,
         MarkedSent::Stale
     );
     assert_eq!(
         w.ledger
-            .mark_sent(&k, &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000), None)
+            .mark_sent(&k, &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000), None, None)
             .await
-            .expect("mark"),
+            .expect("mark")
+            .outcome,
         MarkedSent::Recorded
     );
     assert_eq!(
         w.ledger
-            .mark_sent(&k, &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000), None)
+            .mark_sent(&k, &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000), None, None)
             .await
-            .expect("mark"),
+            .expect("mark")
+            .outcome,
         MarkedSent::Duplicate
     );
     assert_eq!(w.stats().await.get("sent"), Some(&1), "counted once");
@@ -274,10 +277,56 @@ async fn mark_sent_records_once_queues_the_next_step_and_completes_the_last() {
 
     // the last step completes the lead
     let last = w.claim(0, 1).await;
-    let out =
-        w.ledger.mark_sent(&next, &w.account, Some(&last.attempt), "<m1@x>", 3_000, None, None).await.expect("mark");
-    assert_eq!(out, MarkedSent::Recorded);
+    let out = w
+        .ledger
+        .mark_sent(&next, &w.account, Some(&last.attempt), "<m1@x>", 3_000, None, None, None)
+        .await
+        .expect("mark");
+    assert_eq!(out.outcome, MarkedSent::Recorded);
     assert_eq!(w.lead_state(0).await, Some(LeadState::Completed));
+}
+
+/// A recorded send peeks at the mailbox's next due send in the campaign, as the dispatch
+/// loop would pick it (follow-ups first, only what is due by the peek time), with its lead.
+#[tokio::test]
+async fn mark_sent_peeks_at_the_next_due_send_with_its_lead() {
+    let w = World::new(3, None).await;
+    let claim = w.claim(0, 0).await;
+    let out = w
+        .ledger
+        .mark_sent(&w.key(0, 0), &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000), None, Some(2_000))
+        .await
+        .expect("mark");
+    assert_eq!(out.outcome, MarkedSent::Recorded);
+    // lead 0's follow-up is due at 9,000, after the peek time: a first step comes back.
+    let next = out.next.expect("a first step is due");
+    assert!(!next.due.followup);
+    assert_eq!(next.due.key.step, 0);
+    assert_ne!(next.due.key.lead, w.key(0, 0).lead);
+    let lead = next.lead.expect("its lead");
+    assert_eq!(lead.id, next.due.key.lead);
+    assert!(lead.email.as_str().ends_with("@example.test"));
+
+    // Peeking after 9,000: lead 0's follow-up goes first.
+    let (i, _) = (1..3).map(|i| (i, w.key(i, 0))).find(|(_, k)| *k == next.due.key).expect("one of ours");
+    let claim = w.claim(i, 0).await;
+    let out = w
+        .ledger
+        .mark_sent(&next.due.key, &w.account, Some(&claim.attempt), "<m1@x>", 3_000, Some(90_000), None, Some(10_000))
+        .await
+        .expect("mark");
+    let next = out.next.expect("the follow-up is due");
+    assert!(next.due.followup);
+    assert_eq!(next.due.key, w.key(0, 1));
+    assert_eq!(next.due.due_ms, 9_000);
+
+    // Without a peek, or when the record is not this attempt's, nothing comes back.
+    let k = w.key(3 - i, 0);
+    let claim = w.claim(3 - i, 0).await;
+    let stale = w.ledger.mark_sent(&k, &w.account, Some("not-ours"), "<m2@x>", 4_000, None, None, Some(99_000)).await;
+    assert!(stale.expect("mark").next.is_none());
+    let out = w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m2@x>", 4_000, None, None, None).await;
+    assert!(out.expect("mark").next.is_none());
 }
 
 #[tokio::test]
@@ -336,8 +385,9 @@ async fn a_late_250_from_the_claiming_attempt_settles_a_swept_send() {
     let claim = w.claim(0, 0).await;
     assert!(w.ledger.mark_data_phase(&k, &claim.attempt).await.expect("data"));
     assert_eq!(w.ledger.sweep(&k).await.expect("sweep"), Swept::Uncertain);
-    let out = w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m@x>", 1, None, None).await.expect("mark");
-    assert_eq!(out, MarkedSent::Recorded);
+    let out =
+        w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m@x>", 1, None, None, None).await.expect("mark");
+    assert_eq!(out.outcome, MarkedSent::Recorded);
     assert_eq!(w.stats().await.get("uncertain"), Some(&0));
     assert!(w.uncertain_members().await.is_empty());
 }
@@ -675,7 +725,7 @@ async fn the_bounce_rate_counts_recent_sends_and_pauses_once_past_the_limit() {
         let claim = w.claim(lead, 0).await;
         let k = w.key(lead, 0);
         w.ledger
-            .mark_sent(&k, &w.account, Some(&claim.attempt), "<m@x>", 2_000, Some(9_000), None)
+            .mark_sent(&k, &w.account, Some(&claim.attempt), "<m@x>", 2_000, Some(9_000), None, None)
             .await
             .expect("mark");
     }

@@ -33,7 +33,7 @@ use coldsend_core::storage::accounts::AccountStore;
 use coldsend_core::storage::campaigns::CampaignStore;
 use coldsend_core::storage::inbox::{Inbox, InboxEvent, InboxKind};
 use coldsend_core::storage::ledger::{
-    Claim, DueSend, Ledger, MarkedSent, Released, Reservation, ReserveArgs, SendState,
+    Claim, DueSend, Ledger, MarkedSent, Peeked, Released, Reservation, ReserveArgs, SendState,
 };
 use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
 use coldsend_core::unsubscribe::UnsubscribeSigner;
@@ -176,6 +176,8 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
     let mut sent = 0usize;
     let mut renewed = std::time::Instant::now();
     let mut view = None;
+    // The next due send and its lead, as the last recorded send's script found them.
+    let mut peeked: Option<Peeked> = None;
     loop {
         // Renew the lease now and then (not per send: each renewal is a round trip).
         if renewed.elapsed() > Duration::from_secs(state.config.stale_send_secs / 2) {
@@ -188,9 +190,12 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
             // Hand over at once: the successor runs on whichever replica is alive.
             return schedule(state, &job, Utc::now()).await;
         }
-        let next = step(state, &job, &mut view).await?;
+        let next = step(state, &job, &mut view, &mut peeked).await?;
         match next {
-            Next::Refresh => view = None,
+            Next::Refresh => {
+                view = None;
+                peeked = None;
+            }
             Next::End => {
                 state.sessions.lock().await.remove(&acct);
                 return Ok(());
@@ -277,7 +282,12 @@ async fn load_view(state: &DispatchState, acct: &AccountId) -> Result<Option<Mai
 }
 
 /// One decision: find the most urgent due email and try to send it.
-async fn step(state: &DispatchState, job: &Dispatch, cache: &mut Option<MailboxView>) -> Result<Next, BoxDynError> {
+async fn step(
+    state: &DispatchState,
+    job: &Dispatch,
+    cache: &mut Option<MailboxView>,
+    peeked: &mut Option<Peeked>,
+) -> Result<Next, BoxDynError> {
     let acct = &job.account_id;
     if cache.as_ref().is_none_or(|v| v.loaded.elapsed() > VIEW_TTL) {
         *cache = load_view(state, acct).await?;
@@ -318,7 +328,16 @@ async fn step(state: &DispatchState, job: &Dispatch, cache: &mut Option<MailboxV
         eligible.push(c);
     }
     let ids: Vec<_> = eligible.iter().map(|c| c.id).collect();
-    let Some(due) = state.ledger.next_due(acct, &ids, now.timestamp_millis()).await? else {
+    // The send the last record peeked at is the one `next_due` would pick when this is the
+    // only campaign that may send (follow-ups first, earliest first): take it without a read.
+    let peek = peeked
+        .take()
+        .filter(|p| ids.len() == 1 && ids[0] == p.due.key.campaign && p.due.due_ms <= now.timestamp_millis());
+    let (due, known_lead) = match peek {
+        Some(p) => (Some(p.due), p.lead),
+        None => (state.ledger.next_due(acct, &ids, now.timestamp_millis()).await?, None),
+    };
+    let Some(due) = due else {
         let mut wake = opens.into_iter().min().unwrap_or(idle).min(idle);
         if let Some(ms) = state.ledger.earliest_due(acct, &ids).await?
             && let Some(t) = DateTime::<Utc>::from_timestamp_millis(ms)
@@ -338,7 +357,7 @@ async fn step(state: &DispatchState, job: &Dispatch, cache: &mut Option<MailboxV
         return Ok(Next::WaitUntil(now + chrono::Duration::from_std(wait).unwrap_or_default()));
     }
     let from = Sender { account: &view.account, settings: &view.settings, campaign, cap, cap_key };
-    let next = send_one(state, job, from, &due, now).await?;
+    let next = send_one(state, job, from, &due, known_lead, now, peeked).await?;
     if matches!(next, Next::Refresh) {
         *cache = None;
         return Ok(Next::Continue);
@@ -390,19 +409,26 @@ struct Sender<'a> {
 }
 
 /// Sends the due email `due` if the ledger grants the claim: render, compose, claim,
-/// deliver, record.
+/// deliver, record. `known_lead` is the lead when the last record already read it;
+/// `peeked` receives the next due send this one's record finds.
 async fn send_one(
     state: &DispatchState,
     job: &Dispatch,
     from: Sender<'_>,
     due: &DueSend,
+    known_lead: Option<Lead>,
     now: DateTime<Utc>,
+    peeked: &mut Option<Peeked>,
 ) -> Result<Next, BoxDynError> {
     let key = &due.key;
     let span = info_span!("send", campaign_id = %key.campaign, lead_id = %key.lead, step = key.step);
     async move {
         let acct = &from.account.id;
-        let Some(lead) = state.campaigns.lead(&key.campaign, &key.lead).await? else {
+        let lead = match known_lead {
+            Some(lead) => Some(lead),
+            None => state.campaigns.lead(&key.campaign, &key.lead).await?,
+        };
+        let Some(lead) = lead else {
             state.ledger.cancel(key, acct, None, "lead no longer exists").await?;
             return Ok(Next::Continue);
         };
@@ -441,7 +467,7 @@ async fn send_one(
             Err(next) => return Ok(next),
         };
         let delivery = deliver(state, from.account, &composed.mail, key, &claim.attempt).await;
-        record(state, &from, due, &claim, &lead, &composed, delivery).await
+        record(state, &from, due, &claim, &lead, &composed, delivery, peeked).await
     }
     .instrument(span)
     .await
@@ -517,7 +543,9 @@ async fn claim(
 }
 
 /// Records what the server said, under the claim; `Refresh` when the mailbox's state
-/// changed (a pause began) so the loop must look again before the next send.
+/// changed (a pause began) so the loop must look again before the next send. A recorded
+/// send also peeks at the next due one (into `peeked`).
+#[allow(clippy::too_many_arguments)]
 async fn record(
     state: &DispatchState,
     from: &Sender<'_>,
@@ -526,13 +554,14 @@ async fn record(
     lead: &Lead,
     composed: &Email,
     delivery: Delivery,
+    peeked: &mut Option<Peeked>,
 ) -> Result<Next, BoxDynError> {
     let (key, acct) = (&due.key, &from.account.id);
     let now_ms = Utc::now().timestamp_millis();
     match delivery {
         Delivery::Accepted(reply) => {
             let next_due = from.campaign.steps.get(key.step + 1).map(|s| now_ms + s.delay.as_millis() as i64);
-            let outcome = state
+            let marked = state
                 .ledger
                 .mark_sent(
                     key,
@@ -542,11 +571,13 @@ async fn record(
                     now_ms,
                     next_due,
                     Some(lead.email.as_str()),
+                    Some(now_ms),
                 )
                 .await?;
-            if outcome != MarkedSent::Recorded {
-                warn!(outcome = ?outcome, "accepted, but the send record was not this attempt's to write");
+            if marked.outcome != MarkedSent::Recorded {
+                warn!(outcome = ?marked.outcome, "accepted, but the send record was not this attempt's to write");
             }
+            *peeked = marked.next;
             info!(message_id = %composed.message_id, reply = %reply, "sent");
             metrics::send_outcome(acct, "sent");
             if from.settings.append_to_sent {

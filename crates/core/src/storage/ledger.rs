@@ -139,6 +139,22 @@ pub enum MarkedSent {
     Stale,
 }
 
+/// What `mark_sent` did and, when asked to peek, the mailbox's next due send in the same
+/// campaign with its lead (read in the same script, saving the next email two reads).
+#[derive(Debug, Clone)]
+pub struct MarkSent {
+    pub outcome: MarkedSent,
+    pub next: Option<Peeked>,
+}
+
+/// The next due send found by `mark_sent`'s peek.
+#[derive(Debug, Clone)]
+pub struct Peeked {
+    pub due: DueSend,
+    /// The lead's record (`None` if it is gone).
+    pub lead: Option<crate::lead::Lead>,
+}
+
 /// What the sweep did with a send left SENDING.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Swept {
@@ -423,7 +439,8 @@ impl Ledger {
     /// Records a 250 for the attempt holding the claim and queues the lead's next step (if
     /// any, and the lead is active). `attempt = None` is a confirmation from the Sent folder.
     /// `recipient` is named in the `sent` event (the send loop knows it; a confirmation
-    /// from the Sent folder does not).
+    /// from the Sent folder does not). With `peek_due_by_ms`, a recorded send also returns
+    /// the mailbox's next send in this campaign due by then, with its lead.
     #[allow(clippy::too_many_arguments)]
     pub async fn mark_sent(
         &self,
@@ -434,10 +451,11 @@ impl Ledger {
         now_ms: i64,
         next_due_ms: Option<i64>,
         recipient: Option<&str>,
-    ) -> Result<MarkedSent, redis::RedisError> {
+        peek_due_by_ms: Option<i64>,
+    ) -> Result<MarkSent, redis::RedisError> {
         let c = &key.campaign;
         let next = key.next_step();
-        let outcome: String = MARK_SENT
+        let outcome: (String, String, String, i64, String) = MARK_SENT
             .key(self.keys.send(key))
             .key(self.keys.due_followups(account, c))
             .key(self.keys.due_first(account, c))
@@ -451,6 +469,7 @@ impl Ledger {
             .key(self.keys.outbox())
             .key(self.keys.recent_sends(account))
             .key(self.keys.hourly_sends(account, &utc_day(now_ms)))
+            .key(self.keys.leads(c))
             .arg(attempt.unwrap_or(""))
             .arg(key.member())
             .arg(message_id)
@@ -475,15 +494,24 @@ impl Ledger {
             ))
             .arg(StepMetric::Sent.field(key.step))
             .arg(utc_hour(now_ms))
+            .arg(peek_due_by_ms.map(|ms| ms.to_string()).unwrap_or_default())
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(match outcome.as_str() {
+        let (outcome, member, due, followup, lead_json) = outcome;
+        // A zset score comes back from Lua as text.
+        let due_ms = due.parse::<f64>().map(|d| d as i64).unwrap_or(0);
+        let outcome = match outcome.as_str() {
             "recorded" => MarkedSent::Recorded,
             "confirmed" => MarkedSent::Confirmed,
             "duplicate" => MarkedSent::Duplicate,
             "stale" => MarkedSent::Stale,
             other => return Err(unexpected("send_mark_sent", other)),
-        })
+        };
+        let next = SendKey::parse_member(&member).map(|key| Peeked {
+            due: DueSend { key, followup: followup == 1, due_ms },
+            lead: serde_json::from_str(&lead_json).ok(),
+        });
+        Ok(MarkSent { outcome, next })
     }
 
     /// A transient failure that provably sent nothing: slot back, retry at `retry_at_ms`
@@ -701,7 +729,10 @@ impl Ledger {
     ) -> Result<MarkedSent, redis::RedisError> {
         let account: Option<String> = self.conn().hget(self.keys.send(key), "account").await?;
         let Some(account) = account.and_then(|a| a.parse::<AccountId>().ok()) else { return Ok(MarkedSent::Stale) };
-        self.mark_sent(key, &account, None, message_id, chrono::Utc::now().timestamp_millis(), next_due_ms, None).await
+        let marked = self
+            .mark_sent(key, &account, None, message_id, chrono::Utc::now().timestamp_millis(), next_due_ms, None, None)
+            .await?;
+        Ok(marked.outcome)
     }
 
     /// UNCERTAIN sends of a mailbox older than `older_than_ms` (not found in Sent since).

@@ -415,6 +415,11 @@ fn page(
                         select #test-from name="sender_account_id" {
                             @for a in &c.sender_account_ids { option value=(a) { (emails.get(a).cloned().unwrap_or_else(|| a.clone())) } }
                         } }
+                    div.field { label for="test-lead" { "Fill the templates from lead" }
+                        select #test-lead name="lead_id" {
+                            option value="" { "none (only the address)" }
+                            @for (i, l) in leads.iter().take(200).enumerate() { option value=(l.id) selected[i == 0] { (l.email) } }
+                        } }
                     button type="submit" { "Send the steps as tests" }
                 }
             }
@@ -570,10 +575,13 @@ pub async fn test_send(
     body: axum::body::Bytes,
 ) -> Result<Response, DashError> {
     let form = FormData::parse(&body)?;
-    let request = json!({
+    let mut request = json!({
         "to": form.get("to").unwrap_or_default(),
         "sender_account_id": form.get("sender_account_id").unwrap_or_default(),
     });
+    if let Some(lead) = form.get("lead_id") {
+        request["lead_id"] = lead.into();
+    }
     let t = state
         .previews
         .test_send(&id, &serde_json::to_vec(&request).unwrap_or_default(), Duration::from_secs(20))

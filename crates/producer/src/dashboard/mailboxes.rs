@@ -280,7 +280,7 @@ pub async fn show(
     headers: HeaderMap,
 ) -> Result<Response, DashError> {
     let v = state.accounts.get(&id).await?;
-    let usage = v.today.clone();
+    let usage = Some(state.campaigns.usage(&id).await?);
     let parsed: Vec<_> = v.id.parse().into_iter().collect();
     let hourly = state
         .dashboard

@@ -5,24 +5,29 @@
 -- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 message-ids, 6 stats, 7 lead-states,
 --       8 next step's send, 9 lead-progress, 10 uncertain (the mailbox's), 11 the webhook outbox,
 --       12 the mailbox's recent sends (for its bounce rate), 13 the mailbox's sends per hour of
---       the send's UTC day
+--       the send's UTC day, 14 the campaign's leads
 -- ARGV: 1 attempt id ('' = Sent-folder confirmation), 2 member, 3 Message-ID, 4 now (ms), 5 lead id,
 --       6 next step's member ('' = last step), 7 next step due (ms), 8 account id,
 --       9 the `sent` event (JSON), 10 the lead's `lead_state` COMPLETED event (JSON),
---       11 the step's `sent` field in the stats hash, 12 the send's UTC hour (0-23)
+--       11 the step's `sent` field in the stats hash, 12 the send's UTC hour (0-23),
+--       13 peek: '' or a time (ms) — after recording, return the mailbox's next send in this
+--       campaign due by then (follow-ups first, as the dispatch loop picks) and its lead, so
+--       the loop's next email needs no read of its own
 -- Events are published in the same step as the change they tell, so none is lost.
--- Returns 'recorded' | 'confirmed' (already SENT, now confirmed) | 'duplicate' | 'stale'.
+-- Returns {outcome, next member, its due (ms), 1 if a follow-up, the lead's JSON} ('' / 0 when
+-- nothing was peeked); outcome 'recorded' | 'confirmed' (already SENT, now confirmed) |
+-- 'duplicate' | 'stale'.
 local st = redis.call('HGET', KEYS[1], 'state')
 local confirming = ARGV[1] == ''
 if st == 'SENT' then
-  if confirming then redis.call('HSET', KEYS[1], 'confirmed', 1); return 'confirmed' end
-  return 'duplicate'
+  if confirming then redis.call('HSET', KEYS[1], 'confirmed', 1); return {'confirmed', '', 0, 0, ''} end
+  return {'duplicate', '', 0, 0, ''}
 end
 if confirming then
-  if st ~= 'UNCERTAIN' then return 'stale' end
+  if st ~= 'UNCERTAIN' then return {'stale', '', 0, 0, ''} end
 else
   if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or (st ~= 'SENDING' and st ~= 'UNCERTAIN') then
-    return 'stale'
+    return {'stale', '', 0, 0, ''}
   end
 end
 if st == 'UNCERTAIN' then
@@ -55,4 +60,18 @@ if redis.call('HGET', KEYS[7], ARGV[5]) == 'ACTIVE' then
     redis.call('ZADD', KEYS[2], 'NX', ARGV[7], ARGV[6])
   end
 end
-return 'recorded'
+if ARGV[13] ~= '' then
+  local followup = 1
+  local head = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[13], 'WITHSCORES', 'LIMIT', 0, 1)
+  if #head == 0 then
+    followup = 0
+    head = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[13], 'WITHSCORES', 'LIMIT', 0, 1)
+  end
+  if #head > 0 then
+    -- A member is <campaign>:<lead>:<step>.
+    local lead = string.match(head[1], '^[^:]+:([^:]+):')
+    local json = lead and redis.call('HGET', KEYS[14], lead)
+    return {'recorded', head[1], head[2], followup, json or ''}
+  end
+end
+return {'recorded', '', 0, 0, ''}
