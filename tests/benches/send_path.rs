@@ -50,7 +50,7 @@ fn redis_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
 /// Counts the commands clients send (not those run inside scripts) while it runs.
 struct Monitor {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<u64>,
+    thread: std::thread::JoinHandle<(u64, Vec<(String, u64)>)>,
 }
 
 impl Monitor {
@@ -62,20 +62,28 @@ impl Monitor {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut top_level = 0u64;
+            let mut by_name: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 match con.recv_response() {
-                    Ok(redis::Value::SimpleString(line)) if !line.contains(" lua] ") => top_level += 1,
+                    Ok(redis::Value::SimpleString(line)) if !line.contains(" lua] ") => {
+                        top_level += 1;
+                        // `<time> [<db> <client>] "<COMMAND>" …`
+                        let name = line.split('"').nth(1).unwrap_or("?").to_ascii_lowercase();
+                        *by_name.entry(name).or_default() += 1;
+                    }
                     Ok(_) => {}
                     Err(e) if e.is_timeout() => {}
                     Err(e) => panic!("MONITOR: {e}"),
                 }
             }
-            top_level
+            let mut by_name: Vec<(String, u64)> = by_name.into_iter().collect();
+            by_name.sort_by_key(|c| std::cmp::Reverse(c.1));
+            (top_level, by_name)
         });
         Self { stop, thread }
     }
 
-    fn finish(self) -> u64 {
+    fn finish(self) -> (u64, Vec<(String, u64)>) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().expect("monitor thread")
     }
@@ -183,7 +191,7 @@ async fn main() {
     let monitor = Monitor::start(&stack.redis.url());
     api.call(Method::POST, &format!("/campaigns/{cid2}/start"), None).await;
     wait_sent(&mut rconn, &cid2, watched).await;
-    let top_level = monitor.finish();
+    let (top_level, top_level_names) = monitor.finish();
 
     let started = Instant::now();
     let status = Command::new("smtp-source")
@@ -217,4 +225,7 @@ async fn main() {
          benchmark's own polling): at most this many round trips",
         top_level as f64 / watched as f64
     );
+    let names: Vec<String> =
+        top_level_names.iter().take(8).map(|(c, n)| format!("{c} {:.2}", *n as f64 / watched as f64)).collect();
+    println!("              top-level: {}", names.join(", "));
 }

@@ -10,7 +10,9 @@ use coldsend_core::lead::{Lead, LeadInput, LeadState};
 use coldsend_core::send_key::SendKey;
 use coldsend_core::storage::campaigns::{CampaignStore, SuppressionReason};
 use coldsend_core::storage::keys::Keys;
-use coldsend_core::storage::ledger::{Claim, Ledger, MarkedSent, Released, Reservation, ReserveArgs, SendState, Swept};
+use coldsend_core::storage::ledger::{
+    Claim, Ledger, MarkedSent, Peek, Released, Reservation, ReserveArgs, SendState, Swept,
+};
 use coldsend_tests::Redis;
 use redis::AsyncCommands;
 
@@ -286,15 +288,19 @@ async fn mark_sent_records_once_queues_the_next_step_and_completes_the_last() {
     assert_eq!(w.lead_state(0).await, Some(LeadState::Completed));
 }
 
-/// A recorded send peeks at the mailbox's next due send in the campaign, as the dispatch
-/// loop would pick it (follow-ups first, only what is due by the peek time), with its lead.
+/// A recorded send peeks at the mailbox's next due send among the campaigns it may send
+/// for, as `next_due` would pick it (follow-ups first, only what is due by the peek time),
+/// with its lead; a campaign with nothing queued is passed over.
 #[tokio::test]
 async fn mark_sent_peeks_at_the_next_due_send_with_its_lead() {
     let w = World::new(3, None).await;
+    let idle = CampaignId::new_random();
+    let among = [idle, w.campaign];
+    let peek = |by| Some(Peek { due_by_ms: by, campaigns: &among });
     let claim = w.claim(0, 0).await;
     let out = w
         .ledger
-        .mark_sent(&w.key(0, 0), &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000), None, Some(2_000))
+        .mark_sent(&w.key(0, 0), &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000), None, peek(2_000))
         .await
         .expect("mark");
     assert_eq!(out.outcome, MarkedSent::Recorded);
@@ -303,6 +309,7 @@ async fn mark_sent_peeks_at_the_next_due_send_with_its_lead() {
     assert!(!next.due.followup);
     assert_eq!(next.due.key.step, 0);
     assert_ne!(next.due.key.lead, w.key(0, 0).lead);
+    assert_eq!(next.among, among, "what it was picked among");
     let lead = next.lead.expect("its lead");
     assert_eq!(lead.id, next.due.key.lead);
     assert!(lead.email.as_str().ends_with("@example.test"));
@@ -312,7 +319,7 @@ async fn mark_sent_peeks_at_the_next_due_send_with_its_lead() {
     let claim = w.claim(i, 0).await;
     let out = w
         .ledger
-        .mark_sent(&next.due.key, &w.account, Some(&claim.attempt), "<m1@x>", 3_000, Some(90_000), None, Some(10_000))
+        .mark_sent(&next.due.key, &w.account, Some(&claim.attempt), "<m1@x>", 3_000, Some(90_000), None, peek(10_000))
         .await
         .expect("mark");
     let next = out.next.expect("the follow-up is due");
@@ -323,7 +330,7 @@ async fn mark_sent_peeks_at_the_next_due_send_with_its_lead() {
     // Without a peek, or when the record is not this attempt's, nothing comes back.
     let k = w.key(3 - i, 0);
     let claim = w.claim(3 - i, 0).await;
-    let stale = w.ledger.mark_sent(&k, &w.account, Some("not-ours"), "<m2@x>", 4_000, None, None, Some(99_000)).await;
+    let stale = w.ledger.mark_sent(&k, &w.account, Some("not-ours"), "<m2@x>", 4_000, None, None, peek(99_000)).await;
     assert!(stale.expect("mark").next.is_none());
     let out = w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m2@x>", 4_000, None, None, None).await;
     assert!(out.expect("mark").next.is_none());

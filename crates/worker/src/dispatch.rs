@@ -22,7 +22,7 @@ use coldsend_core::AccountStatus;
 use coldsend_core::account::{AccountId, SenderAccount};
 use coldsend_core::bounce::{BounceClass, BounceReason, SenderLimit};
 use coldsend_core::campaign::Pacing;
-use coldsend_core::campaign::{Campaign, CampaignState};
+use coldsend_core::campaign::{Campaign, CampaignId, CampaignState};
 use coldsend_core::capacity::{self, SendingSettings};
 use coldsend_core::jobs::Dispatch;
 use coldsend_core::lead::{Lead, LeadState};
@@ -33,7 +33,7 @@ use coldsend_core::storage::accounts::AccountStore;
 use coldsend_core::storage::campaigns::CampaignStore;
 use coldsend_core::storage::inbox::{Inbox, InboxEvent, InboxKind};
 use coldsend_core::storage::ledger::{
-    Claim, DueSend, Ledger, MarkedSent, Peeked, Released, Reservation, ReserveArgs, SendState,
+    Claim, DueSend, Ledger, MarkedSent, Peek, Peeked, Released, Reservation, ReserveArgs, SendState,
 };
 use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
 use coldsend_core::unsubscribe::UnsubscribeSigner;
@@ -328,11 +328,9 @@ async fn step(
         eligible.push(c);
     }
     let ids: Vec<_> = eligible.iter().map(|c| c.id).collect();
-    // The send the last record peeked at is the one `next_due` would pick when this is the
-    // only campaign that may send (follow-ups first, earliest first): take it without a read.
-    let peek = peeked
-        .take()
-        .filter(|p| ids.len() == 1 && ids[0] == p.due.key.campaign && p.due.due_ms <= now.timestamp_millis());
+    // The last record's script already picked the next send as `next_due` does, among
+    // the same campaigns: take it without a read of its own.
+    let peek = peeked.take().filter(|p| p.among == ids && p.due.due_ms <= now.timestamp_millis());
     let (due, known_lead) = match peek {
         Some(p) => (Some(p.due), p.lead),
         None => (state.ledger.next_due(acct, &ids, now.timestamp_millis()).await?, None),
@@ -357,7 +355,7 @@ async fn step(
         return Ok(Next::WaitUntil(now + chrono::Duration::from_std(wait).unwrap_or_default()));
     }
     let from = Sender { account: &view.account, settings: &view.settings, campaign, cap, cap_key };
-    let next = send_one(state, job, from, &due, known_lead, now, peeked).await?;
+    let next = send_one(state, job, from, &due, known_lead, now, (&ids, peeked)).await?;
     if matches!(next, Next::Refresh) {
         *cache = None;
         return Ok(Next::Continue);
@@ -410,7 +408,8 @@ struct Sender<'a> {
 
 /// Sends the due email `due` if the ledger grants the claim: render, compose, claim,
 /// deliver, record. `known_lead` is the lead when the last record already read it;
-/// `peeked` receives the next due send this one's record finds.
+/// `peek` names the campaigns the mailbox may send for and receives the next due send
+/// among them that this one's record finds.
 async fn send_one(
     state: &DispatchState,
     job: &Dispatch,
@@ -418,7 +417,7 @@ async fn send_one(
     due: &DueSend,
     known_lead: Option<Lead>,
     now: DateTime<Utc>,
-    peeked: &mut Option<Peeked>,
+    peek: (&[CampaignId], &mut Option<Peeked>),
 ) -> Result<Next, BoxDynError> {
     let key = &due.key;
     let span = info_span!("send", campaign_id = %key.campaign, lead_id = %key.lead, step = key.step);
@@ -467,7 +466,7 @@ async fn send_one(
             Err(next) => return Ok(next),
         };
         let delivery = deliver(state, from.account, &composed.mail, key, &claim.attempt).await;
-        record(state, &from, due, &claim, &lead, &composed, delivery, peeked).await
+        record(state, &from, due, &claim, &lead, &composed, delivery, peek).await
     }
     .instrument(span)
     .await
@@ -554,7 +553,7 @@ async fn record(
     lead: &Lead,
     composed: &Email,
     delivery: Delivery,
-    peeked: &mut Option<Peeked>,
+    (among, peeked): (&[CampaignId], &mut Option<Peeked>),
 ) -> Result<Next, BoxDynError> {
     let (key, acct) = (&due.key, &from.account.id);
     let now_ms = Utc::now().timestamp_millis();
@@ -571,7 +570,7 @@ async fn record(
                     now_ms,
                     next_due,
                     Some(lead.email.as_str()),
-                    Some(now_ms),
+                    Some(Peek { due_by_ms: now_ms, campaigns: among }),
                 )
                 .await?;
             if marked.outcome != MarkedSent::Recorded {

@@ -151,8 +151,19 @@ pub struct MarkSent {
 #[derive(Debug, Clone)]
 pub struct Peeked {
     pub due: DueSend,
-    /// The lead's record (`None` if it is gone).
+    /// The lead's record (`None` if it is gone or unreadable: read it again).
     pub lead: Option<crate::lead::Lead>,
+    /// The campaigns it was picked among, in order: the peek stands for `next_due` only
+    /// over these.
+    pub among: Vec<CampaignId>,
+}
+
+/// What `mark_sent` should peek at: sends due by `due_by_ms` among `campaigns` (the
+/// campaigns the mailbox may send for, in the dispatch loop's order).
+#[derive(Debug, Clone, Copy)]
+pub struct Peek<'a> {
+    pub due_by_ms: i64,
+    pub campaigns: &'a [CampaignId],
 }
 
 /// What the sweep did with a send left SENDING.
@@ -439,8 +450,9 @@ impl Ledger {
     /// Records a 250 for the attempt holding the claim and queues the lead's next step (if
     /// any, and the lead is active). `attempt = None` is a confirmation from the Sent folder.
     /// `recipient` is named in the `sent` event (the send loop knows it; a confirmation
-    /// from the Sent folder does not). With `peek_due_by_ms`, a recorded send also returns
-    /// the mailbox's next send in this campaign due by then, with its lead.
+    /// from the Sent folder does not). With a `peek`, a recorded send also returns the
+    /// mailbox's next due send among the peek's campaigns, as `next_due` would pick it,
+    /// with its lead.
     #[allow(clippy::too_many_arguments)]
     pub async fn mark_sent(
         &self,
@@ -451,11 +463,12 @@ impl Ledger {
         now_ms: i64,
         next_due_ms: Option<i64>,
         recipient: Option<&str>,
-        peek_due_by_ms: Option<i64>,
+        peek: Option<Peek<'_>>,
     ) -> Result<MarkSent, redis::RedisError> {
         let c = &key.campaign;
         let next = key.next_step();
-        let outcome: (String, String, String, i64, String) = MARK_SENT
+        let mut invocation = MARK_SENT.prepare_invoke();
+        invocation
             .key(self.keys.send(key))
             .key(self.keys.due_followups(account, c))
             .key(self.keys.due_first(account, c))
@@ -468,8 +481,14 @@ impl Ledger {
             .key(self.keys.uncertain(account))
             .key(self.keys.outbox())
             .key(self.keys.recent_sends(account))
-            .key(self.keys.hourly_sends(account, &utc_day(now_ms)))
-            .key(self.keys.leads(c))
+            .key(self.keys.hourly_sends(account, &utc_day(now_ms)));
+        for p in peek.iter().flat_map(|p| p.campaigns) {
+            invocation
+                .key(self.keys.due_followups(account, p))
+                .key(self.keys.due_first(account, p))
+                .key(self.keys.leads(p));
+        }
+        let outcome: (String, String, String, i64, String) = invocation
             .arg(attempt.unwrap_or(""))
             .arg(key.member())
             .arg(message_id)
@@ -494,7 +513,8 @@ impl Ledger {
             ))
             .arg(StepMetric::Sent.field(key.step))
             .arg(utc_hour(now_ms))
-            .arg(peek_due_by_ms.map(|ms| ms.to_string()).unwrap_or_default())
+            .arg(peek.map(|p| p.due_by_ms.to_string()).unwrap_or_default())
+            .arg(key.step)
             .invoke_async(&mut self.conn())
             .await?;
         let (outcome, member, due, followup, lead_json) = outcome;
@@ -510,6 +530,7 @@ impl Ledger {
         let next = SendKey::parse_member(&member).map(|key| Peeked {
             due: DueSend { key, followup: followup == 1, due_ms },
             lead: serde_json::from_str(&lead_json).ok(),
+            among: peek.map(|p| p.campaigns.to_vec()).unwrap_or_default(),
         });
         Ok(MarkSent { outcome, next })
     }

@@ -310,7 +310,7 @@ fn leads_table(ctx: &Ctx, c: &CampaignView, leads: &[LeadView], emails: &HashMap
                 } }
                 tbody {
                     @for l in leads.iter().take(LEADS_SHOWN) {
-                        tr data-lead=(l.email) data-state=(l.state.map(|s| s.as_str()).unwrap_or("")) {
+                        tr id={ "lead-" (l.id) } data-lead=(l.email) data-state=(l.state.map(|s| s.as_str()).unwrap_or("")) {
                             td { (l.email) }
                             td { (l.first_name.clone().unwrap_or_default()) " " (l.last_name.clone().unwrap_or_default()) }
                             td { (l.company.clone().unwrap_or_default()) }

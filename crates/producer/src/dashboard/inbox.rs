@@ -64,7 +64,9 @@ fn rows(ctx: &Ctx, events: &[InboxEvent], emails: &HashMap<String, String>, name
                             td {
                                 @if let Some(c) = &e.campaign_id {
                                     a href=(ctx.url(&format!("/campaigns/{c}"))) { (names.get(c).cloned().unwrap_or_else(|| c.clone())) }
-                                    @if e.lead_id.is_some() { br; small { "lead of this thread" } }
+                                    @if let Some(l) = &e.lead_id {
+                                        br; a href=(ctx.url(&format!("/campaigns/{c}#lead-{l}"))) { small { "the lead" } }
+                                    }
                                 }
                             }
                         }

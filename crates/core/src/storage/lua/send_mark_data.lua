@@ -2,6 +2,7 @@
 -- KEYS: 1 send
 -- ARGV: 1 attempt id
 -- Returns 1 when this attempt still holds the claim, 0 when it lost it (nothing may be sent).
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'SENDING' then return 0 end
+local rec = redis.call('HMGET', KEYS[1], 'attempt', 'state')
+if rec[1] ~= ARGV[1] or rec[2] ~= 'SENDING' then return 0 end
 redis.call('HSET', KEYS[1], 'phase', 'data')
 return 1

@@ -9,22 +9,25 @@
 -- Returns {outcome, detail}: {'ok', used} | {'stale_chain'} | {'campaign_not_running'} |
 --   {'lead_inactive', state} | {'suppressed'} | {'not_queued', state} | {'cap', used} |
 --   {'campaign_cap'} | {'gap', next allowed (ms)}
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'stale_chain', ''} end
+-- One read for the chain, the cap counter and the gap marker.
+local chain_used_next = redis.call('MGET', KEYS[1], KEYS[6], KEYS[8])
+if chain_used_next[1] ~= ARGV[1] then return {'stale_chain', ''} end
 if redis.call('HGET', KEYS[2], 'state') ~= 'RUNNING' then return {'campaign_not_running', ''} end
 local ls = redis.call('HGET', KEYS[3], ARGV[6])
 if ls ~= 'ACTIVE' then return {'lead_inactive', ls or ''} end
-if redis.call('HEXISTS', KEYS[4], ARGV[7]) == 1 or redis.call('HEXISTS', KEYS[4], ARGV[12]) == 1 then
+local suppressed = redis.call('HMGET', KEYS[4], ARGV[7], ARGV[12])
+if suppressed[1] or suppressed[2] then
   redis.call('HSET', KEYS[3], ARGV[6], 'SUPPRESSED')
   return {'suppressed', ''}
 end
 local st = redis.call('HGET', KEYS[5], 'state')
 if st ~= 'QUEUED' then return {'not_queued', st or ''} end
-local used = tonumber(redis.call('GET', KEYS[6]) or '0')
+local used = tonumber(chain_used_next[2] or '0')
 if used >= tonumber(ARGV[3]) then return {'cap', tostring(used)} end
 local ccap = tonumber(ARGV[4])
 if ccap > 0 and tonumber(redis.call('GET', KEYS[7]) or '0') >= ccap then return {'campaign_cap', ''} end
 local now = tonumber(ARGV[2])
-local nxt = tonumber(redis.call('GET', KEYS[8]) or '0')
+local nxt = tonumber(chain_used_next[3] or '0')
 if now < nxt then return {'gap', tostring(nxt)} end
 if redis.call('INCR', KEYS[6]) == 1 then redis.call('EXPIRE', KEYS[6], ARGV[11]) end
 local camp_key = ''
