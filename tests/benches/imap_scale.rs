@@ -2,8 +2,13 @@
 //! Messages are delivered to random mailboxes throughout; for each, the lag from
 //! delivery to its classification (the master-inbox event) is measured.
 //!
-//! Run: `scripts/bench.sh scale` (BENCH_MAILBOXES=1000, BENCH_INTERVAL=60, BENCH_SECONDS=180).
-//! Prints polls per second, lag p50/p99, worker CPU per poll and resident memory per mailbox.
+//! Run: `scripts/bench.sh scale` (BENCH_MAILBOXES=1000, BENCH_INTERVAL=60, BENCH_SECONDS=180,
+//! BENCH_LATENCY_MS=0: one-way delay added between the worker and Dovecot's IMAP port by a
+//! proxy, 100 for a provider's real round trips; BENCH_KEEP_SESSIONS and
+//! BENCH_SCAN_CONCURRENCY set the worker's `scan.keep_sessions` and
+//! `worker.scan_concurrency`). Prints polls per second, the schedule lag (scan start vs due
+//! time) and the delivery → classified lag, worker CPU per poll, resident memory per
+//! mailbox, connections opened, and Dovecot's CPU.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -37,6 +42,35 @@ fn scan_jobs(metrics: &str) -> f64 {
         .sum()
 }
 
+/// A quantile of a summary the worker exports (over its last minute or so).
+fn quantile(metrics: &str, name: &str, q: &str) -> Option<f64> {
+    let prefix = format!("{name}{{quantile=\"{q}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+}
+
+/// CPU seconds of a process and of its reaped children.
+fn cpu_with_children(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12) + ticks(13) + ticks(14)) / 100.0
+}
+
+/// CPU seconds of Dovecot: the master with its reaped children, plus every live child.
+fn dovecot_cpu(master: u32) -> f64 {
+    let mut total = cpu_with_children(master);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let ppid: u32 = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == master {
+            total += proc_stat(pid).0;
+        }
+    }
+    total
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -46,13 +80,21 @@ async fn main() {
     let n = env_num("BENCH_MAILBOXES", 1000) as usize;
     let interval = env_num("BENCH_INTERVAL", 60);
     let seconds = env_num("BENCH_SECONDS", 180);
+    let latency_ms = env_num("BENCH_LATENCY_MS", 0);
+    let keep = env_num("BENCH_KEEP_SESSIONS", 50).to_string();
+    let scan_concurrency = env_num("BENCH_SCAN_CONCURRENCY", 64).to_string();
     let users: Vec<String> = (0..n).map(|i| format!("u{i:04}:pw{i}")).collect();
     let mail = Mail::start(&users.join(" "));
+    // The worker reaches IMAP through the delaying proxy; validation and delivery do not care.
+    let proxy =
+        coldsend_tests::fixtures::LatencyProxy::start(mail.imaps_port(), Duration::from_millis(latency_ms)).await;
     let interval_s = interval.to_string();
     let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
     env.extend([
         ("COLDSEND_SCAN__INTERVAL_SECS", interval_s.as_str()),
         ("COLDSEND_SCAN__MIN_INTERVAL_SECS", "1"),
+        ("COLDSEND_SCAN__KEEP_SESSIONS", keep.as_str()),
+        ("COLDSEND_WORKER__SCAN_CONCURRENCY", scan_concurrency.as_str()),
         ("COLDSEND_WORKER__DISPATCH_CONCURRENCY", "128"),
         ("COLDSEND_WORKER__VALIDATE_CONCURRENCY", "16"),
         ("RUST_LOG", "warn"),
@@ -62,8 +104,7 @@ async fn main() {
     let registering = Instant::now();
     let mut ids = Vec::new();
     for i in 0..n {
-        let body =
-            account_json(&format!("u{i:04}"), &format!("pw{i}"), mail.submission_port(), true, mail.imaps_port(), 100);
+        let body = account_json(&format!("u{i:04}"), &format!("pw{i}"), mail.submission_port(), true, proxy.port, 100);
         let (_, created) = api.create(&body).await;
         ids.push(created["id"].as_str().expect("id").to_owned());
     }
@@ -77,6 +118,9 @@ async fn main() {
     let worker = &stack.workers[0];
     let pid = worker.pid();
     let (cpu0, _) = proc_stat(pid);
+    let dovecot = mail.dovecot_pid().expect("Dovecot's master.pid");
+    let dovecot0 = dovecot_cpu(dovecot);
+    let connections0 = proxy.accepted.load(std::sync::atomic::Ordering::Relaxed);
     let polls0 = scan_jobs(&worker.health_get("/metrics").1);
     let started = Instant::now();
     let mut sent: HashMap<String, Instant> = HashMap::new();
@@ -94,7 +138,12 @@ async fn main() {
     }
     let window = started.elapsed().as_secs_f64();
     let (cpu1, rss_mb) = proc_stat(pid);
-    let polls = scan_jobs(&worker.health_get("/metrics").1) - polls0;
+    let dovecot1 = dovecot_cpu(dovecot);
+    let connections = proxy.accepted.load(std::sync::atomic::Ordering::Relaxed) - connections0;
+    let metrics = worker.health_get("/metrics").1;
+    let polls = scan_jobs(&metrics) - polls0;
+    let lag = |q| quantile(&metrics, "coldsend_scan_schedule_lag_seconds", q).unwrap_or(f64::NAN);
+    let (lag50, lag99, lag_max) = (lag("0.5"), lag("0.99"), lag("1"));
     // Wait one more interval so every probe can be classified, then read the lags.
     tokio::time::sleep(Duration::from_secs(interval + 5)).await;
     let mut lags = Vec::new();
@@ -114,7 +163,10 @@ async fn main() {
         lags.push((event_ms.saturating_sub(delivered_ms)) as f64 / 1000.0);
     }
     lags.sort_by(f64::total_cmp);
-    println!("scan scale: {n} mailboxes, {interval} s interval, one worker, {window:.0} s window, {k} probe messages");
+    println!(
+        "scan scale: {n} mailboxes, {interval} s interval, one worker, {window:.0} s window, {k} probe messages, \
+         {latency_ms} ms added each way, keep_sessions {keep}, scan_concurrency {scan_concurrency}"
+    );
     println!(
         "polls/s       {:>8.1}  (expected {:.1} = mailboxes / interval)",
         polls / window,
@@ -122,12 +174,24 @@ async fn main() {
     );
     if !lags.is_empty() {
         println!(
-            "lag p50       {:>8.1} s   p99 {:.1} s   ({} of {k} classified)",
+            "delivered → classified  p50 {:.1} s   p99 {:.1} s   ({} of {k} classified)",
             percentile(&lags, 0.5),
             percentile(&lags, 0.99),
             lags.len()
         );
     }
+    println!(
+        "schedule lag  p50 {lag50:.2} s   p99 {lag99:.2} s   max {lag_max:.2} s  (scan start vs due, last minute)"
+    );
     println!("CPU per poll  {:>8.2} ms (worker)", (cpu1 - cpu0) * 1000.0 / polls.max(1.0));
+    println!(
+        "connections   {:>8.2} per poll ({connections} opened in the window)",
+        connections as f64 / polls.max(1.0)
+    );
+    println!(
+        "Dovecot CPU   {:>8.2} ms per poll, {:.0} % of one core",
+        (dovecot1 - dovecot0) * 1000.0 / polls.max(1.0),
+        (dovecot1 - dovecot0) * 100.0 / window
+    );
     println!("memory        {:>8.1} MB resident, {:.1} KB per mailbox", rss_mb, rss_mb * 1024.0 / n as f64);
 }

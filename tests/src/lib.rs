@@ -220,6 +220,11 @@ impl Mail {
         self.env.get(key).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{key} missing from harness env"))
     }
 
+    /// Dovecot's master process (its CPU includes that of the children it reaped).
+    pub fn dovecot_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("run/dovecot/master.pid")).ok()?.trim().parse().ok()
+    }
+
     /// 25-style: no AUTH, local delivery (for test mail from "outside").
     pub fn smtp_port(&self) -> u16 {
         self.port("MH_SMTP_PORT")

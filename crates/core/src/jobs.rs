@@ -40,6 +40,10 @@ pub struct Dispatch {
 pub struct Scan {
     pub account_id: AccountId,
     pub token: String,
+    /// When the scan is due (ms since the epoch; 0 when queued by an older version): how
+    /// late it starts is the schedule lag the worker reports.
+    #[serde(default)]
+    pub due_ms: i64,
 }
 
 /// Send a stored test send (see [`crate::storage::test_sends`]). Safe to run twice: the

@@ -224,13 +224,19 @@ pub async fn wake_scan(
     if !state.ledger.start_chain_at(&state.store.keys().scan_chain(account), &token, lease, !replace).await? {
         return Ok(false);
     }
-    state.queue.clone().push(Scan { account_id: *account, token }).await?;
+    state.queue.clone().push(Scan { account_id: *account, token, due_ms: Utc::now().timestamp_millis() }).await?;
     Ok(true)
 }
 
 pub async fn scan(job: Scan, state: Data<Arc<ScanState>>, worker: WorkerContext) -> Result<(), BoxDynError> {
     let span = info_span!("scan", account_id = %job.account_id, worker = %worker.name());
     let started = std::time::Instant::now();
+    if job.due_ms > 0 {
+        // How late the scan starts against its schedule (the queue, the concurrency limit
+        // and a busy worker all show up here).
+        let lag_ms = (Utc::now().timestamp_millis() - job.due_ms).max(0);
+        metrics::histogram!("coldsend_scan_schedule_lag_seconds").record(lag_ms as f64 / 1000.0);
+    }
     let result = run(&job, &state).instrument(span).await;
     metrics::histogram!("coldsend_scan_duration_seconds").record(started.elapsed().as_secs_f64());
     crate::metrics::job("scan", result.is_ok(), started.elapsed().as_secs_f64());
@@ -283,7 +289,8 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
     // The successor is scheduled only after this scan ends: a slow scan never piles up ticks.
     let wait = Duration::from_secs(interval);
     if state.ledger.keep_chain_at(&chain, &job.token, (wait + timeout * 40).as_millis() as u64).await? {
-        state.queue.clone().push_task(TaskBuilder::new(job.clone()).run_after(wait).build()).await?;
+        let next = Scan { due_ms: now + wait.as_millis() as i64, ..job.clone() };
+        state.queue.clone().push_task(TaskBuilder::new(next).run_after(wait).build()).await?;
     }
     Ok(())
 }

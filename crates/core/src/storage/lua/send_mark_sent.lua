@@ -73,17 +73,17 @@ if ARGV[13] ~= '' then
   local campaigns = (#KEYS - 13) / 3
   -- pass 0 looks at due follow-ups (offset 14), pass 1 at first steps (offset 15).
   for pass = 0, 1 do
-    local best, best_score, best_number, leads = nil, '', 0, nil
+    local best, best_score, best_number, best_at = nil, '', 0, 0
     for i = 0, campaigns - 1 do
       local head = redis.call('ZRANGEBYSCORE', KEYS[14 + 3 * i + pass], '-inf', ARGV[13], 'WITHSCORES', 'LIMIT', 0, 1)
       if #head > 0 and (best == nil or tonumber(head[2]) < best_number) then
-        best, best_score, best_number, leads = head[1], head[2], tonumber(head[2]), KEYS[16 + 3 * i]
+        best, best_score, best_number, best_at = head[1], head[2], tonumber(head[2]), i
       end
     end
     if best then
       -- A member is <campaign>:<lead>:<step>.
       local lead = string.match(best, '^[^:]+:([^:]+):')
-      local json = lead and redis.call('HGET', leads, lead)
+      local json = lead and redis.call('HGET', KEYS[16 + 3 * best_at], lead)
       return {'recorded', best, best_score, 1 - pass, json or ''}
     end
   end
