@@ -97,6 +97,8 @@ async fn main() {
         ("COLDSEND_WORKER__SCAN_CONCURRENCY", scan_concurrency.as_str()),
         ("COLDSEND_WORKER__DISPATCH_CONCURRENCY", "128"),
         ("COLDSEND_WORKER__VALIDATE_CONCURRENCY", "16"),
+        // Registering 1,000 mailboxes while the first ones already scan loads Dovecot.
+        ("COLDSEND_VALIDATION__TIMEOUT_SECS", "30"),
         ("RUST_LOG", "warn"),
     ]);
     let stack = Stack::start_with(Some(&mail), &env, 1);
@@ -109,7 +111,8 @@ async fn main() {
         ids.push(created["id"].as_str().expect("id").to_owned());
     }
     for id in &ids {
-        assert_eq!(api.settled(id).await["status"], "ACTIVE");
+        let settled = api.settled(id).await;
+        assert_eq!(settled["status"], "ACTIVE", "{settled}");
     }
     eprintln!("{n} mailboxes registered and validated in {:.0} s", registering.elapsed().as_secs_f64());
     // Let every mailbox's scan chain start and settle into its interval.

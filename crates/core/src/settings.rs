@@ -168,7 +168,7 @@ impl Default for ScanConfig {
             ooo_pause_days: 7,
             soft_bounce_limit: 3,
             uncertain_grace_secs: 3600,
-            keep_sessions: 50,
+            keep_sessions: 10_000,
             session_idle_secs: 240,
             folder_list_secs: 600,
         }

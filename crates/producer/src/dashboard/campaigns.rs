@@ -86,17 +86,7 @@ pub async fn list(State(state): State<AppState>, ctx: Ctx, headers: HeaderMap) -
         @if campaigns.is_empty() { p { "No campaign yet." } }
         @if !rows.is_empty() { h2 { "Reply and bounce rates" } (charts::rates(&rows)) }
     };
-    if headers.contains_key("x-fragment") {
-        return Ok(table.into_response());
-    }
-    Ok(ctx.layout(
-        "Campaigns",
-        "/campaigns",
-        html! {
-            div.head { h1 { "Campaigns" } a.button href=(ctx.url("/campaigns/new")) { "New campaign" } }
-            div data-live=(ctx.url("/campaigns")) { (table) }
-        },
-    ))
+    Ok(ctx.list_page(&headers, "Campaigns", "/campaigns", Some(("/campaigns/new", "New campaign")), table))
 }
 
 /// The create/edit form. `values` refills it after an error; `accounts` are the mailboxes
@@ -248,12 +238,9 @@ pub async fn create(State(state): State<AppState>, ctx: Ctx, body: axum::body::B
         }
         Err(e) if !e.is_transient() => {
             let accounts = mailbox_choices(&state).await?;
-            let page = ctx.layout(
-                "New campaign",
-                "/campaigns",
-                html! { h1 { "New campaign" } (campaign_form(&ctx, "/campaigns/new", &form_values(&form), Some(&accounts), Some(&e.to_string()))) },
-            );
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+            let form =
+                campaign_form(&ctx, "/campaigns/new", &form_values(&form), Some(&accounts), Some(&e.to_string()));
+            Ok(ctx.refused_form("New campaign", "/campaigns", form))
         }
         Err(e) => Err(e.into()),
     }
@@ -521,12 +508,8 @@ pub async fn edit(
         Ok(_) => Ok(ctx.see_other(&format!("/campaigns/{id}"), "Saved.")),
         Err(e) if !e.is_transient() => {
             let path = format!("/campaigns/{id}/edit");
-            let page = ctx.layout(
-                "Edit campaign",
-                "/campaigns",
-                html! { h1 { "Edit campaign" } (campaign_form(&ctx, &path, &form_values(&form), None, Some(&e.to_string()))) },
-            );
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+            let form = campaign_form(&ctx, &path, &form_values(&form), None, Some(&e.to_string()));
+            Ok(ctx.refused_form("Edit campaign", "/campaigns", form))
         }
         Err(e) => Err(e.into()),
     }

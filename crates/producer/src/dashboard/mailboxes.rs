@@ -105,20 +105,7 @@ pub async fn list(State(state): State<AppState>, ctx: Ctx, headers: HeaderMap) -
         rows.push((v, usage, h));
     }
     let t = table(&ctx, &rows);
-    if headers.contains_key("x-fragment") {
-        return Ok(t.into_response());
-    }
-    Ok(ctx.layout(
-        "Mailboxes",
-        "/mailboxes",
-        html! {
-            div.head {
-                h1 { "Mailboxes" }
-                a.button href=(ctx.url("/mailboxes/new")) { "Add a mailbox" }
-            }
-            div data-live=(ctx.url("/mailboxes")) { (t) }
-        },
-    ))
+    Ok(ctx.list_page(&headers, "Mailboxes", "/mailboxes", Some(("/mailboxes/new", "Add a mailbox")), t))
 }
 
 /// The registration fields, in the provider documentation's order.

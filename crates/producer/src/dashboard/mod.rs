@@ -151,6 +151,37 @@ impl Ctx {
         }
     }
 
+    /// A list page: its heading with an optional action link, and `list` refreshing itself
+    /// from `active` (asked with `X-Fragment`, only `list` is answered).
+    pub fn list_page(
+        &self,
+        headers: &axum::http::HeaderMap,
+        title: &str,
+        active: &str,
+        action: Option<(&str, &str)>,
+        list: Markup,
+    ) -> Response {
+        if headers.contains_key("x-fragment") {
+            return list.into_response();
+        }
+        self.layout(
+            title,
+            active,
+            html! {
+                div.head {
+                    h1 { (title) }
+                    @if let Some((path, text)) = action { a.button href=(self.url(path)) { (text) } }
+                }
+                div data-live=(self.url(active)) { (list) }
+            },
+        )
+    }
+
+    /// A form sent back with the error that refused it (422), filled as it was sent.
+    pub fn refused_form(&self, title: &str, active: &str, form: Markup) -> Response {
+        (StatusCode::UNPROCESSABLE_ENTITY, self.layout(title, active, html! { h1 { (title) } (form) })).into_response()
+    }
+
     /// The page around `body`, with the navigation (`active` marks the current page).
     pub fn layout(&self, title: &str, active: &str, body: Markup) -> Response {
         let nav = [

@@ -4,7 +4,7 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use coldsend_core::storage::inbox::{InboxFilter, InboxKind};
 use maud::html;
 
@@ -94,8 +94,5 @@ pub async fn page(State(state): State<AppState>, ctx: Ctx, headers: HeaderMap) -
             } }
         }
     };
-    if headers.contains_key("x-fragment") {
-        return Ok(body.into_response());
-    }
-    Ok(ctx.layout("Queues", "/queues", html! { h1 { "Queues" } div data-live=(ctx.url("/queues")) { (body) } }))
+    Ok(ctx.list_page(&headers, "Queues", "/queues", None, body))
 }
