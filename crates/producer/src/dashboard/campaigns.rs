@@ -86,7 +86,12 @@ pub async fn list(State(state): State<AppState>, ctx: Ctx, headers: HeaderMap) -
         @if campaigns.is_empty() { p { "No campaign yet." } }
         @if !rows.is_empty() { h2 { "Reply and bounce rates" } (charts::rates(&rows)) }
     };
-    Ok(ctx.list_page(&headers, "Campaigns", "/campaigns", Some(("/campaigns/new", "New campaign")), table))
+    Ok(ctx.list_page(
+        &headers,
+        ("Campaigns", "/campaigns", "/campaigns"),
+        Some(("/campaigns/new", "New campaign")),
+        table,
+    ))
 }
 
 /// The create/edit form. `values` refills it after an error; `accounts` are the mailboxes
@@ -344,7 +349,8 @@ pub async fn show(
     let leads = state.campaigns.leads(&id).await?;
     let accounts = state.accounts.list().await?;
     let emails: HashMap<String, String> = accounts.iter().map(|a| (a.id.clone(), a.email_address.clone())).collect();
-    let live = html! { (summary(&c)) (funnel(&c, &leads)) (leads_table(&ctx, &c, &leads, &emails)) };
+    // The live part is what moves; the leads table (up to 500 rows) is drawn once.
+    let live = html! { (summary(&c)) (funnel(&c, &leads)) };
     if headers.contains_key("x-fragment") {
         return Ok(live.into_response());
     }
@@ -373,6 +379,7 @@ fn page(
         }
         @if let Some(extra) = extra { section #result { (extra) } }
         div data-live=(ctx.url(&path)) { (live) }
+        (leads_table(ctx, c, leads, emails))
         div.cols {
             section {
                 h2 { "Add leads from a CSV" }
@@ -419,7 +426,7 @@ async fn page_with(state: &AppState, ctx: &Ctx, id: &str, extra: Markup) -> Resu
     let leads = state.campaigns.leads(id).await?;
     let emails: HashMap<String, String> =
         state.accounts.list().await?.into_iter().map(|a| (a.id, a.email_address)).collect();
-    let live = html! { (summary(&c)) (funnel(&c, &leads)) (leads_table(ctx, &c, &leads, &emails)) };
+    let live = html! { (summary(&c)) (funnel(&c, &leads)) };
     Ok(ctx.layout(&c.name, "/campaigns", page(ctx, &c, &leads, &emails, live, Some(extra))))
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use coldsend_core::InboxType;
@@ -95,8 +95,23 @@ fn table(ctx: &Ctx, rows: &[(AccountView, Option<UsageView>, Vec<u64>)]) -> Mark
     }
 }
 
-pub async fn list(State(state): State<AppState>, ctx: Ctx, headers: HeaderMap) -> Result<Response, DashError> {
-    let accounts = state.accounts.list().await?;
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ListQuery {
+    /// 1-based.
+    page: Option<usize>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, DashError> {
+    let all = state.accounts.list().await?;
+    let pages = all.len().div_ceil(PER_PAGE).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    // Today's usage takes a few reads per mailbox: only for the page shown.
+    let accounts: Vec<AccountView> = all.into_iter().skip((page - 1) * PER_PAGE).take(PER_PAGE).collect();
     let ids: Vec<_> = accounts.iter().filter_map(|a| a.id.parse().ok()).collect();
     let hourly = state.dashboard.hourly_sends(&ids, chrono::Utc::now().timestamp_millis(), LIST_DAYS).await?;
     let mut rows = Vec::with_capacity(accounts.len());
@@ -104,9 +119,23 @@ pub async fn list(State(state): State<AppState>, ctx: Ctx, headers: HeaderMap) -
         let usage = state.campaigns.usage(&v.id).await.ok();
         rows.push((v, usage, h));
     }
-    let t = table(&ctx, &rows);
-    Ok(ctx.list_page(&headers, "Mailboxes", "/mailboxes", Some(("/mailboxes/new", "Add a mailbox")), t))
+    let t = html! {
+        (table(&ctx, &rows))
+        @if pages > 1 {
+            nav.pages aria-label="Pages" {
+                @for p in 1..=pages {
+                    @if p == page { span aria-current="page" { (p) } }
+                    @else { a href={ (ctx.url("/mailboxes")) "?page=" (p) } { (p) } }
+                }
+            }
+        }
+    };
+    let live = format!("/mailboxes?page={page}");
+    Ok(ctx.list_page(&headers, ("Mailboxes", "/mailboxes", &live), Some(("/mailboxes/new", "Add a mailbox")), t))
 }
+
+/// Mailboxes per page of the list.
+const PER_PAGE: usize = 100;
 
 /// The registration fields, in the provider documentation's order.
 const TEXT_FIELDS: [(&str, &str, &str); 11] = [

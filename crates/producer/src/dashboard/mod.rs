@@ -152,12 +152,11 @@ impl Ctx {
     }
 
     /// A list page: its heading with an optional action link, and `list` refreshing itself
-    /// from `active` (asked with `X-Fragment`, only `list` is answered).
+    /// from `live` (a path with its query; asked with `X-Fragment`, only `list` is answered).
     pub fn list_page(
         &self,
         headers: &axum::http::HeaderMap,
-        title: &str,
-        active: &str,
+        (title, active, live): (&str, &str, &str),
         action: Option<(&str, &str)>,
         list: Markup,
     ) -> Response {
@@ -172,7 +171,7 @@ impl Ctx {
                     h1 { (title) }
                     @if let Some((path, text)) = action { a.button href=(self.url(path)) { (text) } }
                 }
-                div data-live=(self.url(active)) { (list) }
+                div data-live=(self.url(live)) { (list) }
             },
         )
     }

@@ -94,5 +94,5 @@ pub async fn page(State(state): State<AppState>, ctx: Ctx, headers: HeaderMap) -
             } }
         }
     };
-    Ok(ctx.list_page(&headers, "Queues", "/queues", None, body))
+    Ok(ctx.list_page(&headers, ("Queues", "/queues", "/queues"), None, body))
 }
