@@ -116,29 +116,31 @@ impl Dashboard {
                 })
                 .collect()
         };
-        let mut out = Vec::with_capacity(queues.len());
-        for (q, (ready, scheduled, dead, workers)) in queues.iter().zip(rows) {
-            // Running jobs sit in each consumer's own in-flight set.
-            let cfg = apalis_redis::Config::default().queue(q.as_str());
-            let mut running = 0;
-            if !workers.is_empty() {
-                let mut p = redis::pipe();
-                for (name, _) in &workers {
-                    p.cmd("SCARD").arg(format!("{}:{name}", cfg.inflight_jobs_set()));
-                }
-                let counts: Vec<u64> = p.query_async(&mut self.conn.clone()).await?;
-                running = counts.iter().sum();
+        // Running jobs sit in each consumer's own in-flight set: one more pipeline for all.
+        let mut inflight = redis::pipe();
+        for (q, (_, _, _, workers)) in queues.iter().zip(&rows) {
+            let set = apalis_redis::Config::default().queue(q.as_str()).inflight_jobs_set();
+            for (name, _) in workers {
+                inflight.cmd("SCARD").arg(format!("{set}:{name}"));
             }
-            out.push(QueueRow {
+        }
+        let mut counts: std::vec::IntoIter<u64> = if inflight.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            inflight.query_async::<Vec<u64>>(&mut self.conn.clone()).await?.into_iter()
+        };
+        Ok(queues
+            .iter()
+            .zip(rows)
+            .map(|(q, (ready, scheduled, dead, workers))| QueueRow {
                 queue: q.clone(),
                 ready,
                 scheduled,
-                running,
+                running: counts.by_ref().take(workers.len()).sum(),
                 dead,
                 workers: workers.into_iter().map(|(n, s)| (n, s as i64)).collect(),
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// Sends in flight (SENDING) across all mailboxes, and UNCERTAIN sends per mailbox.

@@ -345,16 +345,13 @@ pub async fn show(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, DashError> {
-    let c = state.campaigns.get(&id).await?;
-    let leads = state.campaigns.leads(&id).await?;
-    let accounts = state.accounts.list().await?;
-    let emails: HashMap<String, String> = accounts.iter().map(|a| (a.id.clone(), a.email_address.clone())).collect();
-    // The live part is what moves; the leads table (up to 500 rows) is drawn once.
-    let live = html! { (summary(&c)) (funnel(&c, &leads)) };
     if headers.contains_key("x-fragment") {
-        return Ok(live.into_response());
+        // The live part is what moves; the leads table (up to 500 rows) is drawn once.
+        let c = state.campaigns.get(&id).await?;
+        let leads = state.campaigns.leads(&id).await?;
+        return Ok(html! { (summary(&c)) (funnel(&c, &leads)) }.into_response());
     }
-    Ok(ctx.layout(&c.name, "/campaigns", page(&ctx, &c, &leads, &emails, live, None)))
+    page_with(&state, &ctx, &id, None).await
 }
 
 /// A campaign's page; `extra` (a preview, a test send's outcome, an upload report) shows
@@ -421,13 +418,14 @@ fn page(
     }
 }
 
-async fn page_with(state: &AppState, ctx: &Ctx, id: &str, extra: Markup) -> Result<Response, DashError> {
+/// A campaign's page, with `extra` (a preview, a test send's outcome, an upload report).
+async fn page_with(state: &AppState, ctx: &Ctx, id: &str, extra: Option<Markup>) -> Result<Response, DashError> {
     let c = state.campaigns.get(id).await?;
     let leads = state.campaigns.leads(id).await?;
     let emails: HashMap<String, String> =
         state.accounts.list().await?.into_iter().map(|a| (a.id, a.email_address)).collect();
     let live = html! { (summary(&c)) (funnel(&c, &leads)) };
-    Ok(ctx.layout(&c.name, "/campaigns", page(ctx, &c, &leads, &emails, live, Some(extra))))
+    Ok(ctx.layout(&c.name, "/campaigns", page(ctx, &c, &leads, &emails, live, extra)))
 }
 
 pub async fn act(
@@ -555,7 +553,7 @@ pub async fn preview(
         None => json!({ "first": 1 }),
     };
     let p = state.previews.preview(&id, &serde_json::to_vec(&request).unwrap_or_default()).await?;
-    page_with(&state, &ctx, &id, preview_view(&p)).await
+    page_with(&state, &ctx, &id, Some(preview_view(&p))).await
 }
 
 pub async fn test_send(
@@ -581,7 +579,7 @@ pub async fn test_send(
         p { "State: " (label(&t.state)) }
         ul { @for r in &t.results { li { "Step " (r.step + 1) ": " (label(&r.outcome)) " — " (r.detail) } } }
     };
-    page_with(&state, &ctx, &id, result).await
+    page_with(&state, &ctx, &id, Some(result)).await
 }
 
 fn report_view(r: &AddLeadsReport) -> Markup {
@@ -631,7 +629,7 @@ pub async fn add_leads(
     let (leads, invalid) = coldsend_service::leads_csv::parse(&csv).map_err(DashError::bad_request)?;
     let report =
         state.campaigns.add_valid_leads(&id, leads, AddLeadsReport { invalid, ..Default::default() }, options).await?;
-    page_with(&state, &ctx, &id, report_view(&report)).await
+    page_with(&state, &ctx, &id, Some(report_view(&report))).await
 }
 
 pub async fn export_leads(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, DashError> {
