@@ -346,6 +346,18 @@ impl Mail {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The pids of `user`'s IMAP processes (one per logged-in session), from Dovecot's
+    /// own connection list.
+    pub fn imap_pids(&self, user: &str) -> Vec<u32> {
+        let login = format!("{user}@{}", self.domain());
+        let out = self.doveadm(&["who", "-1"], None);
+        out.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.len() >= 3 && (f[0] == user || f[0] == login) && f[1] == "imap")
+            .filter_map(|f| f[2].parse().ok())
+            .collect()
+    }
+
     /// Flags of every message in `user`'s INBOX (the Maildir `:2,FLAGS` suffixes), sorted.
     pub fn inbox_flags(&self, user: &str) -> Vec<String> {
         let base = self.dir.join("mail").join(self.domain()).join(user).join("Maildir");

@@ -115,11 +115,14 @@ fn every_lua_script_has_a_header_and_builds_no_key() {
                 }
             }
         }
-        let wrappers: usize = ["accounts", "campaigns", "ledger", "mailboxes", "oauth", "test_sends", "webhooks"]
-            .iter()
-            .map(|m| std::fs::read_to_string(dir.parent().expect("storage").join(format!("{m}.rs"))).expect("module"))
-            .map(|src| src.matches(&format!("\"{}\")", name.trim_end_matches(".lua"))).count())
-            .sum();
+        let wrappers: usize =
+            ["accounts", "campaigns", "idle_watch", "ledger", "mailboxes", "oauth", "test_sends", "webhooks"]
+                .iter()
+                .map(|m| {
+                    std::fs::read_to_string(dir.parent().expect("storage").join(format!("{m}.rs"))).expect("module")
+                })
+                .map(|src| src.matches(&format!("\"{}\")", name.trim_end_matches(".lua"))).count())
+                .sum();
         assert_eq!(wrappers, 1, "{name}: loaded by exactly one lua_script!(…) in core::storage");
     }
     assert!(count >= 20, "scripts found: {count}");

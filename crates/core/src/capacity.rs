@@ -116,6 +116,9 @@ pub struct SendingSettings {
     /// The Sent folder's name, when it can be found neither by SPECIAL-USE nor by a common name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imap_sent_folder: Option<String>,
+    /// Watch INBOX with IMAP IDLE (where the server offers it); absent: `scan.idle`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imap_idle: Option<bool>,
     /// Whether the server itself files every accepted message in Sent, so that a send
     /// missing from Sent provably never went out. Absent: true for Google Workspace and
     /// Microsoft 365, false for custom servers. Never true while `append_to_sent` is on.
@@ -141,6 +144,7 @@ impl SendingSettings {
             append_to_sent,
             scan_interval_secs: None,
             imap_sent_folder: None,
+            imap_idle: None,
             sent_folder_authoritative: None,
             warmup_start: None,
             warmup_ramp: None,

@@ -155,6 +155,20 @@ pub struct ScanConfig {
     /// between passes before it is listed again (0: every pass). Any folder error lists
     /// again at the next pass.
     pub folder_list_secs: u64,
+    /// Watch INBOX with IMAP IDLE where the server offers it (an account may turn it off):
+    /// new mail is acted on within seconds; the scheduled passes still run.
+    pub idle: bool,
+    /// Seconds after which IDLE is ended and issued again (RFC 2177: at most 29 minutes);
+    /// the DONE's answer also proves the connection alive.
+    pub idle_renew_secs: u64,
+    /// Seconds a replica's claim on watching a mailbox lasts without renewal: a dead
+    /// replica's mailboxes move to the others within this (plus one claim round).
+    pub idle_lease_secs: u64,
+    /// Mailboxes one replica watches at most (the rest fall back to polling).
+    pub idle_max_mailboxes: usize,
+    /// Fresh IMAP logins per second to one server from one replica (providers throttle
+    /// bursts of logins from one address); scans and IDLE watchers queue for it.
+    pub logins_per_server_per_sec: u32,
 }
 
 impl Default for ScanConfig {
@@ -171,6 +185,11 @@ impl Default for ScanConfig {
             keep_sessions: 10_000,
             session_idle_secs: 240,
             folder_list_secs: 600,
+            idle: true,
+            idle_renew_secs: 300,
+            idle_lease_secs: 60,
+            idle_max_mailboxes: 10_000,
+            logins_per_server_per_sec: 10,
         }
     }
 }
@@ -493,6 +512,15 @@ impl Settings {
         }
         if !(1..=10_000).contains(&self.worker.dispatch_concurrency) {
             return invalid("worker.dispatch_concurrency", "must be 1-10000");
+        }
+        if !(1..=29 * 60).contains(&self.scan.idle_renew_secs) {
+            return invalid("scan.idle_renew_secs", "must be 1-1740 (RFC 2177: IDLE is re-issued within 29 minutes)");
+        }
+        if !(3..=3600).contains(&self.scan.idle_lease_secs) {
+            return invalid("scan.idle_lease_secs", "must be 3-3600");
+        }
+        if !(1..=10_000).contains(&self.scan.logins_per_server_per_sec) {
+            return invalid("scan.logins_per_server_per_sec", "must be 1-10000");
         }
         if !(1..=10_000).contains(&self.worker.scan_concurrency) {
             return invalid("worker.scan_concurrency", "must be 1-10000");

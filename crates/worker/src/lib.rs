@@ -11,6 +11,8 @@ pub mod bounce_rate;
 pub mod command_stream;
 pub mod connection_health;
 pub mod dispatch;
+pub mod idle;
+pub mod login_pacer;
 pub mod mailer;
 pub mod metrics;
 pub mod probe;

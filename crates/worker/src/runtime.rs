@@ -63,6 +63,9 @@ struct Shared {
     key: coldsend_core::sealed::SealingKey,
     probe: ProbeContext,
     health: Arc<Health>,
+    /// This process's name as an IDLE watcher: the same across generations, so leases
+    /// held before a Redis outage are renewed, not waited out.
+    watcher: String,
 }
 
 pub async fn run(
@@ -106,7 +109,8 @@ pub async fn run(
         let _ = signal_tx.send(true);
     });
 
-    let shared = Shared { settings, key, probe, health: health.clone() };
+    let idle_name = replica_name(&settings);
+    let shared = Shared { settings, key, probe, health: health.clone(), watcher: idle_name };
     let result = supervise(&shared, stop_rx).await;
     let _ = stop_tx.send(true);
     signal.abort();
@@ -182,6 +186,11 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
         })
     };
     let sweeper = tokio::spawn(crate::sweeper::run(states.dispatch.clone(), states.scan.clone(), gen_rx.clone()));
+    let idle = tokio::spawn(crate::idle::run(
+        states.scan.clone(),
+        coldsend_core::storage::idle_watch::IdleLeases::new(conn.clone(), &settings.redis.key_prefix, &shared.watcher),
+        gen_rx.clone(),
+    ));
     let services = coldsend_service::connect::services_on(conn.clone(), settings, shared.key.clone())?;
     let consumer = command_stream::CommandConsumer::new(
         CommandStream::new(blocking, &settings.redis.key_prefix, &name),
@@ -269,6 +278,7 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
     let _ = commands.await;
     let _ = fan_out.await;
     let _ = sweeper.await;
+    let _ = idle.await;
     forward.abort();
     result
 }
@@ -349,6 +359,7 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         connection,
         bounces,
         folders: Default::default(),
+        logins: crate::login_pacer::LoginPacer::new(settings.scan.logins_per_server_per_sec),
     });
     let test_send = Arc::new(crate::test_send::TestSendState {
         dispatch: dispatch.clone(),

@@ -48,6 +48,8 @@ pub enum ScanError {
         #[source]
         source: async_imap::error::Error,
     },
+    #[error("IMAP {command} {folder}: the server closed the connection")]
+    Closed { command: &'static str, folder: String },
     #[error("IMAP STATUS {folder}: no UIDVALIDITY/UIDNEXT in the answer")]
     Incomplete { folder: String },
     #[error("IMAP login: {} {}", .0.code.as_str(), .0.message)]
@@ -65,11 +67,11 @@ pub enum ScanError {
 }
 
 impl ScanError {
-    fn timeout(command: &'static str, folder: &str) -> Self {
+    pub(crate) fn timeout(command: &'static str, folder: &str) -> Self {
         ScanError::Timeout { command, folder: folder.to_owned() }
     }
 
-    fn imap(command: &'static str, folder: &str, source: async_imap::error::Error) -> Self {
+    pub(crate) fn imap(command: &'static str, folder: &str, source: async_imap::error::Error) -> Self {
         ScanError::Imap { command, folder: folder.to_owned(), source }
     }
 
@@ -131,6 +133,8 @@ pub struct ScanState {
     /// Each mailbox's folders to scan (and which is Sent), from its last LIST: when listed,
     /// and the configured Sent folder it was picked with.
     pub folders: tokio::sync::Mutex<std::collections::HashMap<coldsend_core::AccountId, ListedFolders>>,
+    /// Fresh logins per server, shared by scans and IDLE watchers.
+    pub logins: crate::login_pacer::LoginPacer,
 }
 
 /// A mailbox's folders to scan as of a LIST.
@@ -331,22 +335,7 @@ pub async fn scan_pass(
         }
         return result;
     }
-    let ctx = &ProbeContext { time_limit: t, ..state.probe.clone() };
-    let opening = state.signin.open(account, coldsend_core::Protocol::Imap, |login| async move {
-        open_imap_session(ctx, &account.imap, &login).await
-    });
-    let mut session = match tokio::time::timeout(t, opening).await.map_err(|_| ScanError::timeout("LOGIN", ""))? {
-        Ok(s) => {
-            // A fresh login worked: IMAP failures in a row start over. Passes over a kept
-            // session skip this write (one per login, not one per pass).
-            if let Err(e) = state.connection.succeeded(&account.id, coldsend_core::Protocol::Imap).await {
-                warn!(error = %e, "could not reset the mailbox's failure count");
-            }
-            s
-        }
-        Err(crate::signin::OpenError::Refused(f)) => return Err(ScanError::Login(f)),
-        Err(crate::signin::OpenError::SignIn(e)) => return Err(ScanError::SignIn(e)),
-    };
+    let mut session = login(state, account, t).await?;
     let result = scan_folders(state, account, &mut session, settings, t).await;
     if result.is_ok() && keep {
         state.keep(account, session).await;
@@ -354,6 +343,28 @@ pub async fn scan_pass(
         let _ = tokio::time::timeout(t, session.logout()).await;
     }
     result
+}
+
+/// A fresh IMAP session for the mailbox (paced per server), signed in with its password
+/// or OAuth2 token.
+pub(crate) async fn login(state: &ScanState, account: &SenderAccount, t: Duration) -> Result<ImapSession, ScanError> {
+    state.logins.until_ready(account.imap.host.as_str()).await;
+    let ctx = &ProbeContext { time_limit: t, ..state.probe.clone() };
+    let opening = state.signin.open(account, coldsend_core::Protocol::Imap, |login| async move {
+        open_imap_session(ctx, &account.imap, &login).await
+    });
+    match tokio::time::timeout(t, opening).await.map_err(|_| ScanError::timeout("LOGIN", ""))? {
+        Ok(s) => {
+            // A fresh login worked: IMAP failures in a row start over. Passes over a kept
+            // session skip this write (one per login, not one per pass).
+            if let Err(e) = state.connection.succeeded(&account.id, coldsend_core::Protocol::Imap).await {
+                warn!(error = %e, "could not reset the mailbox's failure count");
+            }
+            Ok(s)
+        }
+        Err(crate::signin::OpenError::Refused(f)) => Err(ScanError::Login(f)),
+        Err(crate::signin::OpenError::SignIn(e)) => Err(ScanError::SignIn(e)),
+    }
 }
 
 async fn scan_folders(
@@ -404,7 +415,7 @@ async fn scan_folders(
     Ok(total)
 }
 
-async fn scan_folder(
+pub(crate) async fn scan_folder(
     state: &ScanState,
     account: &SenderAccount,
     session: &mut ImapSession,

@@ -183,6 +183,14 @@ impl Keys {
     pub fn scan_chain(&self, a: &AccountId) -> String {
         format!("{}:scan-chain:{{{a}}}", self.p)
     }
+    /// string (PX lease): the replica watching the mailbox's INBOX with IMAP IDLE.
+    pub fn idle_watch(&self, a: &AccountId) -> String {
+        format!("{}:idle-watch:{{{a}}}", self.p)
+    }
+    /// zset: replicas that watch mailboxes, by when their heartbeat runs out (ms).
+    pub fn idle_watchers(&self) -> String {
+        format!("{}:idle-watchers", self.p)
+    }
     /// hash: `at` (ms), `fetched`, `folders` of the mailbox's last scan.
     pub fn scan_last(&self, a: &AccountId) -> String {
         format!("{}:scan-last:{{{a}}}", self.p)

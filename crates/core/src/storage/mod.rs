@@ -27,6 +27,7 @@ pub mod accounts;
 pub mod campaigns;
 pub mod commands;
 pub mod dashboard;
+pub mod idle_watch;
 pub mod inbox;
 pub mod keys;
 pub mod ledger;

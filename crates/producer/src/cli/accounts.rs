@@ -110,6 +110,10 @@ pub(crate) enum AccountsCommand {
         /// Seconds between IMAP scans of this mailbox (0: back to the configured default).
         #[arg(long)]
         scan_interval: Option<u64>,
+        /// Watch INBOX with IMAP IDLE where the server offers it (new mail acted on within
+        /// seconds); absent from the settings: the configured `scan.idle`.
+        #[arg(long)]
+        imap_idle: Option<bool>,
         /// The server files every accepted message in Sent itself, so a send missing there
         /// never went out (lets coldsend resend an UNCERTAIN send; needs --append-to-sent false).
         #[arg(long)]
@@ -148,6 +152,7 @@ impl AccountsCommand {
                     warmup: None,
                     append_to_sent: None,
                     scan_interval: None,
+                    imap_idle: None,
                     sent_folder_authoritative: None,
                     warmup_start: None,
                     warmup_ramp: None,
@@ -301,6 +306,7 @@ pub(crate) async fn accounts(
             warmup,
             append_to_sent,
             scan_interval,
+            imap_idle,
             sent_folder_authoritative,
             warmup_start,
             warmup_ramp,
@@ -310,6 +316,7 @@ pub(crate) async fn accounts(
                 && warmup.is_none()
                 && append_to_sent.is_none()
                 && scan_interval.is_none()
+                && imap_idle.is_none()
                 && sent_folder_authoritative.is_none()
                 && warmup_start.is_none()
                 && warmup_ramp.is_none();
@@ -321,6 +328,7 @@ pub(crate) async fn accounts(
                 warmup: warmup.unwrap_or(current.warmup),
                 append_to_sent: append_to_sent.unwrap_or(current.append_to_sent),
                 imap_sent_folder: current.imap_sent_folder,
+                imap_idle: imap_idle.or(current.imap_idle),
                 sent_folder_authoritative: sent_folder_authoritative.or(current.sent_folder_authoritative),
                 scan_interval_secs: match scan_interval {
                     Some(0) => None,

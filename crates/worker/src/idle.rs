@@ -1,0 +1,315 @@
+//! IMAP IDLE watchers: new mail in INBOX is acted on within seconds of its arrival
+//! instead of at the mailbox's next scheduled pass.
+//!
+//! Each replica runs one [`run`] loop per generation. Every round it beats its heart in
+//! Redis, renews its mailboxes' leases ([`IdleLeases`]), works out its fair share
+//! (ACTIVE mailboxes ÷ live replicas, at most `scan.idle_max_mailboxes`), releases any
+//! excess (a replica joined) and claims unwatched mailboxes up to the share (a replica
+//! died or left). A watcher per leased mailbox holds one IMAP session: EXAMINE INBOX,
+//! IDLE; on EXISTS it ends IDLE, reads INBOX through the same code as a scan pass
+//! ([`crate::scan::scan_folder`]), and idles again. IDLE is re-issued every
+//! `scan.idle_renew_secs` (RFC 2177: under 29 minutes); a connection that closes or does
+//! not answer DONE is replaced, with backoff.
+//!
+//! Watching is an accelerator only: the scheduled scan passes run whether or not a
+//! mailbox is watched (Sent, extra folders, anything a dropped connection missed), and
+//! every message is acted on at most once per mailbox whichever of the two reads it first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_imap::extensions::idle::IdleResponse;
+use async_imap::imap_proto::{MailboxDatum, Response};
+use chrono::Utc;
+use coldsend_core::AccountStatus;
+use coldsend_core::account::AccountId;
+use coldsend_core::storage::idle_watch::IdleLeases;
+use rand::seq::SliceRandom;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::scan::{ScanError, ScanState, login, scan_folder};
+
+/// Why a mailbox's watcher stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Asked to (lease lost or released, shutdown).
+    Stopped,
+    /// The mailbox is gone or no longer ACTIVE.
+    NotActive,
+    /// The account turned IDLE off (`imap_idle: false`).
+    Disabled,
+    /// The server does not offer IDLE.
+    Unsupported,
+    /// Too many failures in a row; the scheduled scans go on.
+    Failing,
+}
+
+impl Ended {
+    /// How long this replica leaves the mailbox alone before trying to watch it again.
+    fn cooldown(self) -> Duration {
+        match self {
+            Ended::Stopped => Duration::ZERO,
+            Ended::NotActive | Ended::Failing => Duration::from_secs(60),
+            Ended::Disabled | Ended::Unsupported => Duration::from_secs(1800),
+        }
+    }
+}
+
+/// Failures in a row (connect, sign-in, IDLE, DONE) before a watcher gives up for a while.
+const FAILURES_BEFORE_GIVING_UP: u32 = 5;
+
+struct Watcher {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Ended>,
+}
+
+/// This replica's watchers, and the mailboxes it leaves alone for a while.
+struct Watchers {
+    scans: Arc<ScanState>,
+    leases: IdleLeases,
+    running: HashMap<AccountId, Watcher>,
+    resting: HashMap<AccountId, Instant>,
+}
+
+/// Runs this replica's share of IDLE watchers until `shutdown`; then ends them, gives
+/// their leases back (so other replicas take over at once) and leaves.
+pub async fn run(scans: Arc<ScanState>, leases: IdleLeases, mut shutdown: watch::Receiver<bool>) {
+    if !scans.config.idle {
+        return;
+    }
+    let lease = Duration::from_secs(scans.config.idle_lease_secs);
+    let every = (lease / 3).max(Duration::from_secs(1));
+    let mut w = Watchers { scans, leases, running: HashMap::new(), resting: HashMap::new() };
+    loop {
+        if let Err(e) = w.round(lease).await {
+            warn!(error = %e, "IDLE watch round failed; retrying next round");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    let all: Vec<AccountId> = w.running.keys().copied().collect();
+    w.stop(&all).await;
+    if let Err(e) = w.leases.release(&all).await {
+        debug!(error = %e, "IDLE leases not released; they run out on their own");
+    }
+    let _ = w.leases.heartbeat(Utc::now().timestamp_millis(), 0).await;
+}
+
+impl Watchers {
+    async fn round(&mut self, lease: Duration) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let lease_ms = lease.as_millis() as u64;
+        let now = Instant::now();
+        let live = self.leases.heartbeat(Utc::now().timestamp_millis(), lease_ms).await?.max(1);
+        // Watchers that ended on their own give their lease back and rest.
+        let ended: Vec<AccountId> =
+            self.running.iter().filter(|(_, w)| w.task.is_finished()).map(|(a, _)| *a).collect();
+        for a in &ended {
+            if let Some(w) = self.running.remove(a) {
+                let why = w.task.await.unwrap_or(Ended::Failing);
+                self.resting.insert(*a, now + why.cooldown());
+            }
+        }
+        self.leases.release(&ended).await?;
+        self.resting.retain(|_, until| *until > now);
+
+        let held: Vec<AccountId> = self.running.keys().copied().collect();
+        let lost = self.leases.renew(&held, lease_ms).await?;
+        if !lost.is_empty() {
+            warn!(mailboxes = lost.len(), "IDLE leases taken over by another replica; stopping those watchers");
+            self.stop(&lost).await;
+        }
+
+        let rows = self.scans.accounts.list().await?;
+        let active: Vec<AccountId> =
+            rows.iter().filter(|r| r.status == AccountStatus::Active).map(|r| r.account.id).collect();
+        let gone: Vec<AccountId> = self.running.keys().filter(|a| !active.contains(a)).copied().collect();
+        self.stop(&gone).await;
+        self.leases.release(&gone).await?;
+
+        let share = active.len().div_ceil(live).min(self.scans.config.idle_max_mailboxes);
+        if self.running.len() > share {
+            // A replica joined: hand the excess over (it claims them next round).
+            let excess: Vec<AccountId> = self.running.keys().take(self.running.len() - share).copied().collect();
+            self.stop(&excess).await;
+            let n = self.leases.release(&excess).await?;
+            info!(released = n, share, "IDLE watchers handed over to a new replica");
+        } else if self.running.len() < share {
+            let mut candidates: Vec<AccountId> =
+                active.into_iter().filter(|a| !self.running.contains_key(a) && !self.resting.contains_key(a)).collect();
+            // Shuffled, so replicas claiming at once do not all try the same mailboxes first.
+            candidates.shuffle(&mut rand::thread_rng());
+            for a in self.leases.claim(&candidates, share - self.running.len(), lease_ms).await? {
+                self.start(a);
+            }
+        }
+        metrics::gauge!("coldsend_imap_idle_mailboxes").set(self.running.len() as f64);
+        Ok(())
+    }
+
+    fn start(&mut self, account: AccountId) {
+        let (stop, stopped) = watch::channel(false);
+        let span = info_span!("idle", account_id = %account, replica = %self.leases.replica());
+        let task = tokio::spawn(watch_mailbox(self.scans.clone(), account, stopped).instrument(span));
+        self.running.insert(account, Watcher { stop, task });
+    }
+
+    /// Ends these watchers (each says DONE and LOGOUT, within a few seconds).
+    async fn stop(&mut self, accounts: &[AccountId]) {
+        let stopping: Vec<Watcher> = accounts.iter().filter_map(|a| self.running.remove(a)).collect();
+        for w in &stopping {
+            let _ = w.stop.send(true);
+        }
+        for w in stopping {
+            let mut task = w.task;
+            if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// Watches one mailbox until told to stop or until watching is pointless; failures are
+/// retried with backoff.
+async fn watch_mailbox(scans: Arc<ScanState>, account: AccountId, mut stop: watch::Receiver<bool>) -> Ended {
+    let mut failures = 0;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        let mut idled = false;
+        let error = match watch_session(&scans, &account, &mut stop, &mut idled).await {
+            Ok(Some(ended)) => return ended,
+            // The account's IMAP settings changed: a new session at once.
+            Ok(None) => continue,
+            Err(e) => e,
+        };
+        metrics::counter!("coldsend_imap_idle_reconnects_total").increment(1);
+        if started.elapsed() > Duration::from_secs(60) {
+            failures = 0;
+        }
+        // A connection lost while idling is retried soon; one that cannot get that far
+        // (server down, sign-in refused) backs off further each time.
+        if idled {
+            backoff = Duration::from_secs(1);
+        }
+        failures += 1;
+        if failures >= FAILURES_BEFORE_GIVING_UP {
+            warn!(error = %error, failures, "IDLE watcher gives up for now; scheduled scans go on");
+            return Ended::Failing;
+        }
+        warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "IDLE connection lost; reconnecting");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return Ended::Stopped,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// One IMAP session of a watcher: sign in, catch up on INBOX, then IDLE until told to
+/// stop. `Ok(None)`: the account's settings changed, start a new session.
+async fn watch_session(
+    scans: &ScanState,
+    account_id: &AccountId,
+    stop: &mut watch::Receiver<bool>,
+    idled: &mut bool,
+) -> Result<Option<Ended>, ScanError> {
+    let t = Duration::from_secs(scans.config.command_timeout_secs);
+    let renew = Duration::from_secs(scans.config.idle_renew_secs);
+    let Some(row) = scans.accounts.get(account_id).await? else { return Ok(Some(Ended::NotActive)) };
+    if row.status != AccountStatus::Active {
+        return Ok(Some(Ended::NotActive));
+    }
+    let account = row.account;
+    let settings = scans.accounts.sending_settings(&account, &scans.sending.default_timezone).await?;
+    if !settings.imap_idle.unwrap_or(scans.config.idle) {
+        return Ok(Some(Ended::Disabled));
+    }
+    let mut session = login(scans, &account, t).await?;
+    let caps = tokio::time::timeout(t, session.capabilities())
+        .await
+        .map_err(|_| ScanError::timeout("CAPABILITY", ""))?
+        .map_err(|e| ScanError::imap("CAPABILITY", "", e))?;
+    if !caps.has_str("IDLE") {
+        let _ = tokio::time::timeout(t, session.logout()).await;
+        info!("the IMAP server does not offer IDLE; the mailbox is polled only");
+        return Ok(Some(Ended::Unsupported));
+    }
+    // Mail that arrived since the last pass, then EXAMINE so IDLE watches INBOX.
+    scan_folder(scans, &account, &mut session, "INBOX", false, t).await?;
+    examine_inbox(&mut session, t).await?;
+    debug!("watching INBOX");
+    loop {
+        let mut idle = session.idle();
+        tokio::time::timeout(t, idle.init())
+            .await
+            .map_err(|_| ScanError::timeout("IDLE", "INBOX"))?
+            .map_err(|e| ScanError::imap("IDLE", "INBOX", e))?;
+        *idled = true;
+        let until = tokio::time::Instant::now() + renew;
+        let mut new_mail = false;
+        let mut stopping = false;
+        // Wait for EXISTS (other updates — flags, expunges — are read past) or the renewal.
+        loop {
+            let (wait, _interrupt) = idle.wait_with_timeout(renew);
+            let outcome = tokio::select! {
+                r = tokio::time::timeout_at(until, wait) => r,
+                _ = stop.wait_for(|s| *s) => { stopping = true; break }
+            };
+            match outcome {
+                Err(_) | Ok(Ok(IdleResponse::Timeout)) => break,
+                Ok(Ok(IdleResponse::NewData(data))) => {
+                    if matches!(data.parsed(), Response::MailboxData(MailboxDatum::Exists(_))) {
+                        new_mail = true;
+                        break;
+                    }
+                }
+                // The stream ended: the server closed the connection.
+                Ok(Ok(IdleResponse::ManualInterrupt)) => {
+                    return Err(ScanError::Closed { command: "IDLE", folder: "INBOX".into() });
+                }
+                Ok(Err(e)) => return Err(ScanError::imap("IDLE", "INBOX", e)),
+            }
+        }
+        // DONE's tagged OK proves the connection alive (a silently dead one times out here).
+        session = tokio::time::timeout(t, idle.done())
+            .await
+            .map_err(|_| ScanError::timeout("DONE", "INBOX"))?
+            .map_err(|e| ScanError::imap("DONE", "INBOX", e))?;
+        if stopping {
+            let _ = tokio::time::timeout(Duration::from_secs(3), session.logout()).await;
+            return Ok(Some(Ended::Stopped));
+        }
+        if new_mail {
+            metrics::counter!("coldsend_imap_idle_wakeups_total").increment(1);
+            scan_folder(scans, &account, &mut session, "INBOX", false, t).await?;
+            examine_inbox(&mut session, t).await?;
+        } else {
+            debug!("IDLE renewed");
+            // A renewal: still the same mailbox, still ACTIVE, same server?
+            match scans.accounts.get(account_id).await? {
+                Some(r) if r.status == AccountStatus::Active && r.account.imap == account.imap => {}
+                Some(r) if r.status == AccountStatus::Active => {
+                    let _ = tokio::time::timeout(t, session.logout()).await;
+                    return Ok(None);
+                }
+                _ => {
+                    let _ = tokio::time::timeout(t, session.logout()).await;
+                    return Ok(Some(Ended::NotActive));
+                }
+            }
+        }
+    }
+}
+
+async fn examine_inbox(session: &mut crate::probe::ImapSession, t: Duration) -> Result<(), ScanError> {
+    tokio::time::timeout(t, session.examine("INBOX"))
+        .await
+        .map_err(|_| ScanError::timeout("EXAMINE", "INBOX"))?
+        .map_err(|e| ScanError::imap("EXAMINE", "INBOX", e))?;
+    Ok(())
+}

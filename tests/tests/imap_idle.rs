@@ -1,0 +1,197 @@
+//! IMAP IDLE against a real Dovecot: new mail is acted on within seconds although the
+//! scheduled scan is ten minutes away; a watcher whose IMAP process is killed comes back;
+//! replicas share the mailboxes under leases, a killed replica's share moves, a new
+//! replica takes a share; nothing is filed twice.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use coldsend_tests::{Api, FAST_SENDING, Mail, Stack, account_json};
+use lettre::{Message, SmtpTransport, Transport};
+
+/// Scans ten minutes apart (so only IDLE can explain a reply seen within seconds), short
+/// leases and IDLE renewals so the test sees takeovers and renewals happen.
+const IDLE_FAST: [(&str, &str); 6] = [
+    ("COLDSEND_SCAN__INTERVAL_SECS", "600"),
+    ("COLDSEND_SCAN__MIN_INTERVAL_SECS", "1"),
+    ("COLDSEND_SCAN__IDLE_LEASE_SECS", "3"),
+    ("COLDSEND_SCAN__IDLE_RENEW_SECS", "4"),
+    ("COLDSEND_SCAN__COMMAND_TIMEOUT_SECS", "5"),
+    ("COLDSEND_SCAN__IDLE", "true"),
+];
+
+fn stack(mail: &Mail, workers: usize) -> Stack {
+    let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
+    env.extend(IDLE_FAST);
+    Stack::start_with(Some(mail), &env, workers)
+}
+
+async fn active(api: &Api, mail: &Mail, user: &str) -> String {
+    api.active_account(&account_json(user, &format!("{user}pw"), mail.submission_port(), true, mail.imaps_port(), 100))
+        .await
+}
+
+/// A reply from `from` to `to`, through Postfix into Dovecot.
+fn deliver(mail: &Mail, from: &str, to: &str, subject: &str) {
+    let message = Message::builder()
+        .from(format!("{from}@example.test").parse().expect("from"))
+        .to(format!("{to}@example.test").parse().expect("to"))
+        .subject(subject)
+        .in_reply_to("<earlier@example.test>".into())
+        .body("Sounds good, tell me more".to_owned())
+        .expect("message");
+    let smtp = SmtpTransport::builder_dangerous("127.0.0.1").port(mail.smtp_port()).build();
+    smtp.send(&message).expect("deliver");
+}
+
+async fn subjects(api: &Api, account: &str) -> Vec<String> {
+    let (_, page) = api.get(&format!("/inbox?account={account}&limit=100")).await;
+    page["events"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|x| x["subject"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until `account`'s master inbox holds `subject`; returns how long that took.
+async fn seen_within(api: &Api, account: &str, subject: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while !subjects(api, account).await.iter().any(|s| s == subject) {
+        assert!(started.elapsed() < limit, "'{subject}' not classified within {limit:?}\n{}", api.trouble());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
+
+/// Which replica watches each mailbox (from the leases in Redis).
+fn holders(stack: &Stack, accounts: &[String]) -> BTreeMap<String, Option<String>> {
+    let mut conn = stack.redis.connection();
+    accounts
+        .iter()
+        .map(|a| {
+            let holder: Option<String> =
+                redis::cmd("GET").arg(format!("cstest:idle-watch:{{{a}}}")).query(&mut conn).expect("GET lease");
+            (a.clone(), holder)
+        })
+        .collect()
+}
+
+async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
+
+fn replicas(h: &BTreeMap<String, Option<String>>) -> BTreeMap<String, usize> {
+    let mut count = BTreeMap::new();
+    for holder in h.values().flatten() {
+        *count.entry(holder.clone()).or_default() += 1;
+    }
+    count
+}
+
+#[tokio::test]
+async fn idle_sees_new_mail_in_seconds_and_outlives_killed_connections() {
+    let mail = Mail::start("ann:annpw bob:bobpw");
+    let stack = stack(&mail, 1);
+    let api = Api::new(&stack);
+    let ann = active(&api, &mail, "ann").await;
+    let accounts = [ann.clone()];
+    wait_for("ann's watcher", 30, || holders(&stack, &accounts)[&ann].is_some()).await;
+    // The watcher is in IDLE once Dovecot shows ann's session; give it a moment to issue IDLE.
+    wait_for("ann's IMAP session", 30, || !mail.imap_pids("ann").is_empty()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let mut took = Vec::new();
+    for round in 0..4 {
+        let subject = format!("Re: idle round {round}");
+        deliver(&mail, "bob", "ann", &subject);
+        // The next scheduled scan is ten minutes away: only IDLE explains this.
+        took.push(seen_within(&api, &ann, &subject, Duration::from_secs(15)).await);
+        // Kill ann's IMAP processes (the watcher's session among them): the server side
+        // of the connection dies mid-IDLE. The watcher must notice and come back.
+        for pid in mail.imap_pids("ann") {
+            let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+        // Mail that lands while nobody watches is caught by the reconnect's catch-up read.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let subject = "Re: after the last kill";
+    deliver(&mail, "bob", "ann", subject);
+    took.push(seen_within(&api, &ann, subject, Duration::from_secs(20)).await);
+
+    // Two renewals (IDLE ended with DONE and issued again every 4 s on the same
+    // connection), and the renewed IDLE still sees new mail.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let subject = "Re: after two renewals";
+    deliver(&mail, "bob", "ann", subject);
+    took.push(seen_within(&api, &ann, subject, Duration::from_secs(15)).await);
+
+    // Every message filed once; one reconnect per kill, none for renewals.
+    let all = subjects(&api, &ann).await;
+    assert_eq!(all.len(), 6, "each reply filed exactly once: {all:?}");
+    eprintln!("delivery -> classified: {took:?}");
+    let metrics = stack.workers[0].health_get("/metrics").1;
+    assert!(metrics.contains("coldsend_imap_idle_reconnects_total 4"), "{metrics}");
+    let log = stack.workers[0].log_text();
+    let renewals = log.matches("IDLE renewed").count();
+    assert!(renewals >= 2, "IDLE re-issued on schedule: {renewals} renewals");
+}
+
+#[tokio::test]
+async fn replicas_share_watched_mailboxes_and_a_killed_replicas_share_moves() {
+    let users = ["ann", "bea", "cal", "dan"];
+    let mail = Mail::start("ann:annpw bea:beapw cal:calpw dan:danpw bob:bobpw");
+    let mut stack = stack(&mail, 2);
+    let api = Api::new(&stack);
+    let mut accounts = Vec::new();
+    for u in users {
+        accounts.push(active(&api, &mail, u).await);
+    }
+    // Two replicas, four mailboxes: two each, every mailbox watched once.
+    wait_for("an even split", 30, || {
+        let h = holders(&stack, &accounts);
+        h.values().all(Option::is_some) && replicas(&h).values().all(|n| *n == 2) && replicas(&h).len() == 2
+    })
+    .await;
+    let before = holders(&stack, &accounts);
+    // kill -9 the first worker: no handler runs, its leases just stop being renewed.
+    let victim_pid = stack.workers[0].pid();
+    stack.workers[0].kill9();
+    let survivor = wait_for("the survivor to hold all four", 30, || {
+        let h = holders(&stack, &accounts);
+        h.values().all(Option::is_some) && replicas(&h).len() == 1
+    })
+    .await;
+    eprintln!("killed replica (pid {victim_pid}): its mailboxes moved in {survivor:?}");
+    // Lease 3 s, claim rounds every second.
+    assert!(survivor < Duration::from_secs(10), "takeover took {survivor:?}");
+    let after = holders(&stack, &accounts);
+    let moved: Vec<&String> = accounts.iter().filter(|a| before[*a] != after[*a]).collect();
+    assert_eq!(moved.len(), 2, "exactly the dead replica's share moved: {before:?} -> {after:?}");
+    // A moved mailbox is watched again: its new mail is seen in seconds.
+    let (i, _) = users.iter().enumerate().find(|(i, _)| moved.contains(&&accounts[*i])).expect("a moved mailbox");
+    deliver(&mail, "bob", users[i], "Re: after the takeover");
+    seen_within(&api, &accounts[i], "Re: after the takeover", Duration::from_secs(15)).await;
+
+    // A new replica takes a share without a restart of the other.
+    stack.add_worker();
+    let rebalanced = wait_for("a new replica's share", 30, || {
+        let h = holders(&stack, &accounts);
+        h.values().all(Option::is_some) && replicas(&h).len() == 2 && replicas(&h).values().all(|n| *n == 2)
+    })
+    .await;
+    eprintln!("new replica took its share in {rebalanced:?}");
+    // Each mailbox has one watching session at most (Dovecot's own count), whatever moved.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for u in users {
+        let n = mail.imap_pids(u).len();
+        assert!(n <= 2, "{u}: {n} IMAP sessions (one watcher, one kept scan session at most)");
+    }
+    let filed = subjects(&api, &accounts[i]).await;
+    assert_eq!(filed, vec!["Re: after the takeover".to_owned()], "filed once: {filed:?}");
+    let metrics = stack.workers[1].health_get("/metrics").1;
+    assert!(metrics.contains("coldsend_imap_idle_mailboxes 2"), "the survivor reports its share:\n{metrics}");
+}
