@@ -6,7 +6,8 @@
 //! BENCH_LATENCY_MS=0: one-way delay added between the worker and Dovecot's IMAP port by a
 //! proxy, 100 for a provider's real round trips; BENCH_KEEP_SESSIONS and
 //! BENCH_SCAN_CONCURRENCY set the worker's `scan.keep_sessions` and
-//! `worker.scan_concurrency`). Prints polls per second, the schedule lag (scan start vs due
+//! `worker.scan_concurrency`; BENCH_IDLE=1 watches every mailbox with IMAP IDLE as well,
+//! BENCH_LOGINS_PER_SEC paces logins to the server). Prints polls per second, the schedule lag (scan start vs due
 //! time) and the delivery → classified lag, worker CPU per poll, resident memory per
 //! mailbox, connections opened, and Dovecot's CPU.
 
@@ -83,6 +84,8 @@ async fn main() {
     let latency_ms = env_num("BENCH_LATENCY_MS", 0);
     let keep = env_num("BENCH_KEEP_SESSIONS", 50).to_string();
     let scan_concurrency = env_num("BENCH_SCAN_CONCURRENCY", 64).to_string();
+    let idle = env_num("BENCH_IDLE", 0) == 1;
+    let logins = env_num("BENCH_LOGINS_PER_SEC", 50).to_string();
     let users: Vec<String> = (0..n).map(|i| format!("u{i:04}:pw{i}")).collect();
     let mail = Mail::start(&users.join(" "));
     // The worker reaches IMAP through the delaying proxy; validation and delivery do not care.
@@ -96,6 +99,8 @@ async fn main() {
         ("COLDSEND_SCAN__KEEP_SESSIONS", keep.as_str()),
         ("COLDSEND_WORKER__SCAN_CONCURRENCY", scan_concurrency.as_str()),
         ("COLDSEND_WORKER__DISPATCH_CONCURRENCY", "128"),
+        ("COLDSEND_SCAN__IDLE", if idle { "true" } else { "false" }),
+        ("COLDSEND_SCAN__LOGINS_PER_SERVER_PER_SEC", logins.as_str()),
         ("COLDSEND_WORKER__VALIDATE_CONCURRENCY", "16"),
         // Registering 1,000 mailboxes while the first ones already scan loads Dovecot.
         ("COLDSEND_VALIDATION__TIMEOUT_SECS", "30"),
@@ -119,6 +124,22 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(interval.min(30) + 10)).await;
 
     let worker = &stack.workers[0];
+    if idle {
+        let watching = Instant::now();
+        let gauge = |m: &str| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("coldsend_imap_idle_mailboxes ")?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        while gauge(&worker.health_get("/metrics").1) < n as f64 && watching.elapsed() < Duration::from_secs(600) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        eprintln!(
+            "{} of {n} mailboxes watched with IDLE after {:.0} more s",
+            gauge(&worker.health_get("/metrics").1),
+            watching.elapsed().as_secs_f64()
+        );
+    }
     let pid = worker.pid();
     let (cpu0, _) = proc_stat(pid);
     let dovecot = mail.dovecot_pid().expect("Dovecot's master.pid");
@@ -143,6 +164,7 @@ async fn main() {
     let (cpu1, rss_mb) = proc_stat(pid);
     let dovecot1 = dovecot_cpu(dovecot);
     let connections = proxy.accepted.load(std::sync::atomic::Ordering::Relaxed) - connections0;
+    let open_sessions = mail.imap_session_count();
     let metrics = worker.health_get("/metrics").1;
     let polls = scan_jobs(&metrics) - polls0;
     let lag = |q| quantile(&metrics, "coldsend_scan_schedule_lag_seconds", q).unwrap_or(f64::NAN);
@@ -168,7 +190,8 @@ async fn main() {
     lags.sort_by(f64::total_cmp);
     println!(
         "scan scale: {n} mailboxes, {interval} s interval, one worker, {window:.0} s window, {k} probe messages, \
-         {latency_ms} ms added each way, keep_sessions {keep}, scan_concurrency {scan_concurrency}"
+         {latency_ms} ms added each way, keep_sessions {keep}, scan_concurrency {scan_concurrency}, IDLE {}",
+        if idle { "on" } else { "off" }
     );
     println!(
         "polls/s       {:>8.1}  (expected {:.1} = mailboxes / interval)",
@@ -188,7 +211,7 @@ async fn main() {
     );
     println!("CPU per poll  {:>8.2} ms (worker)", (cpu1 - cpu0) * 1000.0 / polls.max(1.0));
     println!(
-        "connections   {:>8.2} per poll ({connections} opened in the window)",
+        "connections   {:>8.2} per poll ({connections} opened in the window; {open_sessions} IMAP sessions open at its end)",
         connections as f64 / polls.max(1.0)
     );
     println!(

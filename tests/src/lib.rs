@@ -358,6 +358,12 @@ impl Mail {
             .collect()
     }
 
+    /// How many IMAP sessions are logged in, all users.
+    pub fn imap_session_count(&self) -> usize {
+        let out = self.doveadm(&["who", "-1"], None);
+        out.lines().filter(|l| l.split_whitespace().nth(1) == Some("imap")).count()
+    }
+
     /// Flags of every message in `user`'s INBOX (the Maildir `:2,FLAGS` suffixes), sorted.
     pub fn inbox_flags(&self, user: &str) -> Vec<String> {
         let base = self.dir.join("mail").join(self.domain()).join(user).join("Maildir");
