@@ -117,9 +117,12 @@ impl StallingSmtp {
 /// A TCP relay in front of a real server that can be taken down and brought back on the
 /// same port: down, it stops listening (new connections are refused) and cuts every
 /// relayed connection, as a server restarting elsewhere or a network outage would.
+/// Frozen, it keeps every connection open but loses whatever either side sends (a
+/// silent partition: no FIN, no RST, nothing arrives).
 pub struct Relay {
     pub port: u16,
     up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Connections accepted while up.
     pub accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -131,8 +134,9 @@ impl Relay {
         let first = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = first.local_addr().expect("addr").port();
         let up = Arc::new(AtomicBool::new(true));
+        let frozen = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
-        let (flag, count) = (up.clone(), accepted.clone());
+        let (flag, count, lost) = (up.clone(), accepted.clone(), frozen.clone());
         std::thread::spawn(move || {
             let mut listener = Some(first);
             let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
@@ -169,8 +173,19 @@ impl Relay {
                         for (mut from, mut to) in
                             [(client.try_clone().expect("clone"), server.try_clone().expect("clone")), (server, client)]
                         {
+                            let lost = lost.clone();
                             std::thread::spawn(move || {
-                                let _ = std::io::copy(&mut from, &mut to);
+                                use std::io::{Read, Write};
+                                let mut buf = [0u8; 16 * 1024];
+                                loop {
+                                    let n = match from.read(&mut buf) {
+                                        Ok(0) | Err(_) => break,
+                                        Ok(n) => n,
+                                    };
+                                    if !lost.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
                                 let _ = to.shutdown(std::net::Shutdown::Both);
                             });
                         }
@@ -179,7 +194,17 @@ impl Relay {
                 }
             }
         });
-        Self { port, up, accepted }
+        Self { port, up, frozen, accepted }
+    }
+
+    /// From now on, loses everything relayed (connections stay open).
+    pub fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Relays again.
+    pub fn thaw(&self) {
+        self.frozen.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stops listening and cuts every relayed connection.

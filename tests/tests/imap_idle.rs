@@ -195,3 +195,37 @@ async fn replicas_share_watched_mailboxes_and_a_killed_replicas_share_moves() {
     let metrics = stack.workers[1].health_get("/metrics").1;
     assert!(metrics.contains("coldsend_imap_idle_mailboxes 2"), "the survivor reports its share:\n{metrics}");
 }
+
+#[tokio::test]
+async fn a_silently_dead_connection_is_noticed_and_replaced() {
+    let mail = Mail::start("ann:annpw bob:bobpw");
+    // The worker reaches IMAP through a relay that can go silent without closing anything.
+    let relay = coldsend_tests::fixtures::Relay::start(mail.imaps_port());
+    let stack = stack(&mail, 1);
+    let api = Api::new(&stack);
+    let ann = api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, relay.port, 100)).await;
+    let accounts = [ann.clone()];
+    wait_for("ann's watcher", 30, || holders(&stack, &accounts)[&ann].is_some()).await;
+    wait_for("ann's IMAP session", 30, || !mail.imap_pids("ann").is_empty()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Silence: Dovecot's EXISTS never arrives, and neither does the answer to DONE at
+    // the next renewal (4 s); the command timeout (5 s) must declare the connection dead.
+    relay.freeze();
+    deliver(&mail, "bob", "ann", "Re: sent into the silence");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert!(subjects(&api, &ann).await.is_empty(), "nothing can be read through a silent connection");
+    relay.thaw();
+    let after = seen_within(&api, &ann, "Re: sent into the silence", Duration::from_secs(30)).await;
+    eprintln!("classified {after:?} after the network came back");
+    let metrics = stack.workers[0].health_get("/metrics").1;
+    let reconnects: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("coldsend_imap_idle_reconnects_total ")?.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(reconnects >= 1.0, "the dead connection was replaced: {metrics}");
+    // A watcher again: new mail is seen in seconds, once.
+    deliver(&mail, "bob", "ann", "Re: after the silence");
+    seen_within(&api, &ann, "Re: after the silence", Duration::from_secs(15)).await;
+    assert_eq!(subjects(&api, &ann).await.len(), 2);
+}
