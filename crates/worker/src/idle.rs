@@ -127,7 +127,8 @@ impl Watchers {
         let rows = self.scans.accounts.list().await?;
         let active: Vec<AccountId> =
             rows.iter().filter(|r| r.status == AccountStatus::Active).map(|r| r.account.id).collect();
-        let gone: Vec<AccountId> = self.running.keys().filter(|a| !active.contains(a)).copied().collect();
+        let still: std::collections::HashSet<&AccountId> = active.iter().collect();
+        let gone: Vec<AccountId> = self.running.keys().filter(|a| !still.contains(a)).copied().collect();
         self.stop(&gone).await;
         self.leases.release(&gone).await?;
 
