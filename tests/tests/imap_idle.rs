@@ -192,6 +192,12 @@ async fn replicas_share_watched_mailboxes_and_a_killed_replicas_share_moves() {
     }
     let filed = subjects(&api, &accounts[i]).await;
     assert_eq!(filed, vec!["Re: after the takeover".to_owned()], "filed once: {filed:?}");
+    // The mailbox's usage view names its watcher (what the dashboard shows).
+    let h = holders(&stack, &accounts);
+    for a in &accounts {
+        let (_, usage) = api.get(&format!("/sender-accounts/{a}/usage")).await;
+        assert_eq!(usage["idle_watcher"].as_str(), h[a].as_deref(), "{usage}");
+    }
     let metrics = stack.workers[1].health_get("/metrics").1;
     assert!(metrics.contains("coldsend_imap_idle_mailboxes 2"), "the survivor reports its share:\n{metrics}");
 }

@@ -240,6 +240,10 @@ pub struct UsageView {
     pub limit: capacity::CapBreakdown,
     /// The last IMAP scan pass: when (RFC 3339) and how many messages it fetched.
     pub last_scan: Option<LastScan>,
+    /// The worker replica watching INBOX with IMAP IDLE (new mail acted on within
+    /// seconds); absent: the mailbox is polled only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_watcher: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -652,6 +656,7 @@ impl CampaignService {
                 .unwrap_or_default(),
             limit,
             last_scan,
+            idle_watcher: self.scans.idle_watcher(&id).await?,
         })
     }
 

@@ -101,9 +101,4 @@ impl IdleLeases {
         }
         Ok(released)
     }
-
-    /// The replica watching a mailbox, if any.
-    pub async fn holder(&self, account: &AccountId) -> Result<Option<String>, redis::RedisError> {
-        redis::cmd("GET").arg(self.keys.idle_watch(account)).query_async(&mut self.conn.clone()).await
-    }
 }

@@ -131,6 +131,12 @@ impl ScanStore {
         Ok(at.map(|at| (at, fetched.unwrap_or(0))))
     }
 
+    /// The replica watching the mailbox's INBOX with IMAP IDLE, if one does (the lease
+    /// itself is written only by [`super::idle_watch::IdleLeases`]).
+    pub async fn idle_watcher(&self, account: &AccountId) -> Result<Option<String>, redis::RedisError> {
+        self.conn().get(self.keys.idle_watch(account)).await
+    }
+
     /// The send a Message-ID belongs to, if coldsend sent it.
     pub async fn send_for_message_id(&self, message_id: &str) -> Result<Option<SendKey>, redis::RedisError> {
         let member: Option<String> = self.conn().hget(self.keys.message_ids(), message_id).await?;

@@ -317,6 +317,7 @@ pub async fn show(
                 dt { "Cap set by" } dd { (binding(u)) }
                 dt { "Next allowed send" } dd { (relative(&u.next_allowed_send, now)) " (" (u.next_allowed_send) ")" }
                 dt { "Last scan" } dd { @match &u.last_scan { Some(s) => { (relative(&s.at, now)) ", " (s.fetched) " messages fetched" }, None => { "never" } } }
+                dt { "New mail" } dd { @match &u.idle_watcher { Some(r) => { "watched with IMAP IDLE by " code { (r) } }, None => { "seen at the next scan (not watched with IMAP IDLE)" } } }
             }
             @if let Some(val) = &v.validation {
                 dt { "Last validation" } dd {
