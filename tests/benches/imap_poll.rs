@@ -138,7 +138,7 @@ async fn main() {
                 config: Default::default(),
             },
             folders: Default::default(),
-            logins: coldsend_worker::login_pacer::LoginPacer::new(10_000),
+            logins: Arc::new(coldsend_worker::login_pacer::LoginPacer::new(10_000)),
         });
         let account = AccountStore::new(conn.clone(), "cstest")
             .get(&id.parse().expect("id"))

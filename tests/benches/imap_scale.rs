@@ -235,9 +235,8 @@ async fn main() {
     );
     println!("memory        {:>8.1} MB resident, {:.1} KB per mailbox", rss_mb, rss_mb * 1024.0 / n as f64);
     if idle {
-        let count = |name: &str| {
-            metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
-        };
+        let count =
+            |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
         println!(
             "IDLE          {:.0} mailboxes watched, {:.0} wake-ups, {:.0} reconnects since the worker started",
             count("coldsend_imap_idle_mailboxes "),

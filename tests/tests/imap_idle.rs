@@ -1,5 +1,6 @@
 //! IMAP IDLE against a real Dovecot: new mail is acted on within seconds although the
-//! scheduled scan is ten minutes away; a watcher whose IMAP process is killed comes back;
+//! scheduled scan is ten minutes away; a watcher whose IMAP process is killed comes back,
+//! one whose connection goes silent is replaced, one outlives Redis dropping its clients;
 //! replicas share the mailboxes under leases, a killed replica's share moves, a new
 //! replica takes a share; nothing is filed twice.
 
@@ -122,6 +123,20 @@ async fn idle_sees_new_mail_in_seconds_and_outlives_killed_connections() {
     deliver(&mail, "bob", "ann", subject);
     took.push(seen_within(&api, &ann, subject, Duration::from_secs(20)).await);
 
+    // Redis drops every client (twice): the queue consumers restart, the watchers do not
+    // log out — the same IMAP session is still there afterwards — and still act on mail.
+    let watching = mail.imap_pids("ann");
+    for _ in 0..2 {
+        stack.redis.kill_clients();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let still = mail.imap_pids("ann");
+    assert!(stack.workers[0].log_text().contains("restarting"), "the blips restarted the queue consumers");
+    assert!(watching.iter().any(|p| still.contains(p)), "the watching session survived: {watching:?} -> {still:?}");
+    let subject = "Re: after the Redis blips";
+    deliver(&mail, "bob", "ann", subject);
+    took.push(seen_within(&api, &ann, subject, Duration::from_secs(15)).await);
+
     // Two renewals (IDLE ended with DONE and issued again every 4 s on the same
     // connection), and the renewed IDLE still sees new mail.
     tokio::time::sleep(Duration::from_secs(9)).await;
@@ -131,7 +146,7 @@ async fn idle_sees_new_mail_in_seconds_and_outlives_killed_connections() {
 
     // Every message filed once; one reconnect per kill, none for renewals.
     let all = subjects(&api, &ann).await;
-    assert_eq!(all.len(), 6, "each reply filed exactly once: {all:?}");
+    assert_eq!(all.len(), 7, "each reply filed exactly once: {all:?}");
     eprintln!("delivery -> classified: {took:?}");
     let metrics = stack.workers[0].health_get("/metrics").1;
     assert!(metrics.contains("coldsend_imap_idle_reconnects_total 4"), "{metrics}");

@@ -1,7 +1,8 @@
 //! IMAP IDLE watchers: new mail in INBOX is acted on within seconds of its arrival
 //! instead of at the mailbox's next scheduled pass.
 //!
-//! Each replica runs one [`run`] loop per generation. Every round it beats its heart in
+//! Each replica runs one [`run`] loop for its whole life (not per generation of queue
+//! consumers: a Redis blip must not log every watched mailbox out and in). Every round it beats its heart in
 //! Redis, renews its mailboxes' leases ([`IdleLeases`]), works out its fair share
 //! (ACTIVE mailboxes ÷ live replicas, at most `scan.idle_max_mailboxes`), releases any
 //! excess (a replica joined) and claims unwatched mailboxes up to the share (a replica

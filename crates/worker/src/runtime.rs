@@ -6,6 +6,8 @@
 //! - the apalis workers run under a supervisor: if they stop because Redis went away,
 //!   the supervisor waits for Redis with backoff and starts them again under a new
 //!   replica name, so the process neither exits nor spins;
+//! - the IMAP IDLE watchers run beside the supervisor for the whole process, on a
+//!   connection manager of their own that reconnects by itself;
 //! - on SIGTERM/SIGINT `/readyz` turns false, workers take no new jobs, in-flight sends
 //!   finish (a dispatch chain hands over between sends), and anything still running
 //!   after `worker.shutdown_grace_secs` is left to apalis-redis to hand to another
@@ -63,9 +65,47 @@ struct Shared {
     key: coldsend_core::sealed::SealingKey,
     probe: ProbeContext,
     health: Arc<Health>,
-    /// This process's name as an IDLE watcher: the same across generations, so leases
-    /// held before a Redis outage are renewed, not waited out.
+    /// This process's name as an IDLE watcher.
     watcher: String,
+    /// Fresh IMAP logins per server, shared by every generation's scans and the watchers.
+    logins: Arc<crate::login_pacer::LoginPacer>,
+}
+
+/// The IMAP IDLE watchers live as long as the process, not per generation: a Redis blip
+/// that restarts the queue consumers must not log every watched mailbox out and in again
+/// (their connection manager reconnects by itself; a round that fails is retried).
+async fn watch_idle(shared: &Shared, mut stop: watch::Receiver<bool>) {
+    let settings = &shared.settings;
+    if !settings.scan.idle {
+        return;
+    }
+    let mut backoff = Duration::from_millis(500);
+    let conn = loop {
+        let connecting = async {
+            let client = redis::Client::open(settings.redis.url.as_str())?;
+            storage::connect(client, &settings.redis, Duration::ZERO).await
+        };
+        match connecting.await {
+            Ok(c) => break c,
+            Err(e) => {
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "IDLE watchers wait for Redis");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    let states = match build_states(shared, &conn, &Queues::new(&settings.redis.key_prefix)) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "IDLE watchers not started");
+            return;
+        }
+    };
+    let leases = coldsend_core::storage::idle_watch::IdleLeases::new(conn, &settings.redis.key_prefix, &shared.watcher);
+    crate::idle::run(states.scan, leases, stop).await;
 }
 
 pub async fn run(
@@ -110,8 +150,15 @@ pub async fn run(
     });
 
     let idle_name = replica_name(&settings);
-    let shared = Shared { settings, key, probe, health: health.clone(), watcher: idle_name };
-    let result = supervise(&shared, stop_rx).await;
+    let logins = Arc::new(crate::login_pacer::LoginPacer::new(settings.scan.logins_per_server_per_sec));
+    let shared = Shared { settings, key, probe, health: health.clone(), watcher: idle_name, logins };
+    let idle_stop = stop_rx.clone();
+    let workers = async {
+        let result = supervise(&shared, stop_rx).await;
+        let _ = stop_tx.send(true);
+        result
+    };
+    let (result, ()) = tokio::join!(workers, watch_idle(&shared, idle_stop));
     let _ = stop_tx.send(true);
     signal.abort();
     let _ = watcher.await;
@@ -186,11 +233,7 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
         })
     };
     let sweeper = tokio::spawn(crate::sweeper::run(states.dispatch.clone(), states.scan.clone(), gen_rx.clone()));
-    let idle = tokio::spawn(crate::idle::run(
-        states.scan.clone(),
-        coldsend_core::storage::idle_watch::IdleLeases::new(conn.clone(), &settings.redis.key_prefix, &shared.watcher),
-        gen_rx.clone(),
-    ));
+
     let services = coldsend_service::connect::services_on(conn.clone(), settings, shared.key.clone())?;
     let consumer = command_stream::CommandConsumer::new(
         CommandStream::new(blocking, &settings.redis.key_prefix, &name),
@@ -278,7 +321,6 @@ async fn run_workers(shared: &Shared, stop: watch::Receiver<bool>) -> anyhow::Re
     let _ = commands.await;
     let _ = fan_out.await;
     let _ = sweeper.await;
-    let _ = idle.await;
     forward.abort();
     result
 }
@@ -359,7 +401,7 @@ fn build_states(shared: &Shared, conn: &redis::aio::ConnectionManager, queues: &
         connection,
         bounces,
         folders: Default::default(),
-        logins: crate::login_pacer::LoginPacer::new(settings.scan.logins_per_server_per_sec),
+        logins: shared.logins.clone(),
     });
     let test_send = Arc::new(crate::test_send::TestSendState {
         dispatch: dispatch.clone(),

@@ -134,7 +134,7 @@ pub struct ScanState {
     /// and the configured Sent folder it was picked with.
     pub folders: tokio::sync::Mutex<std::collections::HashMap<coldsend_core::AccountId, ListedFolders>>,
     /// Fresh logins per server, shared by scans and IDLE watchers.
-    pub logins: crate::login_pacer::LoginPacer,
+    pub logins: Arc<crate::login_pacer::LoginPacer>,
 }
 
 /// A mailbox's folders to scan as of a LIST.
