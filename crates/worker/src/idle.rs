@@ -160,18 +160,16 @@ impl Watchers {
         self.running.insert(account, Watcher { stop, task });
     }
 
-    /// Ends these watchers (each says DONE and LOGOUT, within a few seconds).
+    /// Ends these watchers: each says DONE and LOGOUT at its next wait. One in the middle
+    /// of reading INBOX is not aborted (that could leave a message recorded as acted on
+    /// but not acted on); after a few seconds it is left to finish and stop by itself.
     async fn stop(&mut self, accounts: &[AccountId]) {
         let stopping: Vec<Watcher> = accounts.iter().filter_map(|a| self.running.remove(a)).collect();
         for w in &stopping {
             let _ = w.stop.send(true);
         }
-        for w in stopping {
-            let mut task = w.task;
-            if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
-                task.abort();
-            }
-        }
+        let waits = stopping.into_iter().map(|w| tokio::time::timeout(Duration::from_secs(5), w.task));
+        futures::future::join_all(waits).await;
     }
 }
 
@@ -232,6 +230,11 @@ async fn watch_session(
         return Ok(Some(Ended::Disabled));
     }
     let mut session = login(scans, &account, t).await?;
+    if *stop.borrow() {
+        // Stopped while waiting for a login slot.
+        let _ = tokio::time::timeout(t, session.logout()).await;
+        return Ok(Some(Ended::Stopped));
+    }
     let caps = tokio::time::timeout(t, session.capabilities())
         .await
         .map_err(|_| ScanError::timeout("CAPABILITY", ""))?
@@ -292,8 +295,16 @@ async fn watch_session(
             examine_inbox(&mut session, t).await?;
         } else {
             debug!("IDLE renewed");
-            // A renewal: still the same mailbox, still ACTIVE, same server?
-            match scans.accounts.get(account_id).await? {
+            // A renewal: still the same mailbox, still ACTIVE, same server? (Redis not
+            // answering is no reason to drop a working IMAP session: ask next renewal.)
+            let row = match scans.accounts.get(account_id).await {
+                Ok(row) => row,
+                Err(e) => {
+                    warn!(error = %e, "account not re-read at IDLE renewal; idling on");
+                    continue;
+                }
+            };
+            match row {
                 Some(r) if r.status == AccountStatus::Active && r.account.imap == account.imap => {}
                 Some(r) if r.status == AccountStatus::Active => {
                     let _ = tokio::time::timeout(t, session.logout()).await;
