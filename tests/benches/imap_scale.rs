@@ -234,6 +234,12 @@ async fn main() {
         (dovecot1 - dovecot0) * 100.0 / window
     );
     println!("memory        {:>8.1} MB resident, {:.1} KB per mailbox", rss_mb, rss_mb * 1024.0 / n as f64);
+    // Why passes failed, if any did (a failed pass logs its kept session out).
+    let log = worker.log_text();
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("scan failed")).collect();
+    if !failed.is_empty() {
+        println!("scan passes failed: {} (first: {})", failed.len(), &failed[0][..failed[0].len().min(300)]);
+    }
     if idle {
         let count =
             |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);

@@ -2,10 +2,10 @@
 //! (`p:idle-watch:{acct}`, the holder's replica name with a PX expiry) and a heartbeat
 //! per replica (`p:idle-watchers`), from which each replica works out its fair share.
 //!
-//! A mailbox has at most one watcher because a lease is taken with `SET NX` and kept only
-//! by its holder; a dead replica's leases run out and the others claim them; a new
-//! replica's heartbeat lowers everyone's share, the others release the excess and it
-//! claims them. Scans never depend on a lease: a mailbox nobody watches is still polled.
+//! A mailbox has one watcher (two only while a handover completes) because a lease is
+//! taken with `SET NX` and kept only by its holder; a dead replica's leases run out and
+//! the others claim them; a new replica's heartbeat lowers everyone's share, the others
+//! release the excess and it claims them. Scans never depend on a lease: a mailbox nobody watches is still polled.
 
 use redis::aio::ConnectionManager;
 
