@@ -314,11 +314,29 @@ impl Mail {
 
     /// Lines of Dovecot's log containing `needle`.
     pub fn dovecot_log_count(&self, needle: &str) -> usize {
-        std::fs::read_to_string(self.dir.join("log/dovecot.log"))
-            .unwrap_or_default()
+        self.dovecot_log_lines(needle).len()
+    }
+
+    /// The lines of Dovecot's log containing `needle`.
+    pub fn dovecot_log_lines(&self, needle: &str) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.join("log/dovecot.log")).unwrap_or_default();
+        log.lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
+    }
+
+    /// Changes `user`'s password (Dovecot re-reads its users file when it changes).
+    pub fn set_password(&self, user: &str, password: &str) {
+        let path = self.dir.join("etc/dovecot/users");
+        let text = std::fs::read_to_string(&path).expect("users file");
+        let login = format!("{user}@{}:", self.domain());
+        let changed: Vec<String> = text
             .lines()
-            .filter(|l| l.contains(needle))
-            .count()
+            .map(|l| match l.strip_prefix(&login).and_then(|r| r.split_once("::")) {
+                Some((_, rest)) => format!("{login}{{PLAIN}}{password}::{rest}"),
+                None => l.to_owned(),
+            })
+            .collect();
+        std::fs::write(&path, changed.join("\n") + "\n").expect("write users file");
+        let _ = self.doveadm(&["auth", "cache", "flush"], None);
     }
 
     /// `user`'s Maildir.

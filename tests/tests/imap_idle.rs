@@ -250,3 +250,33 @@ async fn a_silently_dead_connection_is_noticed_and_replaced() {
     seen_within(&api, &ann, "Re: after the silence", Duration::from_secs(15)).await;
     assert_eq!(subjects(&api, &ann).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_watcher_whose_sign_in_is_refused_stops_instead_of_retrying() {
+    let mail = Mail::start("ann:annpw bob:bobpw");
+    let stack = stack(&mail, 1);
+    let api = Api::new(&stack);
+    let ann = active(&api, &mail, "ann").await;
+    let accounts = [ann.clone()];
+    wait_for("ann's watcher", 30, || holders(&stack, &accounts)[&ann].is_some()).await;
+    wait_for("ann's IMAP session", 30, || !mail.imap_pids("ann").is_empty()).await;
+    // The password changes on the server and the watcher's connection drops: its next
+    // login is refused. Retrying would only get the account locked by a real provider.
+    mail.set_password("ann", "changed-elsewhere");
+    let refused_before = mail.dovecot_log_count("auth failed");
+    for pid in mail.imap_pids("ann") {
+        let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+    wait_for("the lease to be given back", 30, || holders(&stack, &accounts)[&ann].is_none()).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Every refused login is accounted for: the watcher's one, and any scheduled pass's
+    // (those count toward DISCONNECTED, as before).
+    let refused = mail.dovecot_log_count("auth failed") - refused_before;
+    let log = stack.workers[0].log_text();
+    let by_watcher = log.matches("IDLE watcher stops: sign-in refused").count();
+    let by_scans = log.lines().filter(|l| l.contains("scan failed") && l.contains("AUTH_FAILED")).count();
+    assert_eq!(by_watcher, 1, "the watcher tried once and stopped");
+    assert_eq!(refused, by_watcher + by_scans, "no other login attempts");
+    assert!(stack.workers[0].log_text().contains("sign-in refused"));
+    assert!(holders(&stack, &accounts)[&ann].is_none(), "not claimed again while it rests");
+}

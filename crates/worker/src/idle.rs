@@ -46,6 +46,8 @@ pub enum Ended {
     Unsupported,
     /// Too many failures in a row; the scheduled scans go on.
     Failing,
+    /// The server refused the credentials.
+    Refused,
 }
 
 impl Ended {
@@ -54,7 +56,7 @@ impl Ended {
         match self {
             Ended::Stopped => Duration::ZERO,
             Ended::NotActive | Ended::Failing => Duration::from_secs(60),
-            Ended::Disabled | Ended::Unsupported => Duration::from_secs(1800),
+            Ended::Disabled | Ended::Unsupported | Ended::Refused => Duration::from_secs(1800),
         }
     }
 }
@@ -197,6 +199,12 @@ async fn watch_mailbox(scans: Arc<ScanState>, account: AccountId, mut stop: watc
             backoff = Duration::from_secs(1);
         }
         failures += 1;
+        // Credentials refused: trying again only risks the provider locking the account;
+        // the scheduled scans count the failure toward DISCONNECTED.
+        if !error.is_transient() {
+            warn!(error = %error, "IDLE watcher stops: sign-in refused; scheduled scans go on");
+            return Ended::Refused;
+        }
         if failures >= FAILURES_BEFORE_GIVING_UP {
             warn!(error = %error, failures, "IDLE watcher gives up for now; scheduled scans go on");
             return Ended::Failing;
