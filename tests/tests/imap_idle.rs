@@ -85,6 +85,15 @@ async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) -> Dura
     started.elapsed()
 }
 
+/// Waits until `account` (user `user`) is watched: its lease held and its IMAP session
+/// open; then a moment for the watcher to issue IDLE.
+async fn until_watched(stack: &Stack, mail: &Mail, user: &str, account: &str) {
+    let accounts = [account.to_owned()];
+    wait_for("the mailbox's watcher", 30, || holders(stack, &accounts)[account].is_some()).await;
+    wait_for("its IMAP session", 30, || !mail.imap_pids(user).is_empty()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
 fn replicas(h: &BTreeMap<String, Option<String>>) -> BTreeMap<String, usize> {
     let mut count = BTreeMap::new();
     for holder in h.values().flatten() {
@@ -99,11 +108,7 @@ async fn idle_sees_new_mail_in_seconds_and_outlives_killed_connections() {
     let stack = stack(&mail, 1);
     let api = Api::new(&stack);
     let ann = active(&api, &mail, "ann").await;
-    let accounts = [ann.clone()];
-    wait_for("ann's watcher", 30, || holders(&stack, &accounts)[&ann].is_some()).await;
-    // The watcher is in IDLE once Dovecot shows ann's session; give it a moment to issue IDLE.
-    wait_for("ann's IMAP session", 30, || !mail.imap_pids("ann").is_empty()).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    until_watched(&stack, &mail, "ann", &ann).await;
 
     let mut took = Vec::new();
     for round in 0..4 {
@@ -225,10 +230,7 @@ async fn a_silently_dead_connection_is_noticed_and_replaced() {
     let stack = stack(&mail, 1);
     let api = Api::new(&stack);
     let ann = api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, relay.port, 100)).await;
-    let accounts = [ann.clone()];
-    wait_for("ann's watcher", 30, || holders(&stack, &accounts)[&ann].is_some()).await;
-    wait_for("ann's IMAP session", 30, || !mail.imap_pids("ann").is_empty()).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    until_watched(&stack, &mail, "ann", &ann).await;
 
     // Silence: Dovecot's EXISTS never arrives, and neither does the answer to DONE at
     // the next renewal (4 s); the command timeout (5 s) must declare the connection dead.
@@ -257,9 +259,8 @@ async fn a_watcher_whose_sign_in_is_refused_stops_instead_of_retrying() {
     let stack = stack(&mail, 1);
     let api = Api::new(&stack);
     let ann = active(&api, &mail, "ann").await;
+    until_watched(&stack, &mail, "ann", &ann).await;
     let accounts = [ann.clone()];
-    wait_for("ann's watcher", 30, || holders(&stack, &accounts)[&ann].is_some()).await;
-    wait_for("ann's IMAP session", 30, || !mail.imap_pids("ann").is_empty()).await;
     // The password changes on the server and the watcher's connection drops: its next
     // login is refused. Retrying would only get the account locked by a real provider.
     mail.set_password("ann", "changed-elsewhere");
