@@ -326,16 +326,10 @@ pub async fn scan_pass(
     keep: bool,
 ) -> Result<PassStats, ScanError> {
     let t = Duration::from_secs(state.config.command_timeout_secs);
-    if let Some(mut session) = state.reuse(account, t).await {
-        let result = scan_folders(state, account, &mut session, settings, t).await;
-        if result.is_ok() && keep {
-            state.keep(account, session).await;
-        } else {
-            let _ = tokio::time::timeout(t, session.logout()).await;
-        }
-        return result;
-    }
-    let mut session = login(state, account, t).await?;
+    let mut session = match state.reuse(account, t).await {
+        Some(kept) => kept,
+        None => login(state, account, t).await?,
+    };
     let result = scan_folders(state, account, &mut session, settings, t).await;
     if result.is_ok() && keep {
         state.keep(account, session).await;
