@@ -94,7 +94,7 @@ async fn wait_sent(rconn: &mut redis::Connection, cid: &str, n: usize) {
     let started = Instant::now();
     loop {
         let sent: Option<u64> =
-            redis::cmd("HGET").arg(format!("cstest:stats:{cid}")).arg("sent").query(rconn).expect("HGET");
+            redis::cmd("HGET").arg(format!("cstest:stats:{cid}")).arg("step:0:sent").query(rconn).expect("HGET");
         if sent.unwrap_or(0) >= n as u64 {
             return;
         }

@@ -270,7 +270,7 @@ async fn mark_sent_records_once_queues_the_next_step_and_completes_the_last() {
             .outcome,
         MarkedSent::Duplicate
     );
-    assert_eq!(w.stats().await.get("sent"), Some(&1), "counted once");
+    assert_eq!(w.stats().await.get("step:0:sent"), Some(&1), "counted once");
     let next = w.key(0, 1);
     assert_eq!(w.state(&next).await, Some(SendState::Queued));
     assert_eq!(w.due(true).await, vec![next.member()]);
@@ -296,7 +296,7 @@ async fn mark_sent_peeks_at_the_next_due_send_with_its_lead() {
     let w = World::new(3, None).await;
     let idle = CampaignId::new_random();
     let among = [idle, w.campaign];
-    let peek = |by| Some(Peek { due_by_ms: by, campaigns: &among });
+    let peek = |by| Some(Peek { due_by_ms: by, campaigns: &among, count: 1 });
     let claim = w.claim(0, 0).await;
     let out = w
         .ledger
@@ -305,7 +305,7 @@ async fn mark_sent_peeks_at_the_next_due_send_with_its_lead() {
         .expect("mark");
     assert_eq!(out.outcome, MarkedSent::Recorded);
     // lead 0's follow-up is due at 9,000, after the peek time: a first step comes back.
-    let next = out.next.expect("a first step is due");
+    let next = out.next.into_iter().next().expect("a first step is due");
     assert!(!next.due.followup);
     assert_eq!(next.due.key.step, 0);
     assert_ne!(next.due.key.lead, w.key(0, 0).lead);
@@ -322,7 +322,7 @@ async fn mark_sent_peeks_at_the_next_due_send_with_its_lead() {
         .mark_sent(&next.due.key, &w.account, Some(&claim.attempt), "<m1@x>", 3_000, Some(90_000), None, peek(10_000))
         .await
         .expect("mark");
-    let next = out.next.expect("the follow-up is due");
+    let next = out.next.into_iter().next().expect("the follow-up is due");
     assert!(next.due.followup);
     assert_eq!(next.due.key, w.key(0, 1));
     assert_eq!(next.due.due_ms, 9_000);
@@ -331,9 +331,58 @@ async fn mark_sent_peeks_at_the_next_due_send_with_its_lead() {
     let k = w.key(3 - i, 0);
     let claim = w.claim(3 - i, 0).await;
     let stale = w.ledger.mark_sent(&k, &w.account, Some("not-ours"), "<m2@x>", 4_000, None, None, peek(99_000)).await;
-    assert!(stale.expect("mark").next.is_none());
+    assert!(stale.expect("mark").next.is_empty());
     let out = w.ledger.mark_sent(&k, &w.account, Some(&claim.attempt), "<m2@x>", 4_000, None, None, None).await;
-    assert!(out.expect("mark").next.is_none());
+    assert!(out.expect("mark").next.is_empty());
+}
+
+/// Asked for several, the peek returns them in the order repeated `next_due` calls would
+/// pick them: due follow-ups first, then first steps, each earliest first, every one with
+/// its lead; never more than asked, never one due after the peek time.
+#[tokio::test]
+async fn mark_sent_peeks_at_several_due_sends_in_next_due_order() {
+    let w = World::new(5, None).await;
+    let idle = CampaignId::new_random();
+    let among = [idle, w.campaign];
+    let claim = w.claim(0, 0).await;
+    // Lead 0's follow-up falls due at 1,500, before the peek time; lead 1's first step is
+    // pushed after it.
+    w.ledger.defer(&w.key(1, 0), &w.account, 50_000).await.expect("defer");
+    let peek = |count| Some(Peek { due_by_ms: 2_000, campaigns: &among, count });
+    let out = w
+        .ledger
+        .mark_sent(&w.key(0, 0), &w.account, Some(&claim.attempt), "<m0@x>", 1_000, Some(1_500), None, peek(3))
+        .await
+        .expect("mark");
+    assert_eq!(out.outcome, MarkedSent::Recorded);
+    let firsts: Vec<String> = w.due(false).await.into_iter().filter(|m| *m != w.key(1, 0).member()).collect();
+    let got: Vec<(String, bool, i64)> =
+        out.next.iter().map(|p| (p.due.key.member(), p.due.followup, p.due.due_ms)).collect();
+    assert_eq!(
+        got,
+        vec![(w.key(0, 1).member(), true, 1_500), (firsts[0].clone(), false, 0), (firsts[1].clone(), false, 0)],
+        "the follow-up, then the first steps in the queue's order"
+    );
+    assert_eq!(
+        w.ledger.next_due(&w.account, &among, 2_000).await.expect("next").map(|d| d.key),
+        Some(out.next[0].due.key.clone()),
+        "the first is what next_due picks"
+    );
+    for p in &out.next {
+        assert_eq!(p.lead.as_ref().map(|l| &l.id), Some(&p.due.key.lead), "each with its own lead");
+        assert_eq!(p.among, among);
+    }
+
+    // More than there is: everything due by the peek time, and nothing after it.
+    let claim = w.claim(2, 0).await;
+    let out = w
+        .ledger
+        .mark_sent(&w.key(2, 0), &w.account, Some(&claim.attempt), "<m2@x>", 1_000, Some(90_000), None, peek(10))
+        .await
+        .expect("mark");
+    let got: Vec<String> = out.next.iter().map(|p| p.due.key.member()).collect();
+    assert_eq!(got.len(), 3, "lead 0's follow-up and leads 3 and 4: {got:?}");
+    assert!(!got.contains(&w.key(1, 0).member()) && !got.contains(&w.key(2, 1).member()), "{got:?}");
 }
 
 #[tokio::test]
@@ -379,7 +428,7 @@ async fn uncertain_then_confirmed_from_sent_leaves_the_uncertain_count() {
     let rec = w.ledger.send_record(&k).await.expect("rec").expect("rec");
     assert_eq!((rec.state, rec.confirmed), (SendState::Sent, true));
     let stats = w.stats().await;
-    assert_eq!((stats.get("uncertain"), stats.get("sent")), (Some(&0), Some(&1)));
+    assert_eq!((stats.get("uncertain"), stats.get("step:0:sent")), (Some(&0), Some(&1)));
     assert!(w.uncertain_members().await.is_empty());
     assert_eq!(w.state(&w.key(0, 1)).await, Some(SendState::Queued), "the next step follows");
     assert_eq!(w.ledger.confirm_sent(&k, "<m0@x>", None).await.expect("confirm"), MarkedSent::Confirmed);

@@ -352,7 +352,12 @@ impl CampaignService {
             *stats.lead_states.entry(s.as_str().to_owned()).or_default() += 1;
         }
         let get = |k: &str| counters.get(k).copied().unwrap_or(0);
-        stats.sent = get("sent");
+        // The send script counts per step only; the campaign's total is their sum.
+        stats.sent = counters
+            .iter()
+            .filter(|(field, _)| matches!(StepMetric::parse_field(field), Some((_, StepMetric::Sent))))
+            .map(|(_, n)| n)
+            .sum();
         stats.failed = get("failed");
         stats.bounced = get("bounced");
         stats.uncertain = get("uncertain");

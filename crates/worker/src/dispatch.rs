@@ -33,7 +33,7 @@ use coldsend_core::storage::accounts::AccountStore;
 use coldsend_core::storage::campaigns::CampaignStore;
 use coldsend_core::storage::inbox::{Inbox, InboxEvent, InboxKind};
 use coldsend_core::storage::ledger::{
-    Claim, DueSend, Ledger, MarkedSent, Peek, Peeked, Released, Reservation, ReserveArgs, SendState,
+    Claim, DueSend, Ledger, MarkedSent, Peek, Released, Reservation, ReserveArgs, SendState,
 };
 use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
 use coldsend_core::unsubscribe::UnsubscribeSigner;
@@ -44,6 +44,7 @@ use rand::Rng;
 use tokio::sync::Mutex;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::lookahead::{self, Lookahead};
 use crate::mailer::{self, Delivery};
 use crate::metrics;
 use crate::probe::{self, ProbeContext};
@@ -176,8 +177,8 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
     let mut sent = 0usize;
     let mut renewed = std::time::Instant::now();
     let mut view = None;
-    // The next due send and its lead, as the last recorded send's script found them.
-    let mut peeked: Option<Peeked> = None;
+    // The next due sends and their leads, as the last recorded send's script found them.
+    let mut lookahead = Lookahead::default();
     loop {
         // Renew the lease now and then (not per send: each renewal is a round trip).
         if renewed.elapsed() > Duration::from_secs(state.config.stale_send_secs / 2) {
@@ -190,11 +191,11 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
             // Hand over at once: the successor runs on whichever replica is alive.
             return schedule(state, &job, Utc::now()).await;
         }
-        let next = step(state, &job, &mut view, &mut peeked).await?;
+        let next = step(state, &job, &mut view, &mut lookahead).await?;
         match next {
             Next::Refresh => {
                 view = None;
-                peeked = None;
+                lookahead.clear();
             }
             Next::End => {
                 state.sessions.lock().await.remove(&acct);
@@ -286,7 +287,7 @@ async fn step(
     state: &DispatchState,
     job: &Dispatch,
     cache: &mut Option<MailboxView>,
-    peeked: &mut Option<Peeked>,
+    lookahead: &mut Lookahead,
 ) -> Result<Next, BoxDynError> {
     let acct = &job.account_id;
     if cache.as_ref().is_none_or(|v| v.loaded.elapsed() > VIEW_TTL) {
@@ -328,9 +329,9 @@ async fn step(
         eligible.push(c);
     }
     let ids: Vec<_> = eligible.iter().map(|c| c.id).collect();
-    // The last record's script already picked the next send as `next_due` does, among
-    // the same campaigns: take it without a read of its own.
-    let peek = peeked.take().filter(|p| p.among == ids && p.due.due_ms <= now.timestamp_millis());
+    // The last record's script already picked the next sends as `next_due` does, among
+    // the same campaigns: take the next one without a read of its own.
+    let peek = lookahead.next(&ids, now.timestamp_millis());
     let (due, known_lead) = match peek {
         Some(p) => (Some(p.due), p.lead),
         None => (state.ledger.next_due(acct, &ids, now.timestamp_millis()).await?, None),
@@ -355,7 +356,7 @@ async fn step(
         return Ok(Next::WaitUntil(now + chrono::Duration::from_std(wait).unwrap_or_default()));
     }
     let from = Sender { account: &view.account, settings: &view.settings, campaign, cap, cap_key };
-    let next = send_one(state, job, from, &due, known_lead, now, (&ids, peeked)).await?;
+    let next = send_one(state, job, from, &due, known_lead, now, (&ids, lookahead)).await?;
     if matches!(next, Next::Refresh) {
         *cache = None;
         return Ok(Next::Continue);
@@ -366,6 +367,15 @@ async fn step(
 fn campaign_cap(state: &DispatchState, c: &Campaign, now: DateTime<Utc>) -> Option<(String, u32)> {
     let limit = c.daily_limit?;
     Some((state.ledger.keys().campaign_day(&c.id, now.with_timezone(&c.schedule.timezone()).date_naive()), limit))
+}
+
+/// How many due sends a record peeks at: a batch when the mailbox sends back to back,
+/// one when its sends are paced apart (the rest would be stale before their turn).
+fn lookahead_size(config: &SendingConfig, campaign: &Campaign) -> usize {
+    let back_to_back = config.min_gap_secs == 0
+        && config.jitter_secs == 0
+        && campaign.pacing.unwrap_or(config.pacing) != Pacing::Spread;
+    if back_to_back { lookahead::BATCH } else { 1 }
 }
 
 fn gap_ms(config: &SendingConfig) -> i64 {
@@ -417,7 +427,7 @@ async fn send_one(
     due: &DueSend,
     known_lead: Option<Lead>,
     now: DateTime<Utc>,
-    peek: (&[CampaignId], &mut Option<Peeked>),
+    peek: (&[CampaignId], &mut Lookahead),
 ) -> Result<Next, BoxDynError> {
     let key = &due.key;
     let span = info_span!("send", campaign_id = %key.campaign, lead_id = %key.lead, step = key.step);
@@ -543,7 +553,7 @@ async fn claim(
 
 /// Records what the server said, under the claim; `Refresh` when the mailbox's state
 /// changed (a pause began) so the loop must look again before the next send. A recorded
-/// send also peeks at the next due one (into `peeked`).
+/// send also peeks at the next due ones (into `lookahead`) when it has none left.
 #[allow(clippy::too_many_arguments)]
 async fn record(
     state: &DispatchState,
@@ -553,13 +563,18 @@ async fn record(
     lead: &Lead,
     composed: &Email,
     delivery: Delivery,
-    (among, peeked): (&[CampaignId], &mut Option<Peeked>),
+    (among, lookahead): (&[CampaignId], &mut Lookahead),
 ) -> Result<Next, BoxDynError> {
     let (key, acct) = (&due.key, &from.account.id);
     let now_ms = Utc::now().timestamp_millis();
     match delivery {
         Delivery::Accepted(reply) => {
             let next_due = from.campaign.steps.get(key.step + 1).map(|s| now_ms + s.delay.as_millis() as i64);
+            let peek = lookahead.wants_more().then(|| Peek {
+                due_by_ms: now_ms,
+                campaigns: among,
+                count: lookahead_size(&state.config, from.campaign),
+            });
             let marked = state
                 .ledger
                 .mark_sent(
@@ -570,13 +585,15 @@ async fn record(
                     now_ms,
                     next_due,
                     Some(lead.email.as_str()),
-                    Some(Peek { due_by_ms: now_ms, campaigns: among }),
+                    peek,
                 )
                 .await?;
             if marked.outcome != MarkedSent::Recorded {
                 warn!(outcome = ?marked.outcome, "accepted, but the send record was not this attempt's to write");
             }
-            *peeked = marked.next;
+            if peek.is_some() {
+                lookahead.fill(marked.next);
+            }
             info!(message_id = %composed.message_id, reply = %reply, "sent");
             metrics::send_outcome(acct, "sent");
             if from.settings.append_to_sent {

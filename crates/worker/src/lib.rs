@@ -13,6 +13,7 @@ pub mod connection_health;
 pub mod dispatch;
 pub mod idle;
 pub mod login_pacer;
+pub mod lookahead;
 pub mod mailer;
 pub mod metrics;
 pub mod probe;

@@ -139,12 +139,13 @@ pub enum MarkedSent {
     Stale,
 }
 
-/// What `mark_sent` did and, when asked to peek, the mailbox's next due send in the same
-/// campaign with its lead (read in the same script, saving the next email two reads).
+/// What `mark_sent` did and, when asked to peek, the mailbox's next due sends with their
+/// leads, in the order `next_due` would pick them (read in the same script, saving the
+/// next emails their reads).
 #[derive(Debug, Clone)]
 pub struct MarkSent {
     pub outcome: MarkedSent,
-    pub next: Option<Peeked>,
+    pub next: Vec<Peeked>,
 }
 
 /// The next due send found by `mark_sent`'s peek.
@@ -164,6 +165,8 @@ pub struct Peeked {
 pub struct Peek<'a> {
     pub due_by_ms: i64,
     pub campaigns: &'a [CampaignId],
+    /// How many due sends to return at most (at least 1).
+    pub count: usize,
 }
 
 /// What the sweep did with a send left SENDING.
@@ -245,7 +248,8 @@ impl SendRecord {
             account: f.get("account").and_then(|a| a.parse().ok()),
             attempts: f.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
             attempt: text("attempt"),
-            phase: text("phase"),
+            // `phase` is left behind once a send is over; it only means something while SENDING.
+            phase: text("phase").filter(|_| state == SendState::Sending),
             message_id: text("message_id"),
             error: text("error"),
             claimed_at: f.get("at").and_then(|a| a.parse().ok()),
@@ -488,7 +492,7 @@ impl Ledger {
                 .key(self.keys.due_first(account, p))
                 .key(self.keys.leads(p));
         }
-        let outcome: (String, String, String, i64, String) = invocation
+        let reply: Vec<String> = invocation
             .arg(attempt.unwrap_or(""))
             .arg(key.member())
             .arg(message_id)
@@ -496,7 +500,6 @@ impl Ledger {
             .arg(key.lead.as_str())
             .arg(if next_due_ms.is_some() { next.member() } else { String::new() })
             .arg(next_due_ms.unwrap_or(0))
-            .arg(account.to_string())
             .arg(event_json(
                 EventType::Sent,
                 serde_json::json!({
@@ -515,11 +518,10 @@ impl Ledger {
             .arg(utc_hour(now_ms))
             .arg(peek.map(|p| p.due_by_ms.to_string()).unwrap_or_default())
             .arg(key.step)
+            .arg(peek.map_or(0, |p| p.count.max(1)))
             .invoke_async(&mut self.conn())
             .await?;
-        let (outcome, member, due, followup, lead_json) = outcome;
-        // A zset score comes back from Lua as text.
-        let due_ms = due.parse::<f64>().map(|d| d as i64).unwrap_or(0);
+        let Some((outcome, peeked)) = reply.split_first() else { return Err(unexpected("send_mark_sent", "")) };
         let outcome = match outcome.as_str() {
             "recorded" => MarkedSent::Recorded,
             "confirmed" => MarkedSent::Confirmed,
@@ -527,11 +529,20 @@ impl Ledger {
             "stale" => MarkedSent::Stale,
             other => return Err(unexpected("send_mark_sent", other)),
         };
-        let next = SendKey::parse_member(&member).map(|key| Peeked {
-            due: DueSend { key, followup: followup == 1, due_ms },
-            lead: serde_json::from_str(&lead_json).ok(),
-            among: peek.map(|p| p.campaigns.to_vec()).unwrap_or_default(),
-        });
+        let among = peek.map(|p| p.campaigns.to_vec()).unwrap_or_default();
+        let next = peeked
+            .chunks_exact(4)
+            .filter_map(|p| {
+                let key = SendKey::parse_member(&p[0])?;
+                // A zset score comes back from Lua as text.
+                let due_ms = p[1].parse::<f64>().map(|d| d as i64).unwrap_or(0);
+                Some(Peeked {
+                    due: DueSend { key, followup: p[2] == "1", due_ms },
+                    lead: serde_json::from_str(&p[3]).ok(),
+                    among: among.clone(),
+                })
+            })
+            .collect();
         Ok(MarkSent { outcome, next })
     }
 
@@ -808,7 +819,6 @@ impl Ledger {
             .arg(key.lead.as_str())
             .arg(if next_due_ms.is_some() { next.member() } else { String::new() })
             .arg(next_due_ms.unwrap_or(0))
-            .arg(account.to_string())
             .arg(format!(
                 "step {} may or may not have been delivered (the connection broke after DATA); not resent",
                 key.step + 1

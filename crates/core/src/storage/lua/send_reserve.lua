@@ -43,7 +43,8 @@ if spread_until > now then
   local spread = math.floor((spread_until - now) / (left + 1) * tonumber(ARGV[14]) / 1000)
   if spread > gap then gap = spread end
 end
-redis.call('SET', KEYS[8], string.format('%d', now + gap), 'PX', 172800000)
+-- Without a gap the marker (at most now, checked above) already allows the next send.
+if gap > 0 then redis.call('SET', KEYS[8], string.format('%d', now + gap), 'PX', 172800000) end
 redis.call('HSET', KEYS[5], 'state', 'SENDING', 'phase', 'pre', 'attempt', ARGV[8], 'account', ARGV[10],
   'at', ARGV[2], 'cap_key', KEYS[6], 'campaign_day_key', camp_key)
 redis.call('ZADD', KEYS[9], now, ARGV[9])
