@@ -125,6 +125,8 @@ pub struct Relay {
     frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Connections accepted while up.
     pub accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Every read from a client, as it arrived (one entry per `read`).
+    client_reads: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Relay {
@@ -136,7 +138,8 @@ impl Relay {
         let up = Arc::new(AtomicBool::new(true));
         let frozen = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
-        let (flag, count, lost) = (up.clone(), accepted.clone(), frozen.clone());
+        let client_reads: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let (flag, count, lost, reads) = (up.clone(), accepted.clone(), frozen.clone(), client_reads.clone());
         std::thread::spawn(move || {
             let mut listener = Some(first);
             let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
@@ -170,10 +173,12 @@ impl Relay {
                                 registry.push(c);
                             }
                         }
-                        for (mut from, mut to) in
-                            [(client.try_clone().expect("clone"), server.try_clone().expect("clone")), (server, client)]
-                        {
+                        for (mut from, mut to, from_client) in [
+                            (client.try_clone().expect("clone"), server.try_clone().expect("clone"), true),
+                            (server, client, false),
+                        ] {
                             let lost = lost.clone();
+                            let reads = reads.clone();
                             std::thread::spawn(move || {
                                 use std::io::{Read, Write};
                                 let mut buf = [0u8; 16 * 1024];
@@ -182,6 +187,9 @@ impl Relay {
                                         Ok(0) | Err(_) => break,
                                         Ok(n) => n,
                                     };
+                                    if from_client {
+                                        reads.lock().expect("lock").push(buf[..n].to_vec());
+                                    }
                                     if !lost.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
                                         break;
                                     }
@@ -194,7 +202,14 @@ impl Relay {
                 }
             }
         });
-        Self { port, up, frozen, accepted }
+        Self { port, up, frozen, accepted, client_reads }
+    }
+
+    /// What clients sent, one entry per read (text, lossily): bytes a client wrote
+    /// together before waiting for an answer arrive in one entry.
+    pub fn client_reads(&self) -> Vec<String> {
+        let reads = self.client_reads.lock().expect("lock");
+        reads.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect()
     }
 
     /// From now on, loses everything relayed (connections stay open).

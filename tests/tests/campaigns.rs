@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use coldsend_tests::{Api, FAST_SENDING, Mail, Stack};
+use coldsend_tests::fixtures::Relay;
+use coldsend_tests::{Api, FAST_SENDING, Mail, Stack, account_json, free_port};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -502,4 +503,53 @@ async fn starting_says_whether_it_sends_now_and_if_not_why_and_when() {
     // A plain read does not carry the outlook.
     let (_, view) = api.get(&format!("/campaigns/{open}")).await;
     assert!(view.get("outlook").is_none(), "{view}");
+}
+
+/// Where the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write,
+/// two round trips fewer per email; where it does not, one at a time (pipelining then would
+/// break the protocol). Either way every email is delivered once. Postfix's smtp-sink with
+/// and without `-p` (its switch for not offering it), behind a relay that records what the
+/// worker writes: a client that waits for each answer can never put MAIL and RCPT in one read.
+#[tokio::test]
+async fn smtp_commands_are_pipelined_only_where_the_server_offers_it() {
+    for offered in [true, false] {
+        let mail = Mail::start("ann:annpw");
+        let sink_port = free_port();
+        let dumps = tempfile::tempdir().expect("tempdir");
+        // smtp-sink writes as the postfix user.
+        std::fs::set_permissions(dumps.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
+        let mut args = vec!["-u".to_owned(), "postfix".into(), "-d".into(), format!("{}/%M.", dumps.path().display())];
+        if !offered {
+            args.push("-p".into());
+        }
+        args.extend([format!("127.0.0.1:{sink_port}"), "64".into()]);
+        let mut sink = std::process::Command::new("smtp-sink")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("smtp-sink (package postfix)");
+        std::thread::sleep(Duration::from_millis(300));
+        let relay = Relay::start(sink_port);
+        let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
+        let api = Api::new(&stack);
+        let ann = api.active_account(&account_json("ann", "annpw", relay.port, false, mail.imaps_port(), 100)).await;
+        let steps = json!([{"subject": "Hello {{ first_name }}", "text": "Hi {{ first_name }}"}]);
+        let cid = campaign(&api, &[&ann], steps, json!({})).await;
+        add_leads(&api, &cid, (1..=3).map(lead).collect()).await;
+        act(&api, &cid, "start").await;
+        let delivered = || std::fs::read_dir(dumps.path()).map(|d| d.count()).unwrap_or(0);
+        wait_for("3 emails in the sink", 60, || delivered() >= 3).await.or_dump_mail(&stack, &mail);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(delivered(), 3, "offered: {offered}: each once");
+
+        let reads = relay.client_reads();
+        let mails: Vec<&String> = reads.iter().filter(|r| r.contains("MAIL FROM:")).collect();
+        assert_eq!(mails.len(), 3, "offered: {offered}: {reads:?}");
+        for r in mails {
+            let together = r.contains("RCPT TO:") && r.ends_with("DATA\r\n");
+            assert_eq!(together, offered, "offered: {offered}: {r:?}");
+        }
+        let _ = sink.kill();
+        let _ = sink.wait();
+    }
 }

@@ -38,7 +38,6 @@ use coldsend_core::storage::ledger::{
 use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
 use coldsend_core::unsubscribe::UnsubscribeSigner;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::Rset;
 use rand::Rng;
 use tokio::sync::Mutex;
@@ -67,7 +66,7 @@ pub struct DispatchState {
     pub pacer: Option<DefaultKeyedRateLimiter<AccountId>>,
     /// Open SMTP sessions, one per mailbox (only its chain sends from it), with the
     /// server settings they were opened with (a PATCH may change them).
-    pub sessions: Mutex<HashMap<AccountId, (coldsend_core::account::Endpoint, AsyncSmtpConnection)>>,
+    pub sessions: Mutex<HashMap<AccountId, (coldsend_core::account::Endpoint, mailer::Session)>>,
     /// Sender-side refusals and the sending pause they lead to.
     pub health: MailboxHealth,
     /// The master inbox, where a mailbox's refusals are told.
@@ -211,8 +210,8 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
                 let wait = (at - Utc::now()).to_std().unwrap_or_default();
                 if wait > Duration::from_secs(state.config.max_inline_wait_secs) {
                     // Idle for a while: close the session rather than hold it open.
-                    if let Some((_, mut c)) = state.sessions.lock().await.remove(&acct) {
-                        let _ = tokio::time::timeout(Duration::from_secs(5), c.quit()).await;
+                    if let Some((_, mut s)) = state.sessions.lock().await.remove(&acct) {
+                        let _ = tokio::time::timeout(Duration::from_secs(5), s.conn.quit()).await;
                     }
                     return schedule(state, &job, at).await;
                 }
@@ -788,7 +787,7 @@ async fn deliver(
             }
             Delivery::Permanent { .. } => {
                 // A refusal leaves the transaction open: reset it before the session is reused.
-                let reset = tokio::time::timeout(step_timeout, conn.command(Rset)).await;
+                let reset = tokio::time::timeout(step_timeout, conn.conn.command(Rset)).await;
                 if matches!(reset, Ok(Ok(_))) {
                     state.sessions.lock().await.insert(account.id, (account.smtp.clone(), conn));
                 }
@@ -804,13 +803,24 @@ async fn open(
     state: &DispatchState,
     account: &SenderAccount,
     limit: Duration,
-) -> Result<AsyncSmtpConnection, SessionError> {
+) -> Result<mailer::Session, SessionError> {
     let ctx = &state.connect_context(limit);
     let opening = state.signin.open(account, coldsend_core::Protocol::Smtp, |login| async move {
         probe::open_session(ctx, &account.smtp, &login).await
     });
-    let session = match tokio::time::timeout(limit, opening).await {
+    let conn = match tokio::time::timeout(limit, opening).await {
         Ok(result) => result?,
+        Err(_) => return Err(SessionError::Timeout),
+    };
+    let session = match tokio::time::timeout(limit, mailer::Session::new(conn, ctx.helo.clone())).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => {
+            return Err(SessionError::Refused(coldsend_core::ProbeFailure {
+                protocol: coldsend_core::Protocol::Smtp,
+                code: coldsend_core::ValidationCode::ConnectionFailed,
+                message: format!("EHLO after sign-in: {e}"),
+            }));
+        }
         Err(_) => return Err(SessionError::Timeout),
     };
     if let Err(e) = state.connection.succeeded(&account.id, coldsend_core::Protocol::Smtp).await {

@@ -113,7 +113,8 @@ async fn send_steps(
                 probe::open_session(ctx, &account.smtp, &login).await
             });
             match tokio::time::timeout(step_timeout, opening).await {
-                Ok(Ok(s)) => session = Some(s),
+                // A handful of emails: step by step, without asking for PIPELINING.
+                Ok(Ok(conn)) => session = Some(mailer::Session { conn, pipelining: false }),
                 Ok(Err(e)) => {
                     results.push(result(step, TestOutcome::Failed, e.to_string(), None));
                     continue;
@@ -138,8 +139,8 @@ async fn send_steps(
         results.push(result(step, outcome, detail, Some(email.message_id)));
         state.store.record(id, &results, false).await?;
     }
-    if let Some(mut c) = session {
-        let _ = tokio::time::timeout(Duration::from_secs(5), c.quit()).await;
+    if let Some(mut s) = session {
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.conn.quit()).await;
     }
     Ok(results)
 }
