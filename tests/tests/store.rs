@@ -93,3 +93,46 @@ async fn one_account_per_address_even_under_concurrent_creates() {
     assert_eq!(created, 1);
     assert_eq!(store.list().await.expect("list").len(), 1);
 }
+
+/// The webhook outbox's three reads, which the fan-out uses at different times: new
+/// entries once each; a consumer's own unacknowledged entries again after it failed
+/// mid-batch (or died and came back under its name); and a dead consumer's entries taken
+/// over by another only once they sat unacknowledged longer than the given time.
+#[tokio::test]
+async fn outbox_entries_are_read_once_and_unacknowledged_ones_are_never_lost() {
+    use coldsend_core::storage::webhooks::Outbox;
+    use coldsend_core::webhook::{Event, EventType};
+    use std::time::Duration;
+    let redis = Redis::start();
+    let client = redis::Client::open(redis.url()).expect("url");
+    let outbox = Outbox::new(redis::aio::ConnectionManager::new(client).await.expect("connect"), "storetest");
+    outbox.ensure_group().await.expect("group");
+    let published: Vec<Event> = (0..5).map(|i| Event::new(EventType::Sent, json!({"n": i}))).collect();
+    for e in &published {
+        outbox.publish(e).await.expect("publish");
+    }
+    let ids = |entries: &[(String, Option<Event>)]| -> Vec<String> {
+        entries.iter().map(|(_, e)| e.as_ref().expect("readable").id.clone()).collect()
+    };
+
+    // "a" reads three and acknowledges none (it fails mid-batch): they are not new to
+    // anyone any more, and "a" gets exactly them back.
+    let first = outbox.read_new("a", 3, Duration::from_millis(10)).await.expect("read");
+    assert_eq!(ids(&first), published[..3].iter().map(|e| e.id.clone()).collect::<Vec<_>>());
+    let rest = outbox.read_new("b", 10, Duration::from_millis(10)).await.expect("read");
+    assert_eq!(ids(&rest), published[3..].iter().map(|e| e.id.clone()).collect::<Vec<_>>(), "each new entry once");
+    assert_eq!(ids(&outbox.read_own("a", 10).await.expect("own")), ids(&first), "a's own, again");
+    assert!(outbox.read_new("b", 10, Duration::from_millis(10)).await.expect("read").is_empty());
+
+    // "b" acknowledges its two; "a" dies. Nobody takes a's entries while they are fresh...
+    outbox.ack(&rest.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()).await.expect("ack");
+    assert!(outbox.claim_abandoned("b", 10, Duration::from_secs(60)).await.expect("claim").is_empty());
+    // ...and "b" takes all of them once they have sat long enough, and then owns them.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let taken = outbox.claim_abandoned("b", 10, Duration::from_millis(20)).await.expect("claim");
+    assert_eq!(ids(&taken), ids(&first));
+    assert!(outbox.read_own("a", 10).await.expect("own").is_empty(), "no longer a's");
+    assert_eq!(ids(&outbox.read_own("b", 10).await.expect("own")), ids(&first));
+    outbox.ack(&taken.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()).await.expect("ack");
+    assert!(outbox.read_own("b", 10).await.expect("own").is_empty(), "acknowledged: done");
+}

@@ -29,6 +29,13 @@ use tracing::{Instrument, debug, info, info_span, warn};
 pub const READ_BLOCK: Duration = Duration::from_secs(2);
 /// An entry another replica read but did not acknowledge for this long is taken over.
 const ABANDONED: Duration = Duration::from_secs(60);
+/// Most events taken in one round.
+const BATCH: usize = 1000;
+/// After a round that was not full, events are left to gather this long before the next
+/// read: while a campaign sends thousands a second, a round then carries hundreds of events
+/// instead of a handful (each round costs its reads, the endpoint list and an ack), for at
+/// most this much more delay to a webhook.
+const GATHER: Duration = Duration::from_millis(100);
 
 /// The fan-out loop of one replica.
 pub struct FanOut {
@@ -39,24 +46,58 @@ pub struct FanOut {
     pub consumer: String,
 }
 
+/// Which entries a round reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// This consumer's own unacknowledged entries: at start and after a failed round.
+    Own,
+    /// Entries a dead replica left pending: now and then (every `ABANDONED / 4`).
+    Abandoned,
+    /// New entries.
+    New,
+}
+
 impl FanOut {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         if let Err(e) = self.outbox.ensure_group().await {
             warn!(error = %e, "webhook outbox group not created; retrying on the next read");
         }
+        let mut recover = true;
+        let mut claimed_at: Option<std::time::Instant> = None;
         loop {
             if *stop.borrow() {
                 return;
             }
+            let source = if recover {
+                Source::Own
+            } else if claimed_at.is_none_or(|t| t.elapsed() > ABANDONED / 4) {
+                claimed_at = Some(std::time::Instant::now());
+                Source::Abandoned
+            } else {
+                Source::New
+            };
             let round = tokio::select! {
-                r = self.round() => r,
+                r = self.round(source) => r,
                 _ = stop.changed() => return,
             };
-            if let Err(e) = round {
-                warn!(error = %e, "webhook fan-out failed; retrying");
-                let _ = self.outbox.ensure_group().await;
+            let pause = match round {
+                Ok(taken) => {
+                    // Own and abandoned entries are read until none are left.
+                    if source == Source::Own && taken == 0 {
+                        recover = false;
+                    }
+                    (source == Source::New && taken < BATCH).then_some(GATHER)
+                }
+                Err(e) => {
+                    warn!(error = %e, "webhook fan-out failed; retrying");
+                    let _ = self.outbox.ensure_group().await;
+                    recover = true;
+                    Some(Duration::from_secs(1))
+                }
+            };
+            if let Some(pause) = pause {
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = stop.changed() => return,
                 }
             }
@@ -64,10 +105,15 @@ impl FanOut {
     }
 
     /// One batch: queue a delivery per subscribed endpoint, then acknowledge the batch.
-    async fn round(&self) -> Result<(), BoxDynError> {
-        let entries = self.outbox.read(&self.consumer, 100, READ_BLOCK, ABANDONED).await?;
+    /// Returns how many entries it took.
+    async fn round(&self, source: Source) -> Result<usize, BoxDynError> {
+        let entries = match source {
+            Source::Own => self.outbox.read_own(&self.consumer, BATCH).await?,
+            Source::Abandoned => self.outbox.claim_abandoned(&self.consumer, BATCH, ABANDONED).await?,
+            Source::New => self.outbox.read_new(&self.consumer, BATCH, READ_BLOCK).await?,
+        };
         if entries.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let endpoints = self.webhooks.list().await?;
         let mut ids = Vec::with_capacity(entries.len());
@@ -84,8 +130,8 @@ impl FanOut {
             ids.push(id);
         }
         self.outbox.ack(&ids).await?;
-        debug!(events = ids.len(), endpoints = endpoints.len(), "events fanned out");
-        Ok(())
+        debug!(events = ids.len(), endpoints = endpoints.len(), ?source, "events fanned out");
+        Ok(ids.len())
     }
 }
 

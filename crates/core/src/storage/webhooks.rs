@@ -238,40 +238,45 @@ impl Outbox {
         super::ensure_group(&self.conn, self.keys.outbox(), GROUP).await
     }
 
-    /// New entries for `consumer` (waiting up to `block`), its own unacknowledged ones
-    /// first, then entries a dead consumer left pending longer than `idle`.
-    pub async fn read(
+    /// Entries this consumer read before but did not acknowledge (it died or failed mid-batch).
+    pub async fn read_own(&self, consumer: &str, count: usize) -> redis::RedisResult<Vec<(String, Option<Event>)>> {
+        let own = StreamReadOptions::default().group(GROUP, consumer).count(count);
+        let reply: StreamReadReply = self.conn.clone().xread_options(&[self.keys.outbox()], &["0"], &own).await?;
+        Ok(entries(reply))
+    }
+
+    /// Entries another consumer left unacknowledged for longer than `idle` (it died).
+    pub async fn claim_abandoned(
+        &self,
+        consumer: &str,
+        count: usize,
+        idle: Duration,
+    ) -> redis::RedisResult<Vec<(String, Option<Event>)>> {
+        let claimed: StreamAutoClaimReply = self
+            .conn
+            .clone()
+            .xautoclaim_options(
+                self.keys.outbox(),
+                GROUP,
+                consumer,
+                idle.as_millis() as u64,
+                "0-0",
+                StreamAutoClaimOptions::default().count(count),
+            )
+            .await?;
+        Ok(claimed.claimed.into_iter().map(|e| (e.id.clone(), event_of(&e))).collect())
+    }
+
+    /// Entries no consumer has read yet, waiting up to `block` for the first.
+    pub async fn read_new(
         &self,
         consumer: &str,
         count: usize,
         block: Duration,
-        idle: Duration,
     ) -> redis::RedisResult<Vec<(String, Option<Event>)>> {
-        let own = StreamReadOptions::default().group(GROUP, consumer).count(count);
-        let reply: StreamReadReply = self.conn.clone().xread_options(&[self.keys.outbox()], &["0"], &own).await?;
-        let mut out = entries(reply);
-        if out.is_empty() {
-            let claimed: StreamAutoClaimReply = self
-                .conn
-                .clone()
-                .xautoclaim_options(
-                    self.keys.outbox(),
-                    GROUP,
-                    consumer,
-                    idle.as_millis() as u64,
-                    "0-0",
-                    StreamAutoClaimOptions::default().count(count),
-                )
-                .await?;
-            out = claimed.claimed.into_iter().map(|e| (e.id.clone(), event_of(&e))).collect();
-        }
-        if out.is_empty() {
-            let new =
-                StreamReadOptions::default().group(GROUP, consumer).count(count).block(block.as_millis() as usize);
-            let reply: StreamReadReply = self.conn.clone().xread_options(&[self.keys.outbox()], &[">"], &new).await?;
-            out = entries(reply);
-        }
-        Ok(out)
+        let new = StreamReadOptions::default().group(GROUP, consumer).count(count).block(block.as_millis() as usize);
+        let reply: StreamReadReply = self.conn.clone().xread_options(&[self.keys.outbox()], &[">"], &new).await?;
+        Ok(entries(reply))
     }
 
     pub async fn ack(&self, ids: &[String]) -> redis::RedisResult<()> {
