@@ -66,7 +66,7 @@ pub struct DispatchState {
     pub pacer: Option<DefaultKeyedRateLimiter<AccountId>>,
     /// Open SMTP sessions, one per mailbox (only its chain sends from it), with the
     /// server settings they were opened with (a PATCH may change them).
-    pub sessions: Mutex<HashMap<AccountId, (coldsend_core::account::Endpoint, mailer::Session)>>,
+    pub sessions: Mutex<HashMap<AccountId, (coldsend_core::account::Endpoint, probe::SmtpSession)>>,
     /// Sender-side refusals and the sending pause they lead to.
     pub health: MailboxHealth,
     /// The master inbox, where a mailbox's refusals are told.
@@ -803,24 +803,13 @@ async fn open(
     state: &DispatchState,
     account: &SenderAccount,
     limit: Duration,
-) -> Result<mailer::Session, SessionError> {
+) -> Result<probe::SmtpSession, SessionError> {
     let ctx = &state.connect_context(limit);
     let opening = state.signin.open(account, coldsend_core::Protocol::Smtp, |login| async move {
         probe::open_session(ctx, &account.smtp, &login).await
     });
-    let conn = match tokio::time::timeout(limit, opening).await {
+    let session = match tokio::time::timeout(limit, opening).await {
         Ok(result) => result?,
-        Err(_) => return Err(SessionError::Timeout),
-    };
-    let session = match tokio::time::timeout(limit, mailer::Session::new(conn, ctx.helo.clone())).await {
-        Ok(Ok(session)) => session,
-        Ok(Err(e)) => {
-            return Err(SessionError::Refused(coldsend_core::ProbeFailure {
-                protocol: coldsend_core::Protocol::Smtp,
-                code: coldsend_core::ValidationCode::ConnectionFailed,
-                message: format!("EHLO after sign-in: {e}"),
-            }));
-        }
         Err(_) => return Err(SessionError::Timeout),
     };
     if let Err(e) = state.connection.succeeded(&account.id, coldsend_core::Protocol::Smtp).await {

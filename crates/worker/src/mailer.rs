@@ -7,26 +7,10 @@ use std::time::Duration;
 use coldsend_core::bounce::{BounceClass, BounceReason, SenderLimit, sender_limit};
 pub use coldsend_service::outgoing::Composed;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
-use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
-use lettre::transport::smtp::extension::{ClientId, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
 
-/// An open SMTP session, and whether its server takes MAIL, RCPT and DATA in one write
-/// (RFC 2920 PIPELINING: two round trips fewer per email; lettre neither uses nor records it).
-pub struct Session {
-    pub conn: AsyncSmtpConnection,
-    pub pipelining: bool,
-}
-
-impl Session {
-    /// Asks the server what it offers once more (EHLO is allowed at any point of a session
-    /// and only resets a transaction, of which there is none yet) and records PIPELINING.
-    pub async fn new(mut conn: AsyncSmtpConnection, helo: ClientId) -> Result<Self, lettre::transport::smtp::Error> {
-        let reply = conn.command(Ehlo::new(helo)).await?;
-        let pipelining =
-            reply.message().any(|l| l.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING")));
-        Ok(Self { conn, pipelining })
-    }
-}
+use crate::probe::SmtpSession;
 
 /// Commands written together, as one.
 struct Pipelined(String);
@@ -66,7 +50,12 @@ pub enum Delivery {
 /// Runs MAIL, RCPT, DATA (in one write where the server offers PIPELINING) and the body
 /// on an open session. `before_body` is called just before the body is written; if it
 /// returns false nothing more is sent.
-pub async fn deliver<F, Fut>(session: &mut Session, c: &Composed, step_timeout: Duration, before_body: F) -> Delivery
+pub async fn deliver<F, Fut>(
+    session: &mut SmtpSession,
+    c: &Composed,
+    step_timeout: Duration,
+    before_body: F,
+) -> Delivery
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = bool>,

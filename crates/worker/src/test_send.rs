@@ -113,8 +113,7 @@ async fn send_steps(
                 probe::open_session(ctx, &account.smtp, &login).await
             });
             match tokio::time::timeout(step_timeout, opening).await {
-                // A handful of emails: step by step, without asking for PIPELINING.
-                Ok(Ok(conn)) => session = Some(mailer::Session { conn, pipelining: false }),
+                Ok(Ok(s)) => session = Some(s),
                 Ok(Err(e)) => {
                     results.push(result(step, TestOutcome::Failed, e.to_string(), None));
                     continue;

@@ -21,7 +21,7 @@ use secrecy::SecretString;
 use crate::trust::TrustStore;
 
 pub use imap::{ImapSession, open_imap_session, probe_imap};
-pub use smtp::{open_session, probe_smtp};
+pub use smtp::{SmtpSession, open_session, probe_smtp};
 
 /// What every probe needs besides the account.
 #[derive(Clone)]

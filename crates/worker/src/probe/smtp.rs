@@ -1,10 +1,11 @@
 //! SMTP check: connect, greeting, EHLO, STARTTLS (or implicit TLS: port 465, or a
-//! server silent in plaintext), AUTH, QUIT.
+//! server silent in plaintext), EHLO, AUTH, QUIT.
 
 use coldsend_core::account::Endpoint;
 use coldsend_core::{ProbeFailure, Protocol, ValidationCode};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
+use lettre::transport::smtp::commands::Ehlo;
 use rustls_pki_types::ServerName;
 use secrecy::ExposeSecret;
 use tokio::net::TcpStream;
@@ -20,21 +21,26 @@ const PLAINTEXT_PORTS: [u16; 3] = [25, 587, 2525];
 
 pub async fn probe_smtp(ctx: &ProbeContext, ep: &Endpoint, login: &Login) -> Result<(), ProbeFailure> {
     within_limit(ctx, SMTP, async {
-        let mut conn = open_session(ctx, ep, login).await?;
+        let mut session = open_session(ctx, ep, login).await?;
         // A failed QUIT after a successful AUTH does not make the account unusable.
-        let _ = conn.quit().await;
+        let _ = session.conn.quit().await;
         Ok(())
     })
     .await
 }
 
+/// An authenticated SMTP session, and whether its server takes MAIL, RCPT and DATA in one
+/// write (RFC 2920 PIPELINING: two round trips fewer per email). lettre neither uses nor
+/// records PIPELINING, so the session reads the EHLO answer once more, before AUTH (a
+/// client repeats EHLO there after STARTTLS anyway; after AUTH a server might forget it).
+pub struct SmtpSession {
+    pub conn: AsyncSmtpConnection,
+    pub pipelining: bool,
+}
+
 /// Connects, secures and authenticates: a session ready for MAIL FROM. The caller
 /// bounds the time (every step here waits on the network).
-pub async fn open_session(
-    ctx: &ProbeContext,
-    ep: &Endpoint,
-    login: &Login,
-) -> Result<AsyncSmtpConnection, ProbeFailure> {
+pub async fn open_session(ctx: &ProbeContext, ep: &Endpoint, login: &Login) -> Result<SmtpSession, ProbeFailure> {
     let addrs = resolve(SMTP, ep).await?;
     let tls = || {
         ctx.trust
@@ -76,6 +82,9 @@ pub async fn open_session(
         }
         conn.starttls(tls()?, &ctx.helo).await.map_err(|e| classify_smtp(&e, "STARTTLS"))?;
     }
+    let offered = conn.command(Ehlo::new(ctx.helo.clone())).await.map_err(|e| classify_smtp(&e, "EHLO"))?;
+    let pipelining =
+        offered.message().any(|l| l.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING")));
     let (secret, mechanisms): (_, &[Mechanism]) = match login {
         Login::Password(p) => (p, &[Mechanism::Plain, Mechanism::Login]),
         // lettre leaves XOAUTH2 out of its defaults: it is asked for by name.
@@ -87,7 +96,7 @@ pub async fn open_session(
         conn.abort().await;
         return Err(if login.is_bearer() { classify_bearer(&e) } else { classify_auth(&e) });
     }
-    Ok(conn)
+    Ok(SmtpSession { conn, pipelining })
 }
 
 enum ConnectError {
