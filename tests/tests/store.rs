@@ -74,6 +74,33 @@ async fn stale_and_late_validation_results_are_discarded() {
     assert!(store.get(&row.account.id).await.expect("get").is_none());
 }
 
+/// The light read the IDLE watchers' rounds use: exactly the ACTIVE accounts, the same
+/// set the full listing gives, for every status an account can have.
+#[tokio::test]
+async fn active_ids_are_the_active_accounts_of_the_full_listing() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let mut ids = Vec::new();
+    for (i, pass) in [Some(true), Some(false), None, Some(true)].into_iter().enumerate() {
+        let row = store.create(request(&format!("a{i}@example.com")), &key()).await.expect("create");
+        if let Some(pass) = pass {
+            store.record_validation(&row.account.id, 1, &report(pass)).await.expect("record");
+        }
+        ids.push(row.account.id);
+    }
+    let active: std::collections::HashSet<_> = store.active_ids().await.expect("active").into_iter().collect();
+    let listed: std::collections::HashSet<_> = store
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|r| r.status == AccountStatus::Active)
+        .map(|r| r.account.id)
+        .collect();
+    assert_eq!(active, [ids[0], ids[3]].into_iter().collect());
+    assert_eq!(active, listed);
+}
+
 #[tokio::test]
 async fn one_account_per_address_even_under_concurrent_creates() {
     let redis = Redis::start();

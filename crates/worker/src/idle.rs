@@ -127,9 +127,7 @@ impl Watchers {
             self.stop(&lost).await;
         }
 
-        let rows = self.scans.accounts.list().await?;
-        let active: Vec<AccountId> =
-            rows.iter().filter(|r| r.status == AccountStatus::Active).map(|r| r.account.id).collect();
+        let active = self.scans.accounts.active_ids().await?;
         let still: std::collections::HashSet<&AccountId> = active.iter().collect();
         let gone: Vec<AccountId> = self.running.keys().filter(|a| !still.contains(a)).copied().collect();
         self.stop(&gone).await;

@@ -199,6 +199,23 @@ impl AccountStore {
         Ok(rows)
     }
 
+    /// The ids of the ACTIVE accounts, reading only each account's `status` (one pipelined
+    /// round trip): for loops that run often over every mailbox and need nothing else.
+    pub async fn active_ids(&self) -> Result<Vec<AccountId>, StoreError> {
+        let raw: Vec<String> = self.conn.clone().zrange(self.index_key(), 0, -1).await?;
+        let ids: Vec<AccountId> = raw.iter().filter_map(|r| r.parse().ok()).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hget(self.account_key(id), "status");
+        }
+        let statuses: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let active = AccountStatus::Active.as_str();
+        Ok(ids.into_iter().zip(statuses).filter(|(_, s)| s.as_deref() == Some(active)).map(|(id, _)| id).collect())
+    }
+
     /// Marks the account PENDING_VALIDATION under a new generation; `None` if it does not exist.
     pub async fn request_validation(&self, id: &AccountId) -> Result<Option<u64>, StoreError> {
         let generation: i64 = REVALIDATE.key(self.account_key(id)).invoke_async(&mut self.conn.clone()).await?;
