@@ -76,6 +76,59 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// The delaying proxies, each in a process of its own (`src/bin/latency-proxy.rs`): a
+/// process may hold 20,000 file descriptors here, two per proxied connection, so each
+/// serves at most 4,000 mailboxes.
+struct Proxies {
+    children: Vec<std::process::Child>,
+    ports: Vec<u16>,
+    dir: tempfile::TempDir,
+}
+
+impl Proxies {
+    fn start(target: u16, one_way_ms: u64, mailboxes: usize) -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut children, mut ports) = (Vec::new(), Vec::new());
+        for k in 0..mailboxes.div_ceil(4000).max(1) {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latency-proxy"))
+                .arg(target.to_string())
+                .arg(one_way_ms.to_string())
+                .arg(dir.path().join(format!("accepted-{k}")))
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("latency-proxy");
+            let mut line = String::new();
+            let stdout = child.stdout.take().expect("stdout");
+            std::io::BufReader::new(stdout).read_line(&mut line).expect("read");
+            ports.push(line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).expect("PORT <n>"));
+            children.push(child);
+        }
+        Self { children, ports, dir }
+    }
+
+    fn port_for(&self, mailbox: usize) -> u16 {
+        self.ports[mailbox % self.ports.len()]
+    }
+
+    /// Connections accepted so far, by all of them.
+    fn accepted(&self) -> usize {
+        (0..self.ports.len())
+            .filter_map(|k| std::fs::read_to_string(self.dir.path().join(format!("accepted-{k}"))).ok())
+            .filter_map(|n| n.trim().parse::<usize>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Proxies {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let n = env_num("BENCH_MAILBOXES", 1000) as usize;
@@ -87,10 +140,11 @@ async fn main() {
     let idle = env_num("BENCH_IDLE", 0) == 1;
     let logins = env_num("BENCH_LOGINS_PER_SEC", 50).to_string();
     let users: Vec<String> = (0..n).map(|i| format!("u{i:04}:pw{i}")).collect();
-    let mail = Mail::start(&users.join(" "));
-    // The worker reaches IMAP through the delaying proxy; validation and delivery do not care.
-    let proxy =
-        coldsend_tests::fixtures::LatencyProxy::start(mail.imaps_port(), Duration::from_millis(latency_ms)).await;
+    // Past a few thousand sessions Dovecot needs its login processes shared (see start.sh).
+    let large: &[(&str, &str)] = if n > 4000 { &[("MH_DOVECOT_LARGE", "1")] } else { &[] };
+    let mail = Mail::start_with(&users.join(" "), large);
+    // The worker reaches IMAP through the delaying proxies; validation and delivery do not care.
+    let proxies = Proxies::start(mail.imaps_port(), latency_ms, n);
     let interval_s = interval.to_string();
     let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
     env.extend([
@@ -111,7 +165,14 @@ async fn main() {
     let registering = Instant::now();
     let mut ids = Vec::new();
     for i in 0..n {
-        let body = account_json(&format!("u{i:04}"), &format!("pw{i}"), mail.submission_port(), true, proxy.port, 100);
+        let body = account_json(
+            &format!("u{i:04}"),
+            &format!("pw{i}"),
+            mail.submission_port(),
+            true,
+            proxies.port_for(i),
+            100,
+        );
         let (_, created) = api.create(&body).await;
         ids.push(created["id"].as_str().expect("id").to_owned());
     }
@@ -158,7 +219,7 @@ async fn main() {
     let (cpu0, _) = proc_stat(pid);
     let dovecot = mail.dovecot_pid().expect("Dovecot's master.pid");
     let dovecot0 = dovecot_cpu(dovecot);
-    let connections0 = proxy.accepted.load(std::sync::atomic::Ordering::Relaxed);
+    let connections0 = proxies.accepted();
     let polls0 = scan_jobs(&worker.health_get("/metrics").1);
     let started = Instant::now();
     let mut sent: HashMap<String, Instant> = HashMap::new();
@@ -177,7 +238,7 @@ async fn main() {
     let window = started.elapsed().as_secs_f64();
     let (cpu1, rss_mb) = proc_stat(pid);
     let dovecot1 = dovecot_cpu(dovecot);
-    let connections = proxy.accepted.load(std::sync::atomic::Ordering::Relaxed) - connections0;
+    let connections = proxies.accepted() - connections0;
     let open_sessions = mail.imap_session_count();
     let metrics = worker.health_get("/metrics").1;
     let polls = scan_jobs(&metrics) - polls0;
