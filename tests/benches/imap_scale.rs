@@ -1,10 +1,11 @@
-//! Scanning at scale: one worker scanning 1,000 mailboxes at a 60-second interval.
+//! Scanning at scale: one worker scanning 1,000 (or 10,000) mailboxes at a 60-second interval.
 //! Messages are delivered to random mailboxes throughout; for each, the lag from
 //! delivery to its classification (the master-inbox event) is measured.
 //!
 //! Run: `scripts/bench.sh scale` (BENCH_MAILBOXES=1000, BENCH_INTERVAL=60, BENCH_SECONDS=180,
-//! BENCH_LATENCY_MS=0: one-way delay added between the worker and Dovecot's IMAP port by a
-//! proxy, 100 for a provider's real round trips; BENCH_KEEP_SESSIONS and
+//! BENCH_LATENCY_MS=0: one-way delay added between the worker and Dovecot's IMAP port by
+//! proxies (`latency-proxy` processes, 4,000 mailboxes each), 100 for a provider's real
+//! round trips; BENCH_KEEP_SESSIONS and
 //! BENCH_SCAN_CONCURRENCY set the worker's `scan.keep_sessions` and
 //! `worker.scan_concurrency`; BENCH_IDLE=1 watches every mailbox with IMAP IDLE as well,
 //! BENCH_LOGINS_PER_SEC paces logins to the server). Prints polls per second, the schedule lag (scan start vs due
