@@ -11,7 +11,7 @@ use coldsend_core::send_key::SendKey;
 use coldsend_core::storage::campaigns::{CampaignStore, SuppressionReason};
 use coldsend_core::storage::keys::Keys;
 use coldsend_core::storage::ledger::{
-    Claim, Ledger, MarkedSent, Peek, Released, Reservation, ReserveArgs, SendState, Swept,
+    Claim, Ledger, MarkSent, MarkedSent, Peek, Released, Reservation, ReserveArgs, SendState, Swept,
 };
 use coldsend_tests::Redis;
 use redis::AsyncCommands;
@@ -93,6 +93,33 @@ impl World {
             Reservation::Claimed(c) => c,
             other => panic!("expected a claim, got {other:?}"),
         }
+    }
+
+    /// Records lead `lead`'s first step sent under `claim` at `now_ms`, its follow-up due at
+    /// `followup_ms`, peeking as asked.
+    async fn first_sent(
+        &self,
+        lead: usize,
+        claim: &Claim,
+        now_ms: i64,
+        followup_ms: i64,
+        peek: Option<Peek<'_>>,
+    ) -> MarkSent {
+        let message_id = format!("<m{lead}@x>");
+        let key = self.key(lead, 0);
+        let sent = self.ledger.mark_sent(
+            &key,
+            &self.account,
+            Some(&claim.attempt),
+            &message_id,
+            now_ms,
+            Some(followup_ms),
+            None,
+            peek,
+        );
+        let out = sent.await.expect("mark");
+        assert_eq!(out.outcome, MarkedSent::Recorded);
+        out
     }
 
     async fn state(&self, key: &SendKey) -> Option<SendState> {
@@ -298,12 +325,7 @@ async fn mark_sent_peeks_at_the_next_due_send_with_its_lead() {
     let among = [idle, w.campaign];
     let peek = |by| Some(Peek { due_by_ms: by, campaigns: &among, count: 1 });
     let claim = w.claim(0, 0).await;
-    let out = w
-        .ledger
-        .mark_sent(&w.key(0, 0), &w.account, Some(&claim.attempt), "<m0@x>", 2_000, Some(9_000), None, peek(2_000))
-        .await
-        .expect("mark");
-    assert_eq!(out.outcome, MarkedSent::Recorded);
+    let out = w.first_sent(0, &claim, 2_000, 9_000, peek(2_000)).await;
     // lead 0's follow-up is due at 9,000, after the peek time: a first step comes back.
     let next = out.next.into_iter().next().expect("a first step is due");
     assert!(!next.due.followup);
@@ -317,11 +339,7 @@ async fn mark_sent_peeks_at_the_next_due_send_with_its_lead() {
     // Peeking after 9,000: lead 0's follow-up goes first.
     let (i, _) = (1..3).map(|i| (i, w.key(i, 0))).find(|(_, k)| *k == next.due.key).expect("one of ours");
     let claim = w.claim(i, 0).await;
-    let out = w
-        .ledger
-        .mark_sent(&next.due.key, &w.account, Some(&claim.attempt), "<m1@x>", 3_000, Some(90_000), None, peek(10_000))
-        .await
-        .expect("mark");
+    let out = w.first_sent(i, &claim, 3_000, 90_000, peek(10_000)).await;
     let next = out.next.into_iter().next().expect("the follow-up is due");
     assert!(next.due.followup);
     assert_eq!(next.due.key, w.key(0, 1));
@@ -349,12 +367,7 @@ async fn mark_sent_peeks_at_several_due_sends_in_next_due_order() {
     // pushed after it.
     w.ledger.defer(&w.key(1, 0), &w.account, 50_000).await.expect("defer");
     let peek = |count| Some(Peek { due_by_ms: 2_000, campaigns: &among, count });
-    let out = w
-        .ledger
-        .mark_sent(&w.key(0, 0), &w.account, Some(&claim.attempt), "<m0@x>", 1_000, Some(1_500), None, peek(3))
-        .await
-        .expect("mark");
-    assert_eq!(out.outcome, MarkedSent::Recorded);
+    let out = w.first_sent(0, &claim, 1_000, 1_500, peek(3)).await;
     let firsts: Vec<String> = w.due(false).await.into_iter().filter(|m| *m != w.key(1, 0).member()).collect();
     let got: Vec<(String, bool, i64)> =
         out.next.iter().map(|p| (p.due.key.member(), p.due.followup, p.due.due_ms)).collect();
@@ -375,11 +388,7 @@ async fn mark_sent_peeks_at_several_due_sends_in_next_due_order() {
 
     // More than there is: everything due by the peek time, and nothing after it.
     let claim = w.claim(2, 0).await;
-    let out = w
-        .ledger
-        .mark_sent(&w.key(2, 0), &w.account, Some(&claim.attempt), "<m2@x>", 1_000, Some(90_000), None, peek(10))
-        .await
-        .expect("mark");
+    let out = w.first_sent(2, &claim, 1_000, 90_000, peek(10)).await;
     let got: Vec<String> = out.next.iter().map(|p| p.due.key.member()).collect();
     assert_eq!(got.len(), 3, "lead 0's follow-up and leads 3 and 4: {got:?}");
     assert!(!got.contains(&w.key(1, 0).member()) && !got.contains(&w.key(2, 1).member()), "{got:?}");
