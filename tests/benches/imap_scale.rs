@@ -96,6 +96,7 @@ impl Proxies {
                 .arg(target.to_string())
                 .arg(one_way_ms.to_string())
                 .arg(dir.path().join(format!("accepted-{k}")))
+                .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .expect("latency-proxy");

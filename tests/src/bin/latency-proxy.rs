@@ -3,7 +3,9 @@
 //! proxied connection), so 10,000 mailboxes are spread over several.
 //!
 //! Usage: `latency-proxy TARGET_PORT ONE_WAY_MS COUNT_FILE` — prints `PORT <n>` once
-//! listening, then keeps the number of connections accepted so far in COUNT_FILE.
+//! listening, then keeps the number of connections accepted so far in COUNT_FILE. It exits
+//! when its standard input closes, so a benchmark that dies (even by `kill -9`) leaves no
+//! proxy behind.
 
 use std::time::Duration;
 
@@ -18,6 +20,11 @@ async fn main() {
     };
     let proxy = coldsend_tests::fixtures::LatencyProxy::start(target, Duration::from_millis(one_way)).await;
     println!("PORT {}", proxy.port);
+    std::thread::spawn(|| {
+        use std::io::Read;
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        std::process::exit(0);
+    });
     loop {
         let n = proxy.accepted.load(std::sync::atomic::Ordering::Relaxed);
         let _ = std::fs::write(count_file, n.to_string());
