@@ -281,3 +281,84 @@ async fn a_watcher_whose_sign_in_is_refused_stops_instead_of_retrying() {
     assert!(stack.workers[0].log_text().contains("sign-in refused"));
     assert!(holders(&stack, &accounts)[&ann].is_none(), "not claimed again while it rests");
 }
+
+/// The scan-last time of `account`'s most recent full pass (ms), 0 before the first.
+fn last_pass(stack: &Stack, account: &str) -> i64 {
+    let at: Option<i64> = redis::cmd("HGET")
+        .arg(format!("cstest:scan-last:{{{account}}}"))
+        .arg("at")
+        .query(&mut stack.redis.connection())
+        .expect("HGET scan-last");
+    at.unwrap_or(0)
+}
+
+/// Watches `account`'s passes for `secs`: their times, and the most IMAP sessions `user`
+/// had open at once meanwhile (Dovecot's own count).
+async fn passes_for(stack: &Stack, mail: &Mail, user: &str, account: &str, secs: u64) -> (Vec<i64>, usize) {
+    let mut passes = vec![last_pass(stack, account)];
+    let mut most = 0;
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        most = most.max(mail.imap_pids(user).len());
+        let at = last_pass(stack, account);
+        if Some(&at) != passes.last() {
+            passes.push(at);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (passes.split_off(1), most)
+}
+
+fn junk_reply(mail: &Mail, user: &str, subject: &str) {
+    let reply = format!(
+        "From: bob@example.test\r\nTo: {user}@example.test\r\nSubject: {subject}\r\nMessage-ID: <{}@example.test>\r\nIn-Reply-To: <earlier@example.test>\r\n\r\nSure.\r\n",
+        subject.replace([' ', ':', ','], "-")
+    );
+    mail.doveadm(&["save", "-u", &format!("{user}@example.test"), "-m", "Junk"], Some(reply.as_bytes()));
+}
+
+#[tokio::test]
+async fn a_watched_mailbox_is_scanned_on_the_watchers_session_and_the_chain_takes_over_without_it() {
+    let mail = Mail::start("ann:annpw bob:bobpw");
+    mail.doveadm(&["mailbox", "create", "-u", "ann@example.test", "Junk"], None);
+    // Full passes every 2 s (Junk included), IDLE renewed every 4 s. Kept scan sessions
+    // are on (the defaults), so a pass the chain ran itself would show as a second session.
+    let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
+    env.extend(IDLE_FAST.iter().filter(|(k, _)| *k != "COLDSEND_SCAN__INTERVAL_SECS"));
+    env.push(("COLDSEND_SCAN__INTERVAL_SECS", "2"));
+    env.push(("COLDSEND_SCAN__EXTRA_FOLDERS", "[\"Junk\"]"));
+    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let api = Api::new(&stack);
+    let ann = active(&api, &mail, "ann").await;
+    until_watched(&stack, &mail, "ann", &ann).await;
+
+    // Passes keep coming, on the one watching session: no login, no second session.
+    let logins = || mail.dovecot_log_count("imap-login: Login: user=<ann@example.test>");
+    let before = logins();
+    let (passes, most) = passes_for(&stack, &mail, "ann", &ann, 9).await;
+    assert!(passes.len() >= 3, "full passes every 2 s: {passes:?}");
+    assert_eq!(most, 1, "one IMAP session for the watched mailbox");
+    assert_eq!(logins() - before, 0, "{} passes without logging in again", passes.len());
+    // They are full passes: a reply filed into Junk (which IDLE on INBOX never sees).
+    junk_reply(&mail, "ann", "Re: into junk while watched");
+    seen_within(&api, &ann, "Re: into junk while watched", Duration::from_secs(10)).await;
+    let metrics = stack.workers[0].health_get("/metrics").1;
+    let by_watcher: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("coldsend_imap_idle_passes_total ")?.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(by_watcher >= passes.len() as f64, "the watcher ran the passes: {by_watcher} of {passes:?}");
+
+    // Watching turned off for the mailbox: the watcher stops at its next wake and the
+    // scheduled chain runs the passes again, without a gap longer than its grace.
+    let own = serde_json::json!({"timezone": "UTC", "warmup": false, "append_to_sent": false, "imap_idle": false});
+    api.call(reqwest::Method::PUT, &format!("/sender-accounts/{ann}/sending"), Some(&own)).await;
+    let accounts = [ann.clone()];
+    wait_for("the watcher to stop", 15, || holders(&stack, &accounts)[&ann].is_none()).await;
+    let (passes, _) = passes_for(&stack, &mail, "ann", &ann, 8).await;
+    assert!(passes.len() >= 2, "the chain runs the passes: {passes:?}");
+    junk_reply(&mail, "ann", "Re: into junk, polled");
+    seen_within(&api, &ann, "Re: into junk, polled", Duration::from_secs(10)).await;
+    let all = subjects(&api, &ann).await;
+    assert_eq!(all.len(), 2, "each reply filed once: {all:?}");
+}

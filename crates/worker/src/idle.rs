@@ -12,9 +12,12 @@
 //! `scan.idle_renew_secs` (RFC 2177: under 29 minutes); a connection that closes or does
 //! not answer DONE is replaced, with backoff.
 //!
-//! Watching is an accelerator only: the scheduled scan passes run whether or not a
-//! mailbox is watched (Sent, extra folders, anything a dropped connection missed), and
-//! every message is acted on at most once per mailbox whichever of the two reads it first.
+//! The watcher also runs the mailbox's full passes (INBOX, extra folders, Sent, UNCERTAIN
+//! sends) on its own session, every scan interval, so a watched mailbox holds one IMAP
+//! connection and logs in once, not at every pass. The scheduled scan chain stands back
+//! while those passes keep coming (it reads the last pass's time) and takes over when
+//! they stop: watcher gone, resting or failing. Every message is acted on at most once
+//! per mailbox whichever of the two reads it first.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,14 +27,15 @@ use async_imap::extensions::idle::IdleResponse;
 use async_imap::imap_proto::{MailboxDatum, Response};
 use chrono::Utc;
 use coldsend_core::AccountStatus;
-use coldsend_core::account::AccountId;
+use coldsend_core::account::{AccountId, SenderAccount};
+use coldsend_core::capacity::SendingSettings;
 use coldsend_core::storage::idle_watch::IdleLeases;
 use rand::seq::SliceRandom;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::scan::{ScanError, ScanState, login, scan_folder};
+use crate::scan::{ScanError, ScanState, finish_pass, login, pass_interval, scan_folder, scan_folders};
 
 /// Why a mailbox's watcher stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,7 +234,7 @@ async fn watch_session(
     if row.status != AccountStatus::Active {
         return Ok(Some(Ended::NotActive));
     }
-    let account = row.account;
+    let mut account = row.account;
     let settings = scans.accounts.sending_settings(&account, &scans.sending.default_timezone).await?;
     if !settings.imap_idle.unwrap_or(scans.config.idle) {
         return Ok(Some(Ended::Disabled));
@@ -250,8 +254,16 @@ async fn watch_session(
         info!("the IMAP server does not offer IDLE; the mailbox is polled only");
         return Ok(Some(Ended::Unsupported));
     }
-    // Mail that arrived since the last pass, then EXAMINE so IDLE watches INBOX.
-    scan_folder(scans, &account, &mut session, "INBOX", false, t).await?;
+    // Catch up: the full pass if one is due (this session now runs the mailbox's passes;
+    // the scheduled chain stands back while they keep coming), else what arrived in INBOX.
+    let mut settings = settings;
+    let mut next_pass = next_pass_at(scans, account_id, pass_interval(&scans.config, &settings)).await;
+    if next_pass <= tokio::time::Instant::now() {
+        full_pass(scans, &account, &mut session, &settings, t).await?;
+        next_pass = tokio::time::Instant::now() + pass_interval(&scans.config, &settings);
+    } else {
+        scan_folder(scans, &account, &mut session, "INBOX", false, t).await?;
+    }
     examine_inbox(&mut session, t).await?;
     debug!("watching INBOX");
     loop {
@@ -261,10 +273,11 @@ async fn watch_session(
             .map_err(|_| ScanError::timeout("IDLE", "INBOX"))?
             .map_err(|e| ScanError::imap("IDLE", "INBOX", e))?;
         *idled = true;
-        let until = tokio::time::Instant::now() + renew;
+        let until = (tokio::time::Instant::now() + renew).min(next_pass);
         let mut new_mail = false;
         let mut stopping = false;
-        // Wait for EXISTS (other updates — flags, expunges — are read past) or the renewal.
+        // Wait for EXISTS (other updates — flags, expunges — are read past), the renewal
+        // or the next full pass.
         loop {
             let (wait, _interrupt) = idle.wait_with_timeout(renew);
             let outcome = tokio::select! {
@@ -299,28 +312,90 @@ async fn watch_session(
             metrics::counter!("coldsend_imap_idle_wakeups_total").increment(1);
             scan_folder(scans, &account, &mut session, "INBOX", false, t).await?;
             examine_inbox(&mut session, t).await?;
-        } else {
-            debug!("IDLE renewed");
-            // A renewal: still the same mailbox, still ACTIVE, same server? (Redis not
-            // answering is no reason to drop a working IMAP session: ask next renewal.)
-            let row = match scans.accounts.get(account_id).await {
-                Ok(row) => row,
-                Err(e) => {
-                    warn!(error = %e, "account not re-read at IDLE renewal; idling on");
-                    continue;
-                }
-            };
-            match row {
-                Some(r) if r.status == AccountStatus::Active && r.account.imap == account.imap => {}
-                Some(r) if r.status == AccountStatus::Active => {
-                    let _ = tokio::time::timeout(t, session.logout()).await;
-                    return Ok(None);
-                }
-                _ => {
-                    let _ = tokio::time::timeout(t, session.logout()).await;
-                    return Ok(Some(Ended::NotActive));
-                }
+            continue;
+        }
+        // A renewal or a pass: still the same mailbox, still ACTIVE, same server, still
+        // watched? (Redis not answering is no reason to drop a working IMAP session: ask
+        // again next time.)
+        let row = match scans.accounts.get(account_id).await {
+            Ok(row) => row,
+            Err(e) => {
+                warn!(error = %e, "account not re-read at IDLE renewal; idling on");
+                continue;
             }
+        };
+        match row {
+            // Same server: the session goes on, with the account as it now reads.
+            Some(r) if r.status == AccountStatus::Active && r.account.imap == account.imap => account = r.account,
+            Some(r) if r.status == AccountStatus::Active => {
+                let _ = tokio::time::timeout(t, session.logout()).await;
+                return Ok(None);
+            }
+            _ => {
+                let _ = tokio::time::timeout(t, session.logout()).await;
+                return Ok(Some(Ended::NotActive));
+            }
+        }
+        match scans.accounts.sending_settings(&account, &scans.sending.default_timezone).await {
+            Ok(s) if !s.imap_idle.unwrap_or(scans.config.idle) => {
+                let _ = tokio::time::timeout(t, session.logout()).await;
+                return Ok(Some(Ended::Disabled));
+            }
+            Ok(s) => settings = s,
+            Err(e) => warn!(error = %e, "sending settings not re-read; the last ones hold"),
+        }
+        if tokio::time::Instant::now() < next_pass {
+            debug!("IDLE renewed");
+            continue;
+        }
+        // The mailbox's full pass (Sent, extra folders, UNCERTAIN sends) on this session.
+        if let Err(e) = full_pass(scans, &account, &mut session, &settings, t).await {
+            // The scheduled chain takes the pass over if this keeps failing; the session is
+            // kept only if it still answers.
+            warn!(error = %e, "full pass on the IDLE session failed; the scheduled scan stands in");
+            tokio::time::timeout(t, session.noop())
+                .await
+                .map_err(|_| ScanError::timeout("NOOP", ""))?
+                .map_err(|e| ScanError::imap("NOOP", "", e))?;
+        }
+        next_pass = tokio::time::Instant::now() + pass_interval(&scans.config, &settings);
+        examine_inbox(&mut session, t).await?;
+    }
+}
+
+/// One full pass over the mailbox's folders on the watcher's session, recorded as the
+/// mailbox's last pass (so the scheduled chain skips its own).
+async fn full_pass(
+    scans: &ScanState,
+    account: &SenderAccount,
+    session: &mut crate::probe::ImapSession,
+    settings: &SendingSettings,
+    t: Duration,
+) -> Result<(), ScanError> {
+    let started = Instant::now();
+    let stats = scan_folders(scans, account, session, settings, t).await?;
+    metrics::counter!("coldsend_imap_idle_passes_total").increment(1);
+    metrics::histogram!("coldsend_scan_duration_seconds").record(started.elapsed().as_secs_f64());
+    if let Err(e) = finish_pass(scans, &account.id, stats.fetched).await {
+        // Not recorded: the scheduled chain runs a pass of its own too, which is harmless.
+        warn!(error = %e, "pass not recorded");
+    }
+    Ok(())
+}
+
+/// When the mailbox's next full pass is due: `interval` after its last (now if none, or
+/// if Redis cannot say).
+async fn next_pass_at(scans: &ScanState, account: &AccountId, interval: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    match scans.store.last_pass(account).await {
+        Ok(Some((at, _))) => {
+            let age = Duration::from_millis((Utc::now().timestamp_millis() - at).max(0) as u64);
+            now + interval.saturating_sub(age)
+        }
+        Ok(None) => now,
+        Err(e) => {
+            warn!(error = %e, "last pass not read; passing now");
+            now
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The `Scan` job: read what arrived in a mailbox's folders since the last scan and act
-//! on it, then schedule the next scan.
+//! on it, then schedule the next scan. A mailbox whose IDLE watcher keeps up runs its
+//! passes there ([`crate::idle`]); its chain then only checks that they keep coming.
 //!
 //! Incremental and read-only: per folder, (UIDVALIDITY, last UID) live in Redis; STATUS
 //! skips unchanged folders; EXAMINE (never SELECT) and `BODY.PEEK[]` leave every flag,
@@ -268,10 +269,20 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
         return Ok(());
     }
     let settings = state.accounts.sending_settings(&row.account, &state.sending.default_timezone).await?;
-    let interval =
-        settings.scan_interval_secs.unwrap_or(state.config.interval_secs).max(state.config.min_interval_secs).max(1);
+    let interval = pass_interval(&state.config, &settings);
+    if let Some(last_ms) = watcher_keeps_up(state, acct, interval).await? {
+        // The mailbox's IDLE watcher runs its passes on its own session: this chain only
+        // looks again shortly after the watcher's next pass is due, and takes over if that
+        // pass does not happen (watcher gone, resting, or failing).
+        if let Some((mut s, _, _)) = state.sessions.lock().await.remove(acct) {
+            let _ = tokio::time::timeout(timeout, s.logout()).await;
+        }
+        let due = last_ms + (interval + interval / 2).as_millis() as i64;
+        let wait = Duration::from_millis((due - Utc::now().timestamp_millis()).max(1000) as u64);
+        return schedule_next(state, job, wait).await;
+    }
     // Keep the session for the next scan only when it comes soon enough to find it alive.
-    let keep = state.config.keep_sessions > 0 && interval < state.config.session_idle_secs;
+    let keep = state.config.keep_sessions > 0 && interval < Duration::from_secs(state.config.session_idle_secs);
     let fetched = match scan_mailbox(state, &row.account, &settings, keep).await {
         Ok(n) => n,
         Err(e) => {
@@ -287,16 +298,52 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
             0
         }
     };
+    finish_pass(state, acct, fetched).await?;
+    // The successor is scheduled only after this scan ends: a slow scan never piles up ticks.
+    schedule_next(state, job, interval).await
+}
+
+/// Records a pass's end (the time the watcher and the API read).
+pub(crate) async fn finish_pass(
+    state: &ScanState,
+    account: &coldsend_core::AccountId,
+    fetched: usize,
+) -> Result<(), redis::RedisError> {
     let now = Utc::now().timestamp_millis();
     // Keep a year of "already acted on" records: enough for any resync window.
-    state.store.finish_pass(acct, now - 365 * 86_400_000, now, fetched).await?;
-    // The successor is scheduled only after this scan ends: a slow scan never piles up ticks.
-    let wait = Duration::from_secs(interval);
+    state.store.finish_pass(account, now - 365 * 86_400_000, now, fetched).await
+}
+
+/// Queues the chain's next scan `wait` from now, if this job still holds the chain.
+async fn schedule_next(state: &ScanState, job: &Scan, wait: Duration) -> Result<(), BoxDynError> {
+    let chain = state.store.keys().scan_chain(&job.account_id);
+    let timeout = Duration::from_secs(state.config.command_timeout_secs);
     if state.ledger.keep_chain_at(&chain, &job.token, (wait + timeout * 40).as_millis() as u64).await? {
-        let next = Scan { due_ms: now + wait.as_millis() as i64, ..job.clone() };
+        let next = Scan { due_ms: Utc::now().timestamp_millis() + wait.as_millis() as i64, ..job.clone() };
         state.queue.clone().push_task(TaskBuilder::new(next).run_after(wait).build()).await?;
     }
     Ok(())
+}
+
+/// How often the mailbox gets a full pass: its own interval, else the configured one.
+pub(crate) fn pass_interval(config: &ScanConfig, settings: &SendingSettings) -> Duration {
+    Duration::from_secs(
+        settings.scan_interval_secs.unwrap_or(config.interval_secs).max(config.min_interval_secs).max(1),
+    )
+}
+
+/// When the mailbox is watched with IDLE and its last pass is younger than `interval`,
+/// that pass's time (ms): the watcher is keeping up and the scheduled pass is skipped.
+async fn watcher_keeps_up(
+    state: &ScanState,
+    account: &coldsend_core::AccountId,
+    interval: Duration,
+) -> Result<Option<i64>, BoxDynError> {
+    if !state.config.idle || state.store.idle_watcher(account).await?.is_none() {
+        return Ok(None);
+    }
+    let now = Utc::now().timestamp_millis();
+    Ok(state.store.last_pass(account).await?.map(|(at, _)| at).filter(|at| now - at < interval.as_millis() as i64))
 }
 
 /// What one pass did (the benchmark reads it).
@@ -361,7 +408,7 @@ pub(crate) async fn login(state: &ScanState, account: &SenderAccount, t: Duratio
     }
 }
 
-async fn scan_folders(
+pub(crate) async fn scan_folders(
     state: &ScanState,
     account: &SenderAccount,
     session: &mut ImapSession,
