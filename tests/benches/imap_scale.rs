@@ -36,10 +36,12 @@ fn proc_stat(pid: u32) -> (f64, f64) {
     ((ticks(11) + ticks(12)) / 100.0, rss_kb / 1024.0)
 }
 
+/// Full passes run, by scan jobs and by IDLE watchers (a watched mailbox's passes run on
+/// its watcher's session; its scan job then only checks that they keep coming).
 fn scan_jobs(metrics: &str) -> f64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with("coldsend_jobs_total{queue=\"scan\""))
+        .filter(|l| l.starts_with("coldsend_scan_passes_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -533,7 +533,8 @@ async fn smtp_commands_are_pipelined_only_where_the_server_offers_it() {
         let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
         let api = Api::new(&stack);
         let ann = api.active_account(&account_json("ann", "annpw", relay.port, false, mail.imaps_port(), 100)).await;
-        let steps = json!([{"subject": "Hello {{ first_name }}", "text": "Hi {{ first_name }}"}]);
+        // A line that starts with a dot must reach the server doubled (RFC 5321 4.5.2).
+        let steps = json!([{"subject": "Hello {{ first_name }}", "text": "Hi {{ first_name }}\n.dotted line"}]);
         let cid = campaign(&api, &[&ann], steps, json!({})).await;
         add_leads(&api, &cid, (1..=3).map(lead).collect()).await;
         act(&api, &cid, "start").await;
@@ -548,6 +549,17 @@ async fn smtp_commands_are_pipelined_only_where_the_server_offers_it() {
         for r in mails {
             let together = r.contains("RCPT TO:") && r.ends_with("DATA\r\n");
             assert_eq!(together, offered, "offered: {offered}: {r:?}");
+        }
+        // Each message arrives whole with its ending dot line, dot-stuffed.
+        let bodies: Vec<&String> = reads.iter().filter(|r| r.contains("Subject: Hello")).collect();
+        assert_eq!(bodies.len(), 3, "offered: {offered}: {reads:?}");
+        for r in bodies {
+            assert!(r.contains("\r\n..dotted line") && r.ends_with("\r\n.\r\n"), "offered: {offered}: {r:?}");
+        }
+        // ...and the server takes the doubling off again: the text arrives as written.
+        for dump in std::fs::read_dir(dumps.path()).expect("dumps").flatten() {
+            let text = std::fs::read_to_string(dump.path()).expect("dump");
+            assert!(text.contains("\n.dotted line\n") && !text.contains(".."), "offered: {offered}: {text:?}");
         }
         let _ = sink.kill();
         let _ = sink.wait();

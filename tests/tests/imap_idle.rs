@@ -345,7 +345,7 @@ async fn a_watched_mailbox_is_scanned_on_the_watchers_session_and_the_chain_take
     let metrics = stack.workers[0].health_get("/metrics").1;
     let by_watcher: f64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("coldsend_imap_idle_passes_total ")?.trim().parse().ok())
+        .find_map(|l| l.strip_prefix("coldsend_scan_passes_total{by=\"watcher\"} ")?.trim().parse().ok())
         .unwrap_or(0.0);
     assert!(by_watcher >= passes.len() as f64, "the watcher ran the passes: {by_watcher} of {passes:?}");
 

@@ -349,6 +349,8 @@ async fn watch_session(
             continue;
         }
         // The mailbox's full pass (Sent, extra folders, UNCERTAIN sends) on this session.
+        let lag = tokio::time::Instant::now().saturating_duration_since(next_pass);
+        metrics::histogram!("coldsend_scan_schedule_lag_seconds").record(lag.as_secs_f64());
         if let Err(e) = full_pass(scans, &account, &mut session, &settings, t).await {
             // The scheduled chain takes the pass over if this keeps failing; the session is
             // kept only if it still answers.
@@ -374,7 +376,7 @@ async fn full_pass(
 ) -> Result<(), ScanError> {
     let started = Instant::now();
     let stats = scan_folders(scans, account, session, settings, t).await?;
-    metrics::counter!("coldsend_imap_idle_passes_total").increment(1);
+    metrics::counter!("coldsend_scan_passes_total", "by" => "watcher").increment(1);
     metrics::histogram!("coldsend_scan_duration_seconds").record(started.elapsed().as_secs_f64());
     if let Err(e) = finish_pass(scans, &account.id, stats.fetched).await {
         // Not recorded: the scheduled chain runs a pass of its own too, which is harmless.

@@ -85,7 +85,13 @@ where
         conn.abort().await;
         return Delivery::ClaimLost;
     }
-    match tokio::time::timeout(step_timeout, conn.message(&c.bytes)).await {
+    let body = async {
+        match String::from_utf8(data_block(&c.bytes)) {
+            Ok(block) => conn.command(Pipelined(block)).await,
+            Err(_) => conn.message(&c.bytes).await,
+        }
+    };
+    match tokio::time::timeout(step_timeout, body).await {
         Err(_) => Delivery::Unknown("no reply to the message body in time".into()),
         Ok(Ok(resp)) => Delivery::Accepted(resp.message().collect::<Vec<_>>().join(" ")),
         Ok(Err(e)) if e.is_permanent() || e.is_transient() => classify_answer(None, &e),
@@ -119,6 +125,26 @@ async fn pipelined(
     }
     conn.read_response().await.map_err(|e| (Step::Data, e))?;
     Ok(())
+}
+
+/// The message as DATA carries it: a `.` that starts a line doubled (RFC 5321 4.5.2, the
+/// same rule as lettre's transparency codec) and the ending `CRLF.CRLF`, in one buffer so
+/// body and end go out in one write (lettre's `message` writes them separately, and its
+/// codec is private).
+fn data_block(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
+    let mut line_start = true;
+    let mut after_cr = false;
+    for &b in message {
+        if b == b'.' && line_start {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = after_cr && b == b'\n';
+        after_cr = b == b'\r';
+    }
+    out.extend_from_slice(b"\r\n.\r\n");
+    out
 }
 
 /// The SMTP commands before the body, each of which may refuse.
@@ -198,6 +224,17 @@ pub fn answer_class(text: &str, permanent: bool) -> (BounceClass, BounceReason) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_data_block_doubles_leading_dots_only_after_crlf_and_ends_with_the_dot_line() {
+        let block = |m: &str| String::from_utf8(data_block(m.as_bytes())).expect("utf-8");
+        assert_eq!(block(".x\r\n.\r\n..y\r\nz.\r\n"), "..x\r\n..\r\n...y\r\nz.\r\n\r\n.\r\n");
+        // A bare LF does not start a line for SMTP (lettre's codec agrees).
+        assert_eq!(block("a\n.b"), "a\n.b\r\n.\r\n");
+        assert_eq!(block("a\r.b\r\n"), "a\r.b\r\n\r\n.\r\n");
+        assert_eq!(block(""), "\r\n.\r\n");
+        assert_eq!(block("Grüße\r\n.Ende"), "Grüße\r\n..Ende\r\n.\r\n");
+    }
 
     #[test]
     fn live_answers_use_the_bounce_taxonomy() {

@@ -243,7 +243,6 @@ pub async fn scan(job: Scan, state: Data<Arc<ScanState>>, worker: WorkerContext)
         metrics::histogram!("coldsend_scan_schedule_lag_seconds").record(lag_ms as f64 / 1000.0);
     }
     let result = run(&job, &state).instrument(span).await;
-    metrics::histogram!("coldsend_scan_duration_seconds").record(started.elapsed().as_secs_f64());
     crate::metrics::job("scan", result.is_ok(), started.elapsed().as_secs_f64());
     result
 }
@@ -283,7 +282,11 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
     }
     // Keep the session for the next scan only when it comes soon enough to find it alive.
     let keep = state.config.keep_sessions > 0 && interval < Duration::from_secs(state.config.session_idle_secs);
-    let fetched = match scan_mailbox(state, &row.account, &settings, keep).await {
+    metrics::counter!("coldsend_scan_passes_total", "by" => "chain").increment(1);
+    let started = std::time::Instant::now();
+    let passed = scan_mailbox(state, &row.account, &settings, keep).await;
+    metrics::histogram!("coldsend_scan_duration_seconds").record(started.elapsed().as_secs_f64());
+    let fetched = match passed {
         Ok(n) => n,
         Err(e) => {
             warn!(error = %e, transient = e.is_transient(), "scan failed; next scan as scheduled");
