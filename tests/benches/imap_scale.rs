@@ -218,6 +218,12 @@ async fn main() {
             gauge(&worker.health_get("/metrics").1),
             watching.elapsed().as_secs_f64()
         );
+        // Claimed is not yet idling: the watchers log in at the paced rate, and each scan
+        // chain stands back (logging its kept session out) only at its next check, up to
+        // one and a half intervals later. Measure the steady state, not that hand-over.
+        let settle = n as u64 / logins.parse::<u64>().unwrap_or(50).max(1) + interval * 3 / 2;
+        eprintln!("waiting {settle} s for the watchers to log in and the scan chains to stand back");
+        tokio::time::sleep(Duration::from_secs(settle)).await;
     }
     let pid = worker.pid();
     let (cpu0, _) = proc_stat(pid);

@@ -264,7 +264,7 @@ async fn watch_session(
     } else {
         scan_folder(scans, &account, &mut session, "INBOX", false, t).await?;
     }
-    examine_inbox(&mut session, t).await?;
+    ready_to_idle(scans, &account, &mut session, t).await?;
     debug!("watching INBOX");
     loop {
         let mut idle = session.idle();
@@ -311,7 +311,7 @@ async fn watch_session(
         if new_mail {
             metrics::counter!("coldsend_imap_idle_wakeups_total").increment(1);
             scan_folder(scans, &account, &mut session, "INBOX", false, t).await?;
-            examine_inbox(&mut session, t).await?;
+            ready_to_idle(scans, &account, &mut session, t).await?;
             continue;
         }
         // A renewal or a pass: still the same mailbox, still ACTIVE, same server, still
@@ -361,7 +361,7 @@ async fn watch_session(
                 .map_err(|e| ScanError::imap("NOOP", "", e))?;
         }
         next_pass = tokio::time::Instant::now() + pass_interval(&scans.config, &settings);
-        examine_inbox(&mut session, t).await?;
+        ready_to_idle(scans, &account, &mut session, t).await?;
     }
 }
 
@@ -402,10 +402,31 @@ async fn next_pass_at(scans: &ScanState, account: &AccountId, interval: Duration
     }
 }
 
-async fn examine_inbox(session: &mut crate::probe::ImapSession, t: Duration) -> Result<(), ScanError> {
-    tokio::time::timeout(t, session.examine("INBOX"))
-        .await
-        .map_err(|_| ScanError::timeout("EXAMINE", "INBOX"))?
-        .map_err(|e| ScanError::imap("EXAMINE", "INBOX", e))?;
+/// EXAMINE INBOX, so IDLE watches it. Mail that arrived after INBOX was last read and
+/// before this EXAMINE raises no EXISTS during IDLE (EXAMINE already counted it): when
+/// EXAMINE's UIDNEXT is past what the last read recorded, INBOX is read again first.
+async fn ready_to_idle(
+    scans: &ScanState,
+    account: &SenderAccount,
+    session: &mut crate::probe::ImapSession,
+    t: Duration,
+) -> Result<(), ScanError> {
+    // Bounded: a server whose STATUS and EXAMINE disagree must not keep the watcher here.
+    for _ in 0..3 {
+        let inbox = tokio::time::timeout(t, session.examine("INBOX"))
+            .await
+            .map_err(|_| ScanError::timeout("EXAMINE", "INBOX"))?
+            .map_err(|e| ScanError::imap("EXAMINE", "INBOX", e))?;
+        let read = scans.store.cursor(&account.id, "INBOX").await?;
+        let behind = match (inbox.uid_next, read) {
+            (Some(next), Some(c)) => Some(c.uid_validity) != inbox.uid_validity || next.saturating_sub(1) > c.last_uid,
+            _ => false,
+        };
+        if !behind {
+            return Ok(());
+        }
+        debug!("mail arrived while INBOX was being read; reading it before IDLE");
+        scan_folder(scans, account, session, "INBOX", false, t).await?;
+    }
     Ok(())
 }

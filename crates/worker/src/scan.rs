@@ -271,12 +271,12 @@ async fn run(job: &Scan, state: &ScanState) -> Result<(), BoxDynError> {
     let interval = pass_interval(&state.config, &settings);
     if let Some(last_ms) = watcher_keeps_up(state, acct, interval).await? {
         // The mailbox's IDLE watcher runs its passes on its own session: this chain only
-        // looks again shortly after the watcher's next pass is due, and takes over if that
-        // pass does not happen (watcher gone, resting, or failing).
+        // looks again once the watcher's next pass is overdue by half an interval, and
+        // runs it itself if it did not happen (watcher gone, resting, or failing).
         if let Some((mut s, _, _)) = state.sessions.lock().await.remove(acct) {
             let _ = tokio::time::timeout(timeout, s.logout()).await;
         }
-        let due = last_ms + (interval + interval / 2).as_millis() as i64;
+        let due = last_ms + watcher_grace(interval).as_millis() as i64;
         let wait = Duration::from_millis((due - Utc::now().timestamp_millis()).max(1000) as u64);
         return schedule_next(state, job, wait).await;
     }
@@ -335,8 +335,15 @@ pub(crate) fn pass_interval(config: &ScanConfig, settings: &SendingSettings) -> 
     )
 }
 
-/// When the mailbox is watched with IDLE and its last pass is younger than `interval`,
-/// that pass's time (ms): the watcher is keeping up and the scheduled pass is skipped.
+/// How long a watched mailbox's chain waits for the watcher's next pass before running it
+/// itself: half an interval of slack, so the two never settle into passing side by side.
+fn watcher_grace(interval: Duration) -> Duration {
+    interval + interval / 2
+}
+
+/// When the mailbox is watched with IDLE and its last pass is younger than
+/// [`watcher_grace`], that pass's time (ms): the watcher is keeping up and the scheduled
+/// pass is skipped.
 async fn watcher_keeps_up(
     state: &ScanState,
     account: &coldsend_core::AccountId,
@@ -346,7 +353,8 @@ async fn watcher_keeps_up(
         return Ok(None);
     }
     let now = Utc::now().timestamp_millis();
-    Ok(state.store.last_pass(account).await?.map(|(at, _)| at).filter(|at| now - at < interval.as_millis() as i64))
+    let grace = watcher_grace(interval).as_millis() as i64;
+    Ok(state.store.last_pass(account).await?.map(|(at, _)| at).filter(|at| now - at < grace))
 }
 
 /// What one pass did (the benchmark reads it).
