@@ -362,3 +362,65 @@ async fn a_watched_mailbox_is_scanned_on_the_watchers_session_and_the_chain_take
     let all = subjects(&api, &ann).await;
     assert_eq!(all.len(), 2, "each reply filed once: {all:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_landing_while_a_pass_reads_other_folders_is_seen_by_idle_not_left_for_the_next_pass() {
+    let mail = Mail::start("ann:annpw bob:bobpw");
+    mail.doveadm(&["mailbox", "create", "-u", "ann@example.test", "Junk"], None);
+    // 150 ms each way. A pass starts 8 s after the last one ended: DONE, STATUS INBOX,
+    // STATUS Junk, STATUS Sent, the pass recorded, EXAMINE INBOX, IDLE. Mail landing after
+    // INBOX's STATUS and before that EXAMINE (≈ 8.5–9.3 s after the last pass ended) raises
+    // no EXISTS once IDLE starts (EXAMINE already counted it).
+    let proxy = coldsend_tests::fixtures::LatencyProxy::start(mail.imaps_port(), Duration::from_millis(150)).await;
+    let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
+    env.extend(IDLE_FAST.iter().filter(|(k, _)| *k != "COLDSEND_SCAN__INTERVAL_SECS"));
+    env.push(("COLDSEND_SCAN__INTERVAL_SECS", "8"));
+    env.push(("COLDSEND_SCAN__EXTRA_FOLDERS", "[\"Junk\"]"));
+    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let api = Api::new(&stack);
+    let ann = api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, proxy.port, 100)).await;
+    until_watched(&stack, &mail, "ann", &ann).await;
+
+    let now_ms = || {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    };
+    let mut took = Vec::new();
+    for round in 0..2 {
+        // One reply aimed into the next pass's window, then nothing else (another message
+        // would raise EXISTS and carry a missed one along with it).
+        let before = last_pass(&stack, &ann);
+        wait_for("a pass to end", 30, || last_pass(&stack, &ann) != before).await;
+        let aim = last_pass(&stack, &ann) as u64 + 8_900;
+        tokio::time::sleep(Duration::from_millis(aim.saturating_sub(now_ms()))).await;
+        let token = format!("probe-{round}");
+        let msg = format!(
+            "From: bob@example.test\r\nTo: ann@example.test\r\nSubject: Re: {token}\r\nMessage-ID: <{token}@example.test>\r\n\r\nyes\r\n"
+        );
+        mail.doveadm(&["save", "-u", "ann@example.test", "-m", "INBOX"], Some(msg.as_bytes()));
+        let landed = now_ms();
+        wait_for("the reply classified", 20, || classified(&stack).contains_key(&token)).await;
+        took.push(classified(&stack)[&token].saturating_sub(landed));
+    }
+    eprintln!("landed -> classified (ms): {took:?}");
+    // Read before IDLE: seconds at most, never the next pass 8 s later.
+    assert!(took.iter().all(|ms| *ms < 4_000), "left for the next pass (ms after landing): {took:?}");
+    assert_eq!(subjects(&api, &ann).await.len(), 2, "each filed once");
+}
+
+/// The probe tokens in the event stream with when each event was recorded (ms, the
+/// stream id's time).
+fn classified(stack: &Stack) -> BTreeMap<String, u64> {
+    let events: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("cstest:events")
+        .arg("-")
+        .arg("+")
+        .query(&mut stack.redis.connection())
+        .expect("XRANGE events");
+    events
+        .into_iter()
+        .filter_map(|(id, fields)| {
+            let token = fields.get("subject")?.strip_prefix("Re: ")?.to_owned();
+            Some((token, id.split('-').next()?.parse().ok()?))
+        })
+        .collect()
+}
