@@ -309,6 +309,16 @@ async fn passes_for(stack: &Stack, mail: &Mail, user: &str, account: &str, secs:
     (passes.split_off(1), most)
 }
 
+/// One worker watching with IDLE (`IDLE_FAST`), full passes every `secs` seconds, Junk
+/// scanned as an extra folder (create it first).
+fn stack_passing_every(mail: &Mail, secs: &'static str) -> Stack {
+    let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
+    env.extend(IDLE_FAST.iter().filter(|(k, _)| *k != "COLDSEND_SCAN__INTERVAL_SECS"));
+    env.push(("COLDSEND_SCAN__INTERVAL_SECS", secs));
+    env.push(("COLDSEND_SCAN__EXTRA_FOLDERS", "[\"Junk\"]"));
+    Stack::start_with(Some(mail), &env, 1)
+}
+
 fn junk_reply(mail: &Mail, user: &str, subject: &str) {
     let reply = format!(
         "From: bob@example.test\r\nTo: {user}@example.test\r\nSubject: {subject}\r\nMessage-ID: <{}@example.test>\r\nIn-Reply-To: <earlier@example.test>\r\n\r\nSure.\r\n",
@@ -323,11 +333,7 @@ async fn a_watched_mailbox_is_scanned_on_the_watchers_session_and_the_chain_take
     mail.doveadm(&["mailbox", "create", "-u", "ann@example.test", "Junk"], None);
     // Full passes every 2 s (Junk included), IDLE renewed every 4 s. Kept scan sessions
     // are on (the defaults), so a pass the chain ran itself would show as a second session.
-    let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
-    env.extend(IDLE_FAST.iter().filter(|(k, _)| *k != "COLDSEND_SCAN__INTERVAL_SECS"));
-    env.push(("COLDSEND_SCAN__INTERVAL_SECS", "2"));
-    env.push(("COLDSEND_SCAN__EXTRA_FOLDERS", "[\"Junk\"]"));
-    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let stack = stack_passing_every(&mail, "2");
     let api = Api::new(&stack);
     let ann = active(&api, &mail, "ann").await;
     until_watched(&stack, &mail, "ann", &ann).await;
@@ -372,11 +378,7 @@ async fn mail_landing_while_a_pass_reads_other_folders_is_seen_by_idle_not_left_
     // INBOX's STATUS and before that EXAMINE (≈ 8.5–9.3 s after the last pass ended) raises
     // no EXISTS once IDLE starts (EXAMINE already counted it).
     let proxy = coldsend_tests::fixtures::LatencyProxy::start(mail.imaps_port(), Duration::from_millis(150)).await;
-    let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
-    env.extend(IDLE_FAST.iter().filter(|(k, _)| *k != "COLDSEND_SCAN__INTERVAL_SECS"));
-    env.push(("COLDSEND_SCAN__INTERVAL_SECS", "8"));
-    env.push(("COLDSEND_SCAN__EXTRA_FOLDERS", "[\"Junk\"]"));
-    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let stack = stack_passing_every(&mail, "8");
     let api = Api::new(&stack);
     let ann = api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, proxy.port, 100)).await;
     until_watched(&stack, &mail, "ann", &ann).await;
