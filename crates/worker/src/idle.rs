@@ -235,7 +235,7 @@ async fn watch_session(
         return Ok(Some(Ended::NotActive));
     }
     let mut account = row.account;
-    let settings = scans.accounts.sending_settings(&account, &scans.sending.default_timezone).await?;
+    let mut settings = scans.accounts.sending_settings(&account, &scans.sending.default_timezone).await?;
     if !settings.imap_idle.unwrap_or(scans.config.idle) {
         return Ok(Some(Ended::Disabled));
     }
@@ -255,14 +255,12 @@ async fn watch_session(
         return Ok(Some(Ended::Unsupported));
     }
     // Catch up: the full pass if one is due (this session now runs the mailbox's passes;
-    // the scheduled chain stands back while they keep coming), else what arrived in INBOX.
-    let mut settings = settings;
+    // the scheduled chain stands back while they keep coming); what arrived in INBOX is
+    // read before IDLE either way.
     let mut next_pass = next_pass_at(scans, account_id, pass_interval(&scans.config, &settings)).await;
     if next_pass <= tokio::time::Instant::now() {
-        full_pass(scans, &account, &mut session, &settings, t).await?;
+        pass_on_session(scans, &account, &mut session, &settings, t).await?;
         next_pass = tokio::time::Instant::now() + pass_interval(&scans.config, &settings);
-    } else {
-        scan_folder(scans, &account, &mut session, "INBOX", false, t).await?;
     }
     ready_to_idle(scans, &account, &mut session, t).await?;
     debug!("watching INBOX");
@@ -351,18 +349,30 @@ async fn watch_session(
         // The mailbox's full pass (Sent, extra folders, UNCERTAIN sends) on this session.
         let lag = tokio::time::Instant::now().saturating_duration_since(next_pass);
         metrics::histogram!("coldsend_scan_schedule_lag_seconds").record(lag.as_secs_f64());
-        if let Err(e) = full_pass(scans, &account, &mut session, &settings, t).await {
-            // The scheduled chain takes the pass over if this keeps failing; the session is
-            // kept only if it still answers.
-            warn!(error = %e, "full pass on the IDLE session failed; the scheduled scan stands in");
-            tokio::time::timeout(t, session.noop())
-                .await
-                .map_err(|_| ScanError::timeout("NOOP", ""))?
-                .map_err(|e| ScanError::imap("NOOP", "", e))?;
-        }
+        pass_on_session(scans, &account, &mut session, &settings, t).await?;
         next_pass = tokio::time::Instant::now() + pass_interval(&scans.config, &settings);
         ready_to_idle(scans, &account, &mut session, t).await?;
     }
+}
+
+/// The full pass on the watcher's session. A pass that fails (a folder gone, a message
+/// that cannot be acted on yet) is left to the scan chain, which runs it once the recorded
+/// pass grows old; the session is kept, and IDLE goes on, if it still answers NOOP.
+async fn pass_on_session(
+    scans: &ScanState,
+    account: &SenderAccount,
+    session: &mut crate::probe::ImapSession,
+    settings: &SendingSettings,
+    t: Duration,
+) -> Result<(), ScanError> {
+    if let Err(e) = full_pass(scans, account, session, settings, t).await {
+        warn!(error = %e, "full pass on the IDLE session failed; the scheduled scan stands in");
+        tokio::time::timeout(t, session.noop())
+            .await
+            .map_err(|_| ScanError::timeout("NOOP", ""))?
+            .map_err(|e| ScanError::imap("NOOP", "", e))?;
+    }
+    Ok(())
 }
 
 /// One full pass over the mailbox's folders on the watcher's session, recorded as the
@@ -420,7 +430,9 @@ async fn ready_to_idle(
         let read = scans.store.cursor(&account.id, "INBOX").await?;
         let behind = match (inbox.uid_next, read) {
             (Some(next), Some(c)) => Some(c.uid_validity) != inbox.uid_validity || next.saturating_sub(1) > c.last_uid,
-            _ => false,
+            // Never read: read it now.
+            (Some(_), None) => true,
+            (None, _) => false,
         };
         if !behind {
             return Ok(());
