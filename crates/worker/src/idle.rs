@@ -355,9 +355,10 @@ async fn watch_session(
     }
 }
 
-/// The full pass on the watcher's session. A pass that fails (a folder gone, a message
-/// that cannot be acted on yet) is left to the scan chain, which runs it once the recorded
-/// pass grows old; the session is kept, and IDLE goes on, if it still answers NOOP.
+/// The mailbox's full pass on the watcher's session, recorded as its last pass (so the
+/// scheduled chain skips its own). A pass that fails (a folder gone, a message that cannot
+/// be acted on yet) is left to the scan chain, which runs it once the recorded pass grows
+/// old; the session is kept, and IDLE goes on, if it still answers NOOP.
 async fn pass_on_session(
     scans: &ScanState,
     account: &SenderAccount,
@@ -365,27 +366,18 @@ async fn pass_on_session(
     settings: &SendingSettings,
     t: Duration,
 ) -> Result<(), ScanError> {
-    if let Err(e) = full_pass(scans, account, session, settings, t).await {
-        warn!(error = %e, "full pass on the IDLE session failed; the scheduled scan stands in");
-        tokio::time::timeout(t, session.noop())
-            .await
-            .map_err(|_| ScanError::timeout("NOOP", ""))?
-            .map_err(|e| ScanError::imap("NOOP", "", e))?;
-    }
-    Ok(())
-}
-
-/// One full pass over the mailbox's folders on the watcher's session, recorded as the
-/// mailbox's last pass (so the scheduled chain skips its own).
-async fn full_pass(
-    scans: &ScanState,
-    account: &SenderAccount,
-    session: &mut crate::probe::ImapSession,
-    settings: &SendingSettings,
-    t: Duration,
-) -> Result<(), ScanError> {
     let started = Instant::now();
-    let stats = scan_folders(scans, account, session, settings, t).await?;
+    let stats = match scan_folders(scans, account, session, settings, t).await {
+        Ok(stats) => stats,
+        Err(e) => {
+            warn!(error = %e, "full pass on the IDLE session failed; the scheduled scan stands in");
+            tokio::time::timeout(t, session.noop())
+                .await
+                .map_err(|_| ScanError::timeout("NOOP", ""))?
+                .map_err(|e| ScanError::imap("NOOP", "", e))?;
+            return Ok(());
+        }
+    };
     metrics::counter!("coldsend_scan_passes_total", "by" => "watcher").increment(1);
     metrics::histogram!("coldsend_scan_duration_seconds").record(started.elapsed().as_secs_f64());
     if let Err(e) = finish_pass(scans, &account.id, stats.fetched).await {
