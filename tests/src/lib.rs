@@ -529,8 +529,20 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the process said last (its log goes with its tempdir).
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            // Logs run at trace level (see `coldsend_env`): the tail of what is INFO and above.
+            let quiet = |l: &&str| !l.contains("\"level\":\"TRACE\"") && !l.contains("\"level\":\"DEBUG\"");
+            let lines: Vec<&str> = log.lines().filter(quiet).collect();
+            let tail = &lines[lines.len().saturating_sub(PANIC_LOG_LINES)..];
+            eprintln!("--- last {} lines of {} ---\n{}", tail.len(), self.log.display(), tail.join("\n"));
+        }
     }
 }
+
+/// How much of each process's log a failing test prints.
+const PANIC_LOG_LINES: usize = 150;
 
 /// Runs a coldsend binary to completion; returns (success, stdout, stderr).
 pub fn run(name: &str, args: &[&str], env: &[(String, String)]) -> (bool, String, String) {
