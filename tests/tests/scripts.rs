@@ -11,7 +11,7 @@ use coldsend_core::send_key::SendKey;
 use coldsend_core::storage::campaigns::{CampaignStore, SuppressionReason};
 use coldsend_core::storage::keys::Keys;
 use coldsend_core::storage::ledger::{
-    Claim, Ledger, MarkSent, MarkedSent, Peek, Released, Reservation, ReserveArgs, SendState, Swept,
+    Accepted, Claim, Ledger, MarkSent, MarkedSent, Peek, Released, Reservation, ReserveArgs, SendState, Swept,
 };
 use coldsend_tests::Redis;
 use redis::AsyncCommands;
@@ -313,6 +313,68 @@ async fn mark_sent_records_once_queues_the_next_step_and_completes_the_last() {
         .expect("mark");
     assert_eq!(out.outcome, MarkedSent::Recorded);
     assert_eq!(w.lead_state(0).await, Some(LeadState::Completed));
+}
+
+/// One call records an accepted send and claims the next: each half does exactly what its
+/// own script does alone, and neither's outcome changes the other's (a refused claim still
+/// records, a stale record still claims).
+#[tokio::test]
+async fn mark_sent_and_reserve_records_one_send_and_claims_the_next_independently() {
+    let w = World::new(4, None).await;
+    let accepted = |lead: usize, claim: &Claim, attempt: Option<&str>| Accepted {
+        key: w.key(lead, 0),
+        account: w.account,
+        attempt: attempt.unwrap_or(&claim.attempt).to_owned(),
+        message_id: format!("<m{lead}@x>"),
+        now_ms: 2_000,
+        next_due_ms: Some(9_000),
+        recipient: format!("l{lead}@example.test"),
+    };
+    let (k1, e1) = (w.key(1, 0), "l1@example.test".to_owned());
+
+    // Both halves happen: lead 0 SENT with its follow-up queued, lead 1 claimed.
+    let c0 = w.claim(0, 0).await;
+    let (marked, reserved) =
+        w.ledger.mark_sent_and_reserve(&accepted(0, &c0, None), &w.args(&k1, &e1, 2_000, 100)).await.expect("call");
+    assert_eq!(marked.outcome, MarkedSent::Recorded);
+    assert!(marked.next.is_empty(), "no peek rides with a claim");
+    let Reservation::Claimed(c1) = reserved else { panic!("expected a claim, got {reserved:?}") };
+    assert_eq!(c1.used, 2, "the cap counts both");
+    assert_eq!(w.state(&w.key(0, 0)).await, Some(SendState::Sent));
+    assert_eq!(w.state(&w.key(0, 1)).await, Some(SendState::Queued), "the follow-up is queued");
+    assert_eq!(w.state(&k1).await, Some(SendState::Sending));
+    assert!(w.ledger.mark_data_phase(&k1, &c1.attempt).await.expect("data"), "the claim is lead 1's attempt's");
+    assert_eq!(w.stats().await.get("step:0:sent"), Some(&1));
+    let inflight: Vec<String> = w.conn.clone().zrange(w.keys.inflight(), 0, -1).await.expect("inflight");
+    assert_eq!(inflight, vec![k1.member()], "lead 0 left in-flight, lead 1 entered it");
+
+    // A refused claim (the cap is reached) still records lead 1, and takes no slot.
+    let (k2, e2) = (w.key(2, 0), "l2@example.test".to_owned());
+    let (marked, reserved) =
+        w.ledger.mark_sent_and_reserve(&accepted(1, &c1, None), &w.args(&k2, &e2, 3_000, 2)).await.expect("call");
+    assert_eq!(marked.outcome, MarkedSent::Recorded);
+    assert_eq!(reserved, Reservation::CapReached);
+    assert_eq!(w.state(&k1).await, Some(SendState::Sent));
+    assert_eq!(w.state(&k2).await, Some(SendState::Queued));
+    assert_eq!(w.used().await, 2);
+
+    // A stale record (not the claim's attempt) writes nothing, and the claim still happens;
+    // recording lead 1 twice is a duplicate, never a second count.
+    let (marked, reserved) =
+        w.ledger.mark_sent_and_reserve(&accepted(1, &c1, None), &w.args(&k2, &e2, 3_000, 100)).await.expect("call");
+    assert_eq!(marked.outcome, MarkedSent::Duplicate);
+    let Reservation::Claimed(c2) = reserved else { panic!("expected a claim, got {reserved:?}") };
+    let (k3, e3) = (w.key(3, 0), "l3@example.test".to_owned());
+    let (marked, reserved) = w
+        .ledger
+        .mark_sent_and_reserve(&accepted(2, &c2, Some("not-the-claim")), &w.args(&k3, &e3, 4_000, 100))
+        .await
+        .expect("call");
+    assert_eq!(marked.outcome, MarkedSent::Stale);
+    assert!(matches!(reserved, Reservation::Claimed(_)), "{reserved:?}");
+    assert_eq!(w.state(&k2).await, Some(SendState::Sending), "lead 2 is still its own attempt's to record");
+    assert_eq!(w.stats().await.get("step:0:sent"), Some(&2), "leads 0 and 1, once each");
+    assert_eq!(w.used().await, 4);
 }
 
 /// A recorded send peeks at the mailbox's next due send among the campaigns it may send

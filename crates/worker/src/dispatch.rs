@@ -33,7 +33,7 @@ use coldsend_core::storage::accounts::AccountStore;
 use coldsend_core::storage::campaigns::CampaignStore;
 use coldsend_core::storage::inbox::{Inbox, InboxEvent, InboxKind};
 use coldsend_core::storage::ledger::{
-    Claim, DueSend, Ledger, MarkedSent, Peek, Released, Reservation, ReserveArgs, SendState,
+    Accepted, Claim, DueSend, Ledger, MarkedSent, Peek, Released, Reservation, ReserveArgs, SendState,
 };
 use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
 use coldsend_core::unsubscribe::UnsubscribeSigner;
@@ -178,19 +178,36 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
     let mut view = None;
     // The next due sends and their leads, as the last recorded send's script found them.
     let mut lookahead = Lookahead::default();
+    let mut records = HeldRecords::default();
     loop {
         // Renew the lease now and then (not per send: each renewal is a round trip).
         if renewed.elapsed() > Duration::from_secs(state.config.stale_send_secs / 2) {
             if !state.ledger.keep_chain(&acct, &job.token, lease_ms(state, Duration::ZERO)).await? {
+                records.write_all(state).await?;
                 return Ok(());
             }
             renewed = std::time::Instant::now();
         }
         if worker.is_shutting_down() {
             // Hand over at once: the successor runs on whichever replica is alive.
+            records.write_all(state).await?;
             return schedule(state, &job, Utc::now()).await;
         }
-        let next = step(state, &job, &mut view, &mut lookahead).await?;
+        records.carried = records.held.take();
+        let stepped = step(state, &job, &mut view, &mut lookahead, &mut records).await;
+        // A record this step's claim did not carry goes out alone now; so does one this
+        // step held when no claim follows at once.
+        let written = HeldRecords::write(state, &mut records.carried).await;
+        let next = match (stepped, written) {
+            (Ok(next), Ok(())) => next,
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = records.write_all(state).await;
+                return Err(e);
+            }
+        };
+        if !matches!(next, Next::Continue) {
+            records.write_all(state).await?;
+        }
         match next {
             Next::Refresh => {
                 view = None;
@@ -203,6 +220,7 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
             Next::Continue => {
                 sent += 1;
                 if sent >= MAX_BURST {
+                    records.write_all(state).await?;
                     return schedule(state, &job, Utc::now()).await;
                 }
             }
@@ -242,6 +260,61 @@ async fn schedule(state: &DispatchState, job: &Dispatch, at: DateTime<Utc>) -> R
     state.queue.clone().push_task(task).await?;
     debug!(wait_secs = wait.as_secs(), "next dispatch scheduled");
     Ok(())
+}
+
+/// Accepted sends whose records ride with the next claim: while a chain sends back to back
+/// (its lookahead already names the next send) the `sent` script of one email and the
+/// `reserve` script of the next go out as one call, one round trip per email fewer. A
+/// record waits at most one step: that step's claim carries it, or the loop writes it
+/// alone as soon as the step is over (or before the chain waits, hands over or ends).
+#[derive(Default)]
+struct HeldRecords {
+    /// Accepted in the previous step: goes out with this step's claim.
+    carried: Option<Accepted>,
+    /// Accepted in this step: goes out with the next step's claim.
+    held: Option<Accepted>,
+}
+
+impl HeldRecords {
+    /// Writes `record` alone, if there is one.
+    async fn write(state: &DispatchState, record: &mut Option<Accepted>) -> Result<(), BoxDynError> {
+        let Some(a) = record.take() else { return Ok(()) };
+        let marked = state
+            .ledger
+            .mark_sent(
+                &a.key,
+                &a.account,
+                Some(&a.attempt),
+                &a.message_id,
+                a.now_ms,
+                a.next_due_ms,
+                Some(&a.recipient),
+                None,
+            )
+            .await;
+        match marked {
+            Ok(m) => {
+                warn_unless_recorded(&a, m.outcome);
+                Ok(())
+            }
+            Err(e) => {
+                *record = Some(a);
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn write_all(&mut self, state: &DispatchState) -> Result<(), BoxDynError> {
+        Self::write(state, &mut self.carried).await?;
+        Self::write(state, &mut self.held).await
+    }
+}
+
+fn warn_unless_recorded(a: &Accepted, outcome: MarkedSent) {
+    if outcome != MarkedSent::Recorded {
+        warn!(campaign_id = %a.key.campaign, lead_id = %a.key.lead, step = a.key.step, outcome = ?outcome,
+            "accepted, but the send record was not this attempt's to write");
+    }
 }
 
 /// What a mailbox's loop needs to know about the account and its campaigns. Cached for
@@ -287,6 +360,7 @@ async fn step(
     job: &Dispatch,
     cache: &mut Option<MailboxView>,
     lookahead: &mut Lookahead,
+    records: &mut HeldRecords,
 ) -> Result<Next, BoxDynError> {
     let acct = &job.account_id;
     if cache.as_ref().is_none_or(|v| v.loaded.elapsed() > VIEW_TTL) {
@@ -355,7 +429,7 @@ async fn step(
         return Ok(Next::WaitUntil(now + chrono::Duration::from_std(wait).unwrap_or_default()));
     }
     let from = Sender { account: &view.account, settings: &view.settings, campaign, cap, cap_key };
-    let next = send_one(state, job, from, &due, known_lead, now, (&ids, lookahead)).await?;
+    let next = send_one(state, job, from, &due, known_lead, now, (&ids, lookahead), records).await?;
     if matches!(next, Next::Refresh) {
         *cache = None;
         return Ok(Next::Continue);
@@ -418,7 +492,8 @@ struct Sender<'a> {
 /// Sends the due email `due` if the ledger grants the claim: render, compose, claim,
 /// deliver, record. `known_lead` is the lead when the last record already read it;
 /// `peek` names the campaigns the mailbox may send for and receives the next due send
-/// among them that this one's record finds.
+/// among them that this one's record finds; `records` holds what rides with the claim.
+#[allow(clippy::too_many_arguments)]
 async fn send_one(
     state: &DispatchState,
     job: &Dispatch,
@@ -427,6 +502,7 @@ async fn send_one(
     known_lead: Option<Lead>,
     now: DateTime<Utc>,
     peek: (&[CampaignId], &mut Lookahead),
+    records: &mut HeldRecords,
 ) -> Result<Next, BoxDynError> {
     let key = &due.key;
     let span = info_span!("send", campaign_id = %key.campaign, lead_id = %key.lead, step = key.step);
@@ -470,12 +546,12 @@ async fn send_one(
                 return Ok(Next::Continue);
             }
         };
-        let claim = match claim(state, job, &from, key, &lead, now).await? {
+        let claim = match claim(state, job, &from, key, &lead, now, &mut records.carried).await? {
             Ok(claim) => claim,
             Err(next) => return Ok(next),
         };
         let delivery = deliver(state, from.account, &composed.mail, key, &claim.attempt).await;
-        record(state, &from, due, &claim, &lead, &composed, delivery, peek).await
+        record(state, &from, due, &claim, &lead, &composed, delivery, peek, &mut records.held).await
     }
     .instrument(span)
     .await
@@ -493,8 +569,9 @@ fn compose_for(
     outgoing::email(campaign, account, key, lead, &links)
 }
 
-/// Asks the ledger for the send: cap, gap, chain and at-most-once, atomically. `Err` is
-/// what the loop does instead when the claim is refused.
+/// Asks the ledger for the send: cap, gap, chain and at-most-once, atomically, in the same
+/// call as the `carried` record if there is one. `Err` is what the loop does instead when
+/// the claim is refused.
 async fn claim(
     state: &DispatchState,
     job: &Dispatch,
@@ -502,23 +579,35 @@ async fn claim(
     key: &SendKey,
     lead: &Lead,
     now: DateTime<Utc>,
+    carried: &mut Option<Accepted>,
 ) -> Result<Result<Claim, Next>, BoxDynError> {
     let acct = &from.account.id;
-    let reservation = state
-        .ledger
-        .reserve(&ReserveArgs {
-            key,
-            account: acct,
-            email: lead.email.as_str(),
-            chain_token: &job.token,
-            now_ms: now.timestamp_millis(),
-            cap: from.cap,
-            cap_key: from.cap_key.clone(),
-            campaign_cap: campaign_cap(state, from.campaign, now),
-            gap_ms: gap_ms(&state.config),
-            spread: spread(&state.config, from.campaign, &lead_schedule(from.campaign, lead), now),
-        })
-        .await?;
+    let args = ReserveArgs {
+        key,
+        account: acct,
+        email: lead.email.as_str(),
+        chain_token: &job.token,
+        now_ms: now.timestamp_millis(),
+        cap: from.cap,
+        cap_key: from.cap_key.clone(),
+        campaign_cap: campaign_cap(state, from.campaign, now),
+        gap_ms: gap_ms(&state.config),
+        spread: spread(&state.config, from.campaign, &lead_schedule(from.campaign, lead), now),
+    };
+    let reservation = match carried.take() {
+        None => state.ledger.reserve(&args).await?,
+        Some(sent) => match state.ledger.mark_sent_and_reserve(&sent, &args).await {
+            Ok((marked, reservation)) => {
+                warn_unless_recorded(&sent, marked.outcome);
+                reservation
+            }
+            Err(e) => {
+                // Not written: the loop tries it alone before giving up the chain.
+                *carried = Some(sent);
+                return Err(e.into());
+            }
+        },
+    };
     let next = match reservation {
         Reservation::Claimed(claim) => {
             metrics::cap(acct, claim.used, from.cap);
@@ -563,6 +652,7 @@ async fn record(
     composed: &Email,
     delivery: Delivery,
     (among, lookahead): (&[CampaignId], &mut Lookahead),
+    held: &mut Option<Accepted>,
 ) -> Result<Next, BoxDynError> {
     let (key, acct) = (&due.key, &from.account.id);
     let now_ms = Utc::now().timestamp_millis();
@@ -574,24 +664,39 @@ async fn record(
                 campaigns: among,
                 count: lookahead_size(&state.config, from.campaign),
             });
-            let marked = state
-                .ledger
-                .mark_sent(
-                    key,
-                    acct,
-                    Some(&claim.attempt),
-                    &composed.message_id,
-                    now_ms,
-                    next_due,
-                    Some(lead.email.as_str()),
-                    peek,
-                )
-                .await?;
-            if marked.outcome != MarkedSent::Recorded {
-                warn!(outcome = ?marked.outcome, "accepted, but the send record was not this attempt's to write");
-            }
-            if peek.is_some() {
-                lookahead.fill(marked.next);
+            let accepted = Accepted {
+                key: key.clone(),
+                account: *acct,
+                attempt: claim.attempt.clone(),
+                message_id: composed.message_id.clone(),
+                now_ms,
+                next_due_ms: next_due,
+                recipient: lead.email.to_string(),
+            };
+            match peek {
+                // The lookahead names the next send: this record goes out with its claim.
+                // (Not when a copy is filed in Sent first: a confirmation from there must
+                // find the send recorded.)
+                None if !from.settings.append_to_sent => *held = Some(accepted),
+                _ => {
+                    let marked = state
+                        .ledger
+                        .mark_sent(
+                            key,
+                            acct,
+                            Some(&claim.attempt),
+                            &composed.message_id,
+                            now_ms,
+                            next_due,
+                            Some(lead.email.as_str()),
+                            peek,
+                        )
+                        .await?;
+                    warn_unless_recorded(&accepted, marked.outcome);
+                    if peek.is_some() {
+                        lookahead.fill(marked.next);
+                    }
+                }
             }
             info!(message_id = %composed.message_id, reply = %reply, "sent");
             metrics::send_outcome(acct, "sent");

@@ -148,6 +148,22 @@ pub struct MarkSent {
     pub next: Vec<Peeked>,
 }
 
+/// An accepted send as `mark_sent_and_reserve` records it (what `mark_sent` takes from the
+/// send loop).
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub key: SendKey,
+    pub account: AccountId,
+    /// The attempt that held the claim.
+    pub attempt: String,
+    pub message_id: String,
+    /// When the server accepted it (ms).
+    pub now_ms: i64,
+    /// When the lead's next step falls due (ms), if the campaign has one.
+    pub next_due_ms: Option<i64>,
+    pub recipient: String,
+}
+
 /// The next due send found by `mark_sent`'s peek.
 #[derive(Debug, Clone)]
 pub struct Peeked {
@@ -203,6 +219,16 @@ pub struct ReserveArgs<'a> {
 lua_script!(RESERVE, "send_reserve");
 lua_script!(MARK_DATA, "send_mark_data");
 lua_script!(MARK_SENT, "send_mark_sent");
+/// `send_mark_sent_and_reserve.lua` after the two scripts it runs, each as a local function
+/// of its own KEYS and ARGV: their code is written once, in their own files.
+static MARK_SENT_AND_RESERVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "local function mark_sent(KEYS, ARGV)\n{}\nend\nlocal function reserve(KEYS, ARGV)\n{}\nend\n{}",
+        include_str!("lua/send_mark_sent.lua"),
+        include_str!("lua/send_reserve.lua"),
+        include_str!("lua/send_mark_sent_and_reserve.lua"),
+    ))
+});
 lua_script!(RELEASE, "send_release");
 lua_script!(FAIL, "send_fail");
 lua_script!(UNCERTAIN, "send_uncertain");
@@ -392,14 +418,52 @@ impl Ledger {
 
     /// Claims the send if chain, campaign, lead, suppression, state, caps and gap allow.
     pub async fn reserve(&self, a: &ReserveArgs<'_>) -> Result<Reservation, redis::RedisError> {
+        let attempt = new_attempt();
+        let (outcome, detail): (String, String) =
+            self.reserve_call(a, &attempt).invocation(&RESERVE).invoke_async(&mut self.conn()).await?;
+        parse_reservation(a, attempt, &outcome, &detail)
+    }
+
+    /// Records `sent` and claims `next` in one call (one round trip): the two scripts'
+    /// bodies run one after the other, atomically, each exactly as when called alone.
+    pub async fn mark_sent_and_reserve(
+        &self,
+        sent: &Accepted,
+        next: &ReserveArgs<'_>,
+    ) -> Result<(MarkSent, Reservation), redis::RedisError> {
+        let attempt = new_attempt();
+        let recorded = self.mark_sent_call(
+            &sent.key,
+            &sent.account,
+            Some(&sent.attempt),
+            &sent.message_id,
+            sent.now_ms,
+            sent.next_due_ms,
+            Some(&sent.recipient),
+            None,
+        );
+        let reserve = self.reserve_call(next, &attempt);
+        let mut both = ScriptCall::default();
+        both.args.push(recorded.keys.len().to_string().into_bytes());
+        both.args.push(recorded.args.len().to_string().into_bytes());
+        both.keys.extend(recorded.keys.into_iter().chain(reserve.keys));
+        both.args.extend(recorded.args.into_iter().chain(reserve.args));
+        let reply: Vec<String> = both.invocation(&MARK_SENT_AND_RESERVE).invoke_async(&mut self.conn()).await?;
+        let [outcome, detail, recorded @ ..] = reply.as_slice() else {
+            return Err(unexpected("send_mark_sent_and_reserve", &reply.join(" ")));
+        };
+        Ok((parse_mark_sent(recorded, None)?, parse_reservation(next, attempt, outcome, detail)?))
+    }
+
+    /// `send_reserve`'s keys and arguments.
+    fn reserve_call(&self, a: &ReserveArgs<'_>, attempt: &str) -> ScriptCall {
         let c = &a.key.campaign;
         let (camp_key, camp_cap) = match &a.campaign_cap {
             Some((k, n)) => (k.clone(), *n),
             None => (self.no_campaign_day(c), 0),
         };
-        let attempt = uuid::Uuid::new_v4().simple().to_string();
-        let (outcome, detail): (String, String) = RESERVE
-            .key(self.keys.chain(a.account))
+        let mut call = ScriptCall::default();
+        call.key(self.keys.chain(a.account))
             .key(self.keys.campaign(c))
             .key(self.keys.lead_states(c))
             .key(self.keys.suppression())
@@ -415,32 +479,14 @@ impl Ledger {
             .arg(a.gap_ms)
             .arg(a.key.lead.as_str())
             .arg(a.email.to_ascii_lowercase())
-            .arg(&attempt)
+            .arg(attempt)
             .arg(a.key.member())
             .arg(a.account.to_string())
             .arg(CAP_TTL_SECS)
             .arg(super::campaigns::domain_entry(a.email.rsplit('@').next().unwrap_or("")))
             .arg(a.spread.map_or(0, |(until, _)| until))
-            .arg(a.spread.map_or(1000, |(_, jitter)| jitter))
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(match outcome.as_str() {
-            "ok" => Reservation::Claimed(Claim {
-                attempt,
-                used: detail.parse().map_err(|_| unexpected("send_reserve", &detail))?,
-                cap_key: a.cap_key.clone(),
-                campaign_day_key: a.campaign_cap.as_ref().map(|(k, _)| k.clone()),
-            }),
-            "stale_chain" => Reservation::StaleChain,
-            "campaign_not_running" => Reservation::CampaignNotRunning,
-            "lead_inactive" => Reservation::LeadInactive(LeadState::parse(&detail)),
-            "suppressed" => Reservation::Suppressed,
-            "not_queued" => Reservation::NotQueued(SendState::parse(&detail)),
-            "cap" => Reservation::CapReached,
-            "campaign_cap" => Reservation::CampaignCapReached,
-            "gap" => Reservation::Gap(detail.parse().map_err(|_| unexpected("send_reserve", &detail))?),
-            other => return Err(unexpected("send_reserve", other)),
-        })
+            .arg(a.spread.map_or(1000, |(_, jitter)| jitter));
+        call
     }
 
     /// Records that the message body is about to be sent: from here on a crash leaves
@@ -469,11 +515,28 @@ impl Ledger {
         recipient: Option<&str>,
         peek: Option<Peek<'_>>,
     ) -> Result<MarkSent, redis::RedisError> {
+        let call = self.mark_sent_call(key, account, attempt, message_id, now_ms, next_due_ms, recipient, peek);
+        let reply: Vec<String> = call.invocation(&MARK_SENT).invoke_async(&mut self.conn()).await?;
+        parse_mark_sent(&reply, peek)
+    }
+
+    /// `send_mark_sent`'s keys and arguments.
+    #[allow(clippy::too_many_arguments)]
+    fn mark_sent_call(
+        &self,
+        key: &SendKey,
+        account: &AccountId,
+        attempt: Option<&str>,
+        message_id: &str,
+        now_ms: i64,
+        next_due_ms: Option<i64>,
+        recipient: Option<&str>,
+        peek: Option<Peek<'_>>,
+    ) -> ScriptCall {
         let c = &key.campaign;
         let next = key.next_step();
-        let mut invocation = MARK_SENT.prepare_invoke();
-        invocation
-            .key(self.keys.send(key))
+        let mut call = ScriptCall::default();
+        call.key(self.keys.send(key))
             .key(self.keys.due_followups(account, c))
             .key(self.keys.due_first(account, c))
             .key(self.keys.inflight())
@@ -487,13 +550,9 @@ impl Ledger {
             .key(self.keys.recent_sends(account))
             .key(self.keys.hourly_sends(account, &utc_day(now_ms)));
         for p in peek.iter().flat_map(|p| p.campaigns) {
-            invocation
-                .key(self.keys.due_followups(account, p))
-                .key(self.keys.due_first(account, p))
-                .key(self.keys.leads(p));
+            call.key(self.keys.due_followups(account, p)).key(self.keys.due_first(account, p)).key(self.keys.leads(p));
         }
-        let reply: Vec<String> = invocation
-            .arg(attempt.unwrap_or(""))
+        call.arg(attempt.unwrap_or(""))
             .arg(key.member())
             .arg(message_id)
             .arg(now_ms)
@@ -518,32 +577,8 @@ impl Ledger {
             .arg(utc_hour(now_ms))
             .arg(peek.map(|p| p.due_by_ms.to_string()).unwrap_or_default())
             .arg(key.step)
-            .arg(peek.map_or(0, |p| p.count.max(1)))
-            .invoke_async(&mut self.conn())
-            .await?;
-        let Some((outcome, peeked)) = reply.split_first() else { return Err(unexpected("send_mark_sent", "")) };
-        let outcome = match outcome.as_str() {
-            "recorded" => MarkedSent::Recorded,
-            "confirmed" => MarkedSent::Confirmed,
-            "duplicate" => MarkedSent::Duplicate,
-            "stale" => MarkedSent::Stale,
-            other => return Err(unexpected("send_mark_sent", other)),
-        };
-        let among = peek.map(|p| p.campaigns.to_vec()).unwrap_or_default();
-        let next = peeked
-            .chunks_exact(4)
-            .filter_map(|p| {
-                let key = SendKey::parse_member(&p[0])?;
-                // A zset score comes back from Lua as text.
-                let due_ms = p[1].parse::<f64>().map(|d| d as i64).unwrap_or(0);
-                Some(Peeked {
-                    due: DueSend { key, followup: p[2] == "1", due_ms },
-                    lead: serde_json::from_str(&p[3]).ok(),
-                    among: among.clone(),
-                })
-            })
-            .collect();
-        Ok(MarkSent { outcome, next })
+            .arg(peek.map_or(0, |p| p.count.max(1)));
+        call
     }
 
     /// A transient failure that provably sent nothing: slot back, retry at `retry_at_ms`
@@ -1006,4 +1041,91 @@ pub fn utc_day(ms: i64) -> String {
 fn utc_hour(ms: i64) -> u32 {
     use chrono::Timelike;
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().hour()
+}
+
+/// A fresh attempt id: the claim a reservation hands its sender.
+fn new_attempt() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn parse_reservation(
+    a: &ReserveArgs<'_>,
+    attempt: String,
+    outcome: &str,
+    detail: &str,
+) -> Result<Reservation, redis::RedisError> {
+    Ok(match outcome {
+        "ok" => Reservation::Claimed(Claim {
+            attempt,
+            used: detail.parse().map_err(|_| unexpected("send_reserve", detail))?,
+            cap_key: a.cap_key.clone(),
+            campaign_day_key: a.campaign_cap.as_ref().map(|(k, _)| k.clone()),
+        }),
+        "stale_chain" => Reservation::StaleChain,
+        "campaign_not_running" => Reservation::CampaignNotRunning,
+        "lead_inactive" => Reservation::LeadInactive(LeadState::parse(detail)),
+        "suppressed" => Reservation::Suppressed,
+        "not_queued" => Reservation::NotQueued(SendState::parse(detail)),
+        "cap" => Reservation::CapReached,
+        "campaign_cap" => Reservation::CampaignCapReached,
+        "gap" => Reservation::Gap(detail.parse().map_err(|_| unexpected("send_reserve", detail))?),
+        other => return Err(unexpected("send_reserve", other)),
+    })
+}
+
+fn parse_mark_sent(reply: &[String], peek: Option<Peek<'_>>) -> Result<MarkSent, redis::RedisError> {
+    let Some((outcome, peeked)) = reply.split_first() else { return Err(unexpected("send_mark_sent", "")) };
+    let outcome = match outcome.as_str() {
+        "recorded" => MarkedSent::Recorded,
+        "confirmed" => MarkedSent::Confirmed,
+        "duplicate" => MarkedSent::Duplicate,
+        "stale" => MarkedSent::Stale,
+        other => return Err(unexpected("send_mark_sent", other)),
+    };
+    let among = peek.map(|p| p.campaigns.to_vec()).unwrap_or_default();
+    let next = peeked
+        .chunks_exact(4)
+        .filter_map(|p| {
+            let key = SendKey::parse_member(&p[0])?;
+            // A zset score comes back from Lua as text.
+            let due_ms = p[1].parse::<f64>().map(|d| d as i64).unwrap_or(0);
+            Some(Peeked {
+                due: DueSend { key, followup: p[2] == "1", due_ms },
+                lead: serde_json::from_str(&p[3]).ok(),
+                among: among.clone(),
+            })
+        })
+        .collect();
+    Ok(MarkSent { outcome, next })
+}
+
+/// One script call's keys and arguments, built apart from the call so that two scripts'
+/// can go out as one (`mark_sent_and_reserve`).
+#[derive(Default)]
+struct ScriptCall {
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl ScriptCall {
+    fn key(&mut self, k: impl redis::ToRedisArgs) -> &mut Self {
+        self.keys.extend(k.to_redis_args());
+        self
+    }
+
+    fn arg(&mut self, a: impl redis::ToRedisArgs) -> &mut Self {
+        self.args.extend(a.to_redis_args());
+        self
+    }
+
+    fn invocation<'s>(&self, script: &'s redis::Script) -> redis::ScriptInvocation<'s> {
+        let mut invocation = script.prepare_invoke();
+        for k in &self.keys {
+            invocation.key(k);
+        }
+        for a in &self.args {
+            invocation.arg(a);
+        }
+        invocation
+    }
 }

@@ -1,0 +1,23 @@
+-- Records one accepted send and claims the mailbox's next one in a single call, for a chain
+-- that sends back to back (one round trip per email fewer). The two halves are exactly
+-- send_mark_sent.lua and send_reserve.lua: `Ledger` prepends each as a local function of its
+-- own KEYS and ARGV (`mark_sent`, `reserve`), so every branch of either is the one its own
+-- tests cover, and the outcome of one never changes what the other checks.
+-- KEYS: send_mark_sent's (ARGV[1] of them), then send_reserve's
+-- ARGV: 1 how many KEYS are send_mark_sent's, 2 how many ARGV after these two are
+--       send_mark_sent's, then send_mark_sent's ARGV, then send_reserve's
+-- Returns reserve's {outcome, detail} followed by mark_sent's reply.
+local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
+local sent_keys, sent_argv, reserve_keys, reserve_argv = {}, {}, {}, {}
+for i = 1, #KEYS do
+  if i <= nk then sent_keys[#sent_keys + 1] = KEYS[i] else reserve_keys[#reserve_keys + 1] = KEYS[i] end
+end
+for i = 3, #ARGV do
+  if i - 2 <= na then sent_argv[#sent_argv + 1] = ARGV[i] else reserve_argv[#reserve_argv + 1] = ARGV[i] end
+end
+-- The record first: it is the older fact, and a refused claim must not hold it back.
+local recorded = mark_sent(sent_keys, sent_argv)
+local reserved = reserve(reserve_keys, reserve_argv)
+local out = {reserved[1], reserved[2]}
+for _, v in ipairs(recorded) do out[#out + 1] = v end
+return out
