@@ -633,3 +633,56 @@ async fn a_mailbox_sending_back_to_back_records_one_email_and_claims_the_next_in
     eprintln!("{per_email:.2} script calls per email ({idle_rate:.1}/s while idle)");
     assert!(per_email < 2.5, "{per_email:.2} script calls per email");
 }
+
+/// A held record (an accepted email whose record waits for the next claim) is the newest
+/// thing a `kill -9` can lose. Killed three times while one mailbox sends back to back into
+/// smtp-sink: no lead gets two emails, every email the sink took is SENT or — its record
+/// lost with the worker — UNCERTAIN (never resent), every SENT one arrived, and each kill
+/// leaves at most two sends unknown (the held one and the one in flight).
+#[tokio::test]
+async fn killing_a_worker_that_holds_a_record_never_doubles_or_loses_a_send() {
+    const EMAILS: usize = 400;
+    const KILLS: [usize; 3] = [60, 170, 280];
+    let mail = Mail::start("ann:annpw");
+    let sink = Sink::start(true);
+    let mut env = FAST_SENDING.to_vec();
+    // A dead chain's lease (twice this) runs out quickly, and its stuck sends are swept.
+    env.extend([("COLDSEND_SENDING__STALE_SEND_SECS", "5"), ("COLDSEND_SENDING__SMTP_TIMEOUT_SECS", "4")]);
+    let mut stack = Stack::start_with(Some(&mail), &env, 1);
+    let api = Api::new(&stack);
+    let ann = api.active_account(&account_json("ann", "annpw", sink.port, false, mail.imaps_port(), 1000)).await;
+    let cid = campaign(&api, &[&ann], json!([{"subject": "Hello {{ first_name }}", "text": "Hi"}]), json!({})).await;
+    let leads: Vec<Value> =
+        (1..=EMAILS).map(|i| json!({"email": format!("l{i}@example.test"), "first_name": format!("L{i}")})).collect();
+    add_leads(&api, &cid, leads).await;
+    act(&api, &cid, "start").await;
+    for at in KILLS {
+        wait_for("progress", 90, || sink.delivered() >= at).await.or_dump(&stack);
+        stack.workers.clear();
+        stack.add_worker();
+    }
+    let mut stats = json!({});
+    let settled = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < settled {
+        stats = api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
+        let n = |k: &str| stats[k].as_u64().unwrap_or(0) as usize;
+        if n("sent") + n("uncertain") + n("failed") >= EMAILS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let n = |k: &str| stats[k].as_u64().unwrap_or(0) as usize;
+    eprintln!("after {} kills: {stats}, {} in the sink", KILLS.len(), sink.delivered());
+    assert_eq!((n("sent") + n("uncertain"), n("failed")), (EMAILS, 0), "every send accounted for: {stats}");
+
+    let mut per_lead: HashMap<String, usize> = HashMap::new();
+    for text in sink.messages() {
+        let to = text.lines().find_map(|l| l.strip_prefix("To: ")).unwrap_or("?").trim().to_owned();
+        *per_lead.entry(to).or_default() += 1;
+    }
+    let doubled: Vec<_> = per_lead.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "sent twice: {doubled:?}");
+    let delivered = sink.delivered();
+    assert!(delivered >= n("sent") && delivered <= EMAILS, "{delivered} delivered: {stats}");
+    assert!(n("uncertain") <= 2 * KILLS.len(), "{stats}");
+}

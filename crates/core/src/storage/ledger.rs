@@ -219,16 +219,7 @@ pub struct ReserveArgs<'a> {
 lua_script!(RESERVE, "send_reserve");
 lua_script!(MARK_DATA, "send_mark_data");
 lua_script!(MARK_SENT, "send_mark_sent");
-/// `send_mark_sent_and_reserve.lua` after the two scripts it runs, each as a local function
-/// of its own KEYS and ARGV: their code is written once, in their own files.
-static MARK_SENT_AND_RESERVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "local function mark_sent(KEYS, ARGV)\n{}\nend\nlocal function reserve(KEYS, ARGV)\n{}\nend\n{}",
-        include_str!("lua/send_mark_sent.lua"),
-        include_str!("lua/send_reserve.lua"),
-        include_str!("lua/send_mark_sent_and_reserve.lua"),
-    ))
-});
+lua_script!(MARK_SENT_AND_RESERVE, "send_mark_sent_and_reserve", functions: ["mark_sent" = "send_mark_sent", "reserve" = "send_reserve"]);
 lua_script!(RELEASE, "send_release");
 lua_script!(FAIL, "send_fail");
 lua_script!(UNCERTAIN, "send_uncertain");

@@ -44,6 +44,16 @@ macro_rules! lua_script {
         static $name: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(include_str!(concat!("lua/", $file, ".lua"))));
     };
+    // A script that runs other scripts: each is prepended as a local function of its own
+    // KEYS and ARGV, so their code lives once, in their own files.
+    ($name:ident, $file:literal, functions: [$($function:literal = $from:literal),+]) => {
+        static $name: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(concat!(
+                $("local function ", $function, "(KEYS, ARGV)\n", include_str!(concat!("lua/", $from, ".lua")), "\nend\n",)+
+                include_str!(concat!("lua/", $file, ".lua"))
+            ))
+        });
+    };
 }
 pub(crate) use lua_script;
 

@@ -1,8 +1,8 @@
 -- Records one accepted send and claims the mailbox's next one in a single call, for a chain
 -- that sends back to back (one round trip per email fewer). The two halves are exactly
--- send_mark_sent.lua and send_reserve.lua: `Ledger` prepends each as a local function of its
--- own KEYS and ARGV (`mark_sent`, `reserve`), so every branch of either is the one its own
--- tests cover, and the outcome of one never changes what the other checks.
+-- send_mark_sent.lua and send_reserve.lua, prepended by `lua_script!` as local functions of
+-- their own KEYS and ARGV (`mark_sent`, `reserve`), so every branch of either is the one its
+-- own tests cover, and the outcome of one never changes what the other checks.
 -- KEYS: send_mark_sent's (ARGV[1] of them), then send_reserve's
 -- ARGV: 1 how many KEYS are send_mark_sent's, 2 how many ARGV after these two are
 --       send_mark_sent's, then send_mark_sent's ARGV, then send_reserve's
