@@ -172,7 +172,11 @@ pub struct Composed {
 pub fn compose(o: &Outgoing) -> Result<Composed, ComposeError> {
     let addr = |s: &str| s.parse::<Address>().map_err(|e| ComposeError::Address(s.to_owned(), e.to_string()));
     let (from, to) = (addr(&o.from)?, addr(&o.to)?);
+    // Given, the envelope is not parsed back out of the From and To headers just written.
+    let envelope = lettre::address::Envelope::new(Some(from.clone()), vec![to.clone()])
+        .map_err(|e| ComposeError::Build(e.to_string()))?;
     let mut b = lettre::Message::builder()
+        .envelope(envelope)
         .from(Mailbox::new(Some(o.from_name.clone()).filter(|n| !n.is_empty()), from.clone()))
         .to(Mailbox::new(o.to_name.clone(), to.clone()))
         .subject(o.subject.clone())

@@ -410,8 +410,9 @@ impl Ledger {
     /// Claims the send if chain, campaign, lead, suppression, state, caps and gap allow.
     pub async fn reserve(&self, a: &ReserveArgs<'_>) -> Result<Reservation, redis::RedisError> {
         let attempt = new_attempt();
-        let (outcome, detail): (String, String) =
-            self.reserve_call(a, &attempt).invocation(&RESERVE).invoke_async(&mut self.conn()).await?;
+        let mut call = ScriptCall::new(&RESERVE);
+        self.reserve_call(&mut call, a, &attempt);
+        let (outcome, detail): (String, String) = call.invocation.invoke_async(&mut self.conn()).await?;
         parse_reservation(a, attempt, &outcome, &detail)
     }
 
@@ -423,7 +424,9 @@ impl Ledger {
         next: &ReserveArgs<'_>,
     ) -> Result<(MarkSent, Reservation), redis::RedisError> {
         let attempt = new_attempt();
-        let recorded = self.mark_sent_call(
+        let mut call = ScriptCall::new(&MARK_SENT_AND_RESERVE);
+        self.mark_sent_call(
+            &mut call,
             &sent.key,
             &sent.account,
             Some(&sent.attempt),
@@ -433,13 +436,10 @@ impl Ledger {
             Some(&sent.recipient),
             None,
         );
-        let reserve = self.reserve_call(next, &attempt);
-        let mut both = ScriptCall::default();
-        both.args.push(recorded.keys.len().to_string().into_bytes());
-        both.args.push(recorded.args.len().to_string().into_bytes());
-        both.keys.extend(recorded.keys.into_iter().chain(reserve.keys));
-        both.args.extend(recorded.args.into_iter().chain(reserve.args));
-        let reply: Vec<String> = both.invocation(&MARK_SENT_AND_RESERVE).invoke_async(&mut self.conn()).await?;
+        let (keys, args) = (call.keys, call.args);
+        self.reserve_call(&mut call, next, &attempt);
+        call.arg(keys).arg(args);
+        let reply: Vec<String> = call.invocation.invoke_async(&mut self.conn()).await?;
         let [outcome, detail, recorded @ ..] = reply.as_slice() else {
             return Err(unexpected("send_mark_sent_and_reserve", &reply.join(" ")));
         };
@@ -447,13 +447,12 @@ impl Ledger {
     }
 
     /// `send_reserve`'s keys and arguments.
-    fn reserve_call(&self, a: &ReserveArgs<'_>, attempt: &str) -> ScriptCall {
+    fn reserve_call(&self, call: &mut ScriptCall<'_>, a: &ReserveArgs<'_>, attempt: &str) {
         let c = &a.key.campaign;
         let (camp_key, camp_cap) = match &a.campaign_cap {
             Some((k, n)) => (k.clone(), *n),
             None => (self.no_campaign_day(c), 0),
         };
-        let mut call = ScriptCall::default();
         call.key(self.keys.chain(a.account))
             .key(self.keys.campaign(c))
             .key(self.keys.lead_states(c))
@@ -477,7 +476,6 @@ impl Ledger {
             .arg(super::campaigns::domain_entry(a.email.rsplit('@').next().unwrap_or("")))
             .arg(a.spread.map_or(0, |(until, _)| until))
             .arg(a.spread.map_or(1000, |(_, jitter)| jitter));
-        call
     }
 
     /// Records that the message body is about to be sent: from here on a crash leaves
@@ -506,8 +504,9 @@ impl Ledger {
         recipient: Option<&str>,
         peek: Option<Peek<'_>>,
     ) -> Result<MarkSent, redis::RedisError> {
-        let call = self.mark_sent_call(key, account, attempt, message_id, now_ms, next_due_ms, recipient, peek);
-        let reply: Vec<String> = call.invocation(&MARK_SENT).invoke_async(&mut self.conn()).await?;
+        let mut call = ScriptCall::new(&MARK_SENT);
+        self.mark_sent_call(&mut call, key, account, attempt, message_id, now_ms, next_due_ms, recipient, peek);
+        let reply: Vec<String> = call.invocation.invoke_async(&mut self.conn()).await?;
         parse_mark_sent(&reply, peek)
     }
 
@@ -515,6 +514,7 @@ impl Ledger {
     #[allow(clippy::too_many_arguments)]
     fn mark_sent_call(
         &self,
+        call: &mut ScriptCall<'_>,
         key: &SendKey,
         account: &AccountId,
         attempt: Option<&str>,
@@ -523,10 +523,9 @@ impl Ledger {
         next_due_ms: Option<i64>,
         recipient: Option<&str>,
         peek: Option<Peek<'_>>,
-    ) -> ScriptCall {
+    ) {
         let c = &key.campaign;
         let next = key.next_step();
-        let mut call = ScriptCall::default();
         call.key(self.keys.send(key))
             .key(self.keys.due_followups(account, c))
             .key(self.keys.due_first(account, c))
@@ -557,19 +556,22 @@ impl Ledger {
                     "account_id": account.to_string(), "message_id": message_id, "to": recipient,
                 }),
             ))
-            .arg(event_json(
-                EventType::LeadState,
-                serde_json::json!({
-                    "campaign_id": c.to_string(), "lead_id": key.lead.as_str(), "state": "COMPLETED",
-                    "reason": "every step sent",
-                }),
-            ))
+            // Only a last step can complete the lead: the script reads it only then.
+            .arg(match next_due_ms {
+                Some(_) => String::new(),
+                None => event_json(
+                    EventType::LeadState,
+                    serde_json::json!({
+                        "campaign_id": c.to_string(), "lead_id": key.lead.as_str(), "state": "COMPLETED",
+                        "reason": "every step sent",
+                    }),
+                ),
+            })
             .arg(StepMetric::Sent.field(key.step))
             .arg(utc_hour(now_ms))
             .arg(peek.map(|p| p.due_by_ms.to_string()).unwrap_or_default())
             .arg(key.step)
             .arg(peek.map_or(0, |p| p.count.max(1)));
-        call
     }
 
     /// A transient failure that provably sent nothing: slot back, retry at `retry_at_ms`
@@ -1090,33 +1092,28 @@ fn parse_mark_sent(reply: &[String], peek: Option<Peek<'_>>) -> Result<MarkSent,
     Ok(MarkSent { outcome, next })
 }
 
-/// One script call's keys and arguments, built apart from the call so that two scripts'
-/// can go out as one (`mark_sent_and_reserve`).
-#[derive(Default)]
-struct ScriptCall {
-    keys: Vec<Vec<u8>>,
-    args: Vec<Vec<u8>>,
+/// A script invocation being built, counting what goes in, so that two scripts' keys and
+/// arguments can go out as one call (`mark_sent_and_reserve`) without being copied twice.
+struct ScriptCall<'s> {
+    invocation: redis::ScriptInvocation<'s>,
+    keys: usize,
+    args: usize,
 }
 
-impl ScriptCall {
+impl<'s> ScriptCall<'s> {
+    fn new(script: &'s redis::Script) -> Self {
+        Self { invocation: script.prepare_invoke(), keys: 0, args: 0 }
+    }
+
     fn key(&mut self, k: impl redis::ToRedisArgs) -> &mut Self {
-        self.keys.extend(k.to_redis_args());
+        self.invocation.key(k);
+        self.keys += 1;
         self
     }
 
     fn arg(&mut self, a: impl redis::ToRedisArgs) -> &mut Self {
-        self.args.extend(a.to_redis_args());
+        self.invocation.arg(a);
+        self.args += 1;
         self
-    }
-
-    fn invocation<'s>(&self, script: &'s redis::Script) -> redis::ScriptInvocation<'s> {
-        let mut invocation = script.prepare_invoke();
-        for k in &self.keys {
-            invocation.key(k);
-        }
-        for a in &self.args {
-            invocation.arg(a);
-        }
-        invocation
     }
 }

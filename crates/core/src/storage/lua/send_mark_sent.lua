@@ -9,7 +9,7 @@
 --       dispatch loop's order): its due-followup, its due-first and its leads
 -- ARGV: 1 attempt id ('' = Sent-folder confirmation), 2 member, 3 Message-ID, 4 now (ms), 5 lead id,
 --       6 next step's member ('' = last step), 7 next step due (ms),
---       8 the `sent` event (JSON), 9 the lead's `lead_state` COMPLETED event (JSON),
+--       8 the `sent` event (JSON), 9 the lead's `lead_state` COMPLETED event (JSON; '' unless ARGV[6] is),
 --       10 the step's `sent` field in the stats hash, 11 the send's UTC hour (0-23),
 --       12 peek: '' or a time (ms) — after recording, return the mailbox's next sends due by
 --       then among the peek's campaigns, in the order `Ledger::next_due` would pick them (due

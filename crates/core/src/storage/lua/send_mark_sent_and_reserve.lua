@@ -3,17 +3,17 @@
 -- send_mark_sent.lua and send_reserve.lua, prepended by `lua_script!` as local functions of
 -- their own KEYS and ARGV (`mark_sent`, `reserve`), so every branch of either is the one its
 -- own tests cover, and the outcome of one never changes what the other checks.
--- KEYS: send_mark_sent's (ARGV[1] of them), then send_reserve's
--- ARGV: 1 how many KEYS are send_mark_sent's, 2 how many ARGV after these two are
---       send_mark_sent's, then send_mark_sent's ARGV, then send_reserve's
+-- KEYS: send_mark_sent's (the next-to-last ARGV says how many), then send_reserve's
+-- ARGV: send_mark_sent's (the last ARGV says how many), then send_reserve's, then how many
+--       KEYS are send_mark_sent's, then how many ARGV are
 -- Returns reserve's {outcome, detail} followed by mark_sent's reply.
-local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
+local nk, na = tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV])
 local sent_keys, sent_argv, reserve_keys, reserve_argv = {}, {}, {}, {}
 for i = 1, #KEYS do
   if i <= nk then sent_keys[#sent_keys + 1] = KEYS[i] else reserve_keys[#reserve_keys + 1] = KEYS[i] end
 end
-for i = 3, #ARGV do
-  if i - 2 <= na then sent_argv[#sent_argv + 1] = ARGV[i] else reserve_argv[#reserve_argv + 1] = ARGV[i] end
+for i = 1, #ARGV - 2 do
+  if i <= na then sent_argv[#sent_argv + 1] = ARGV[i] else reserve_argv[#reserve_argv + 1] = ARGV[i] end
 end
 -- The record first: it is the older fact, and a refused claim must not hold it back.
 local recorded = mark_sent(sent_keys, sent_argv)
