@@ -217,7 +217,10 @@ async fn main() {
     let per = |n: u64| n as f64 / messages as f64;
     println!("redis         {:>9.1} commands per sent email (all clients, Lua-internal calls included)", per(total));
     let scripts: u64 = calls.iter().filter(|(c, _)| c.starts_with("eval")).map(|(_, n)| n).sum();
-    println!("              {:>9.1} script calls per sent email (reserve, DATA phase, sent)", per(scripts));
+    println!(
+        "              {:>9.1} script calls per sent email (reserve, DATA phase, sent; back to back, one sent rides with the next reserve)",
+        per(scripts)
+    );
     let top: Vec<String> = calls.iter().take(8).map(|(c, n)| format!("{c} {:.1}", per(*n))).collect();
     println!("              top: {}", top.join(", "));
     println!(
