@@ -309,14 +309,14 @@ async fn passes_for(stack: &Stack, mail: &Mail, user: &str, account: &str, secs:
     (passes.split_off(1), most)
 }
 
-/// One worker watching with IDLE (`IDLE_FAST`), full passes every `secs` seconds, Junk
-/// scanned as an extra folder (create it first).
-fn stack_passing_every(mail: &Mail, secs: &'static str) -> Stack {
+/// `workers` workers watching with IDLE (`IDLE_FAST`), full passes every `secs` seconds,
+/// Junk scanned as an extra folder (create it first).
+fn stack_passing_every(mail: &Mail, secs: &'static str, workers: usize) -> Stack {
     let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
     env.extend(IDLE_FAST.iter().filter(|(k, _)| *k != "COLDSEND_SCAN__INTERVAL_SECS"));
     env.push(("COLDSEND_SCAN__INTERVAL_SECS", secs));
     env.push(("COLDSEND_SCAN__EXTRA_FOLDERS", "[\"Junk\"]"));
-    Stack::start_with(Some(mail), &env, 1)
+    Stack::start_with(Some(mail), &env, workers)
 }
 
 fn junk_reply(mail: &Mail, user: &str, subject: &str) {
@@ -327,13 +327,56 @@ fn junk_reply(mail: &Mail, user: &str, subject: &str) {
     mail.doveadm(&["save", "-u", &format!("{user}@example.test"), "-m", "Junk"], Some(reply.as_bytes()));
 }
 
+/// A server that does not offer IDLE: the mailbox is still one replica's, on one session
+/// logged in once, its passes run there at their interval (new mail waits for the next).
+#[tokio::test]
+async fn a_mailbox_whose_server_offers_no_idle_is_held_by_one_replica_and_passed_on_one_session() {
+    let mail = Mail::start_with("ann:annpw bob:bobpw", &[("MH_DOVECOT_NO_IDLE", "1")]);
+    mail.doveadm(&["mailbox", "create", "-u", "ann@example.test", "Junk"], None);
+    let stack = stack_passing_every(&mail, "2", 2);
+    let api = Api::new(&stack);
+    let ann = active(&api, &mail, "ann").await;
+    until_watched(&stack, &mail, "ann", &ann).await;
+    let said = |needle: &str| stack.workers.iter().any(|w| w.log_text().contains(needle));
+    assert!(said("does not offer IDLE"), "the server really offers no IDLE");
+
+    let logins = || mail.dovecot_log_count("imap-login: Login: user=<ann@example.test>");
+    let before = logins();
+    let (passes, most) = passes_for(&stack, &mail, "ann", &ann, 9).await;
+    assert!(passes.len() >= 3, "full passes every 2 s: {passes:?}");
+    assert_eq!(most, 1, "one IMAP session for the mailbox across both replicas");
+    assert_eq!(logins() - before, 0, "{} passes without logging in again", passes.len());
+    // The holder ran them (not the scan chain, which polls with no lease), and holds on.
+    let by_watcher: f64 = stack
+        .workers
+        .iter()
+        .filter_map(|w| {
+            let metrics = w.health_get("/metrics").1;
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("coldsend_scan_passes_total{by=\"watcher\"} ")?.trim().parse::<f64>().ok())
+        })
+        .sum();
+    assert!(by_watcher >= passes.len() as f64, "the holder ran the passes: {by_watcher} of {passes:?}");
+    let accounts = [ann.clone()];
+    assert!(holders(&stack, &accounts)[&ann].is_some(), "still held");
+    deliver(&mail, "bob", "ann", "Re: polled on the held session");
+    junk_reply(&mail, "ann", "Re: into junk, held");
+    for subject in ["Re: polled on the held session", "Re: into junk, held"] {
+        seen_within(&api, &ann, subject, Duration::from_secs(10)).await;
+    }
+    assert_eq!(logins() - before, 0, "still the one login");
+    let all = subjects(&api, &ann).await;
+    assert_eq!(all.len(), 2, "each reply filed once: {all:?}");
+}
+
 #[tokio::test]
 async fn a_watched_mailbox_is_scanned_on_the_watchers_session_and_the_chain_takes_over_without_it() {
     let mail = Mail::start("ann:annpw bob:bobpw");
     mail.doveadm(&["mailbox", "create", "-u", "ann@example.test", "Junk"], None);
     // Full passes every 2 s (Junk included), IDLE renewed every 4 s. Kept scan sessions
     // are on (the defaults), so a pass the chain ran itself would show as a second session.
-    let stack = stack_passing_every(&mail, "2");
+    let stack = stack_passing_every(&mail, "2", 1);
     let api = Api::new(&stack);
     let ann = active(&api, &mail, "ann").await;
     until_watched(&stack, &mail, "ann", &ann).await;
@@ -378,7 +421,7 @@ async fn mail_landing_while_a_pass_reads_other_folders_is_seen_by_idle_not_left_
     // INBOX's STATUS and before that EXAMINE (≈ 8.5–9.3 s after the last pass ended) raises
     // no EXISTS once IDLE starts (EXAMINE already counted it).
     let proxy = coldsend_tests::fixtures::LatencyProxy::start(mail.imaps_port(), Duration::from_millis(150)).await;
-    let stack = stack_passing_every(&mail, "8");
+    let stack = stack_passing_every(&mail, "8", 1);
     let api = Api::new(&stack);
     let ann = api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, proxy.port, 100)).await;
     until_watched(&stack, &mail, "ann", &ann).await;

@@ -279,19 +279,7 @@ impl HeldRecords {
     /// Writes `record` alone, if there is one.
     async fn write(state: &DispatchState, record: &mut Option<Accepted>) -> Result<(), BoxDynError> {
         let Some(a) = record.take() else { return Ok(()) };
-        let marked = state
-            .ledger
-            .mark_sent(
-                &a.key,
-                &a.account,
-                Some(&a.attempt),
-                &a.message_id,
-                a.now_ms,
-                a.next_due_ms,
-                Some(&a.recipient),
-                None,
-            )
-            .await;
+        let marked = state.ledger.record_accepted(&a, None).await;
         match marked {
             Ok(m) => {
                 warn_unless_recorded(&a, m.outcome);
@@ -679,19 +667,7 @@ async fn record(
                 // find the send recorded.)
                 None if !from.settings.append_to_sent => *held = Some(accepted),
                 _ => {
-                    let marked = state
-                        .ledger
-                        .mark_sent(
-                            key,
-                            acct,
-                            Some(&claim.attempt),
-                            &composed.message_id,
-                            now_ms,
-                            next_due,
-                            Some(lead.email.as_str()),
-                            peek,
-                        )
-                        .await?;
+                    let marked = state.ledger.record_accepted(&accepted, peek).await?;
                     warn_unless_recorded(&accepted, marked.outcome);
                     if peek.is_some() {
                         lookahead.fill(marked.next);

@@ -18,6 +18,11 @@
 //! while those passes keep coming (it reads the last pass's time) and takes over when
 //! they stop: watcher gone, resting or failing. Every message is acted on at most once
 //! per mailbox whichever of the two reads it first.
+//!
+//! A server that does not offer IDLE is held all the same: its watcher keeps the session
+//! (NOOP at each wake proves it alive) and runs the passes on it, so a polled-only mailbox
+//! too is one replica's, on one connection, with one login; new mail waits for the next
+//! pass.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +40,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::probe::ImapSession;
 use crate::scan::{ScanError, ScanState, finish_pass, login, pass_interval, scan_folder, scan_folders};
 
 /// Why a mailbox's watcher stopped.
@@ -46,8 +52,6 @@ pub enum Ended {
     NotActive,
     /// The account turned IDLE off (`imap_idle: false`).
     Disabled,
-    /// The server does not offer IDLE.
-    Unsupported,
     /// Too many failures in a row; the scheduled scans go on.
     Failing,
     /// The server refused the credentials.
@@ -60,7 +64,7 @@ impl Ended {
         match self {
             Ended::Stopped => Duration::ZERO,
             Ended::NotActive | Ended::Failing => Duration::from_secs(60),
-            Ended::Disabled | Ended::Unsupported | Ended::Refused => Duration::from_secs(1800),
+            Ended::Disabled | Ended::Refused => Duration::from_secs(1800),
         }
     }
 }
@@ -249,10 +253,11 @@ async fn watch_session(
         .await
         .map_err(|_| ScanError::timeout("CAPABILITY", ""))?
         .map_err(|e| ScanError::imap("CAPABILITY", "", e))?;
-    if !caps.has_str("IDLE") {
-        let _ = tokio::time::timeout(t, session.logout()).await;
-        info!("the IMAP server does not offer IDLE; the mailbox is polled only");
-        return Ok(Some(Ended::Unsupported));
+    // Without IDLE the session is still the mailbox's one connection: its passes run on
+    // it at their interval, and new mail waits for the next pass.
+    let offers_idle = caps.has_str("IDLE");
+    if !offers_idle {
+        info!("the IMAP server does not offer IDLE; the mailbox's passes run on this session");
     }
     // Catch up: the full pass if one is due (this session now runs the mailbox's passes;
     // the scheduled chain stands back while they keep coming); what arrived in INBOX is
@@ -262,55 +267,30 @@ async fn watch_session(
         pass_on_session(scans, &account, &mut session, &settings, t).await?;
         next_pass = tokio::time::Instant::now() + pass_interval(&scans.config, &settings);
     }
-    ready_to_idle(scans, &account, &mut session, t).await?;
-    debug!("watching INBOX");
+    if offers_idle {
+        ready_to_idle(scans, &account, &mut session, t).await?;
+        debug!("watching INBOX");
+    }
     loop {
-        let mut idle = session.idle();
-        tokio::time::timeout(t, idle.init())
-            .await
-            .map_err(|_| ScanError::timeout("IDLE", "INBOX"))?
-            .map_err(|e| ScanError::imap("IDLE", "INBOX", e))?;
-        *idled = true;
         let until = (tokio::time::Instant::now() + renew).min(next_pass);
-        let mut new_mail = false;
-        let mut stopping = false;
-        // Wait for EXISTS (other updates — flags, expunges — are read past), the renewal
-        // or the next full pass.
-        loop {
-            let (wait, _interrupt) = idle.wait_with_timeout(renew);
-            let outcome = tokio::select! {
-                r = tokio::time::timeout_at(until, wait) => r,
-                _ = stop.wait_for(|s| *s) => { stopping = true; break }
-            };
-            match outcome {
-                Err(_) | Ok(Ok(IdleResponse::Timeout)) => break,
-                Ok(Ok(IdleResponse::NewData(data))) => {
-                    if matches!(data.parsed(), Response::MailboxData(MailboxDatum::Exists(_))) {
-                        new_mail = true;
-                        break;
-                    }
-                }
-                // The stream ended: the server closed the connection.
-                Ok(Ok(IdleResponse::ManualInterrupt)) => {
-                    return Err(ScanError::Closed { command: "IDLE", folder: "INBOX".into() });
-                }
-                Ok(Err(e)) => return Err(ScanError::imap("IDLE", "INBOX", e)),
+        let woke;
+        (session, woke) = if offers_idle {
+            idle_until(session, until, renew, stop, t, idled).await?
+        } else {
+            wait_until(session, until, stop, t, idled).await?
+        };
+        match woke {
+            Woke::Stop => {
+                let _ = tokio::time::timeout(Duration::from_secs(3), session.logout()).await;
+                return Ok(Some(Ended::Stopped));
             }
-        }
-        // DONE's tagged OK proves the connection alive (a silently dead one times out here).
-        session = tokio::time::timeout(t, idle.done())
-            .await
-            .map_err(|_| ScanError::timeout("DONE", "INBOX"))?
-            .map_err(|e| ScanError::imap("DONE", "INBOX", e))?;
-        if stopping {
-            let _ = tokio::time::timeout(Duration::from_secs(3), session.logout()).await;
-            return Ok(Some(Ended::Stopped));
-        }
-        if new_mail {
-            metrics::counter!("coldsend_imap_idle_wakeups_total").increment(1);
-            scan_folder(scans, &account, &mut session, "INBOX", false, t).await?;
-            ready_to_idle(scans, &account, &mut session, t).await?;
-            continue;
+            Woke::NewMail => {
+                metrics::counter!("coldsend_imap_idle_wakeups_total").increment(1);
+                scan_folder(scans, &account, &mut session, "INBOX", false, t).await?;
+                ready_to_idle(scans, &account, &mut session, t).await?;
+                continue;
+            }
+            Woke::Timer => {}
         }
         // A renewal or a pass: still the same mailbox, still ACTIVE, same server, still
         // watched? (Redis not answering is no reason to drop a working IMAP session: ask
@@ -351,8 +331,86 @@ async fn watch_session(
         metrics::histogram!("coldsend_scan_schedule_lag_seconds").record(lag.as_secs_f64());
         pass_on_session(scans, &account, &mut session, &settings, t).await?;
         next_pass = tokio::time::Instant::now() + pass_interval(&scans.config, &settings);
-        ready_to_idle(scans, &account, &mut session, t).await?;
+        if offers_idle {
+            ready_to_idle(scans, &account, &mut session, t).await?;
+        }
     }
+}
+
+/// Why a watcher's wait ended.
+enum Woke {
+    /// INBOX has new mail (IDLE's EXISTS).
+    NewMail,
+    /// The renewal or the next full pass is due.
+    Timer,
+    /// Told to stop.
+    Stop,
+}
+
+/// IDLE until EXISTS (other updates — flags, expunges — are read past), `until`, or a
+/// stop; then DONE, whose tagged OK proves the connection alive (a silently dead one
+/// times out here).
+async fn idle_until(
+    session: ImapSession,
+    until: tokio::time::Instant,
+    renew: Duration,
+    stop: &mut watch::Receiver<bool>,
+    t: Duration,
+    idled: &mut bool,
+) -> Result<(ImapSession, Woke), ScanError> {
+    let mut idle = session.idle();
+    tokio::time::timeout(t, idle.init())
+        .await
+        .map_err(|_| ScanError::timeout("IDLE", "INBOX"))?
+        .map_err(|e| ScanError::imap("IDLE", "INBOX", e))?;
+    *idled = true;
+    let woke = loop {
+        let (wait, _interrupt) = idle.wait_with_timeout(renew);
+        let outcome = tokio::select! {
+            r = tokio::time::timeout_at(until, wait) => r,
+            _ = stop.wait_for(|s| *s) => break Woke::Stop,
+        };
+        match outcome {
+            Err(_) | Ok(Ok(IdleResponse::Timeout)) => break Woke::Timer,
+            Ok(Ok(IdleResponse::NewData(data))) => {
+                if matches!(data.parsed(), Response::MailboxData(MailboxDatum::Exists(_))) {
+                    break Woke::NewMail;
+                }
+            }
+            // The stream ended: the server closed the connection.
+            Ok(Ok(IdleResponse::ManualInterrupt)) => {
+                return Err(ScanError::Closed { command: "IDLE", folder: "INBOX".into() });
+            }
+            Ok(Err(e)) => return Err(ScanError::imap("IDLE", "INBOX", e)),
+        }
+    };
+    let session = tokio::time::timeout(t, idle.done())
+        .await
+        .map_err(|_| ScanError::timeout("DONE", "INBOX"))?
+        .map_err(|e| ScanError::imap("DONE", "INBOX", e))?;
+    Ok((session, woke))
+}
+
+/// For a server without IDLE: wait until `until` or a stop; then NOOP, whose answer
+/// proves the connection alive before the renewal's checks or the pass.
+async fn wait_until(
+    mut session: ImapSession,
+    until: tokio::time::Instant,
+    stop: &mut watch::Receiver<bool>,
+    t: Duration,
+    idled: &mut bool,
+) -> Result<(ImapSession, Woke), ScanError> {
+    // Holding the session counts as idling: a connection lost later is retried soon.
+    *idled = true;
+    tokio::select! {
+        _ = tokio::time::sleep_until(until) => {}
+        _ = stop.wait_for(|s| *s) => return Ok((session, Woke::Stop)),
+    }
+    tokio::time::timeout(t, session.noop())
+        .await
+        .map_err(|_| ScanError::timeout("NOOP", ""))?
+        .map_err(|e| ScanError::imap("NOOP", "", e))?;
+    Ok((session, Woke::Timer))
 }
 
 /// The mailbox's full pass on the watcher's session, recorded as its last pass (so the
@@ -362,7 +420,7 @@ async fn watch_session(
 async fn pass_on_session(
     scans: &ScanState,
     account: &SenderAccount,
-    session: &mut crate::probe::ImapSession,
+    session: &mut ImapSession,
     settings: &SendingSettings,
     t: Duration,
 ) -> Result<(), ScanError> {
@@ -410,7 +468,7 @@ async fn next_pass_at(scans: &ScanState, account: &AccountId, interval: Duration
 async fn ready_to_idle(
     scans: &ScanState,
     account: &SenderAccount,
-    session: &mut crate::probe::ImapSession,
+    session: &mut ImapSession,
     t: Duration,
 ) -> Result<(), ScanError> {
     // Bounded: a server whose STATUS and EXAMINE disagree must not keep the watcher here.

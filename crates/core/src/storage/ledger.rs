@@ -510,6 +510,21 @@ impl Ledger {
         parse_mark_sent(&reply, peek)
     }
 
+    /// `mark_sent` for an email the send loop saw accepted.
+    pub async fn record_accepted(&self, a: &Accepted, peek: Option<Peek<'_>>) -> Result<MarkSent, redis::RedisError> {
+        self.mark_sent(
+            &a.key,
+            &a.account,
+            Some(&a.attempt),
+            &a.message_id,
+            a.now_ms,
+            a.next_due_ms,
+            Some(&a.recipient),
+            peek,
+        )
+        .await
+    }
+
     /// `send_mark_sent`'s keys and arguments.
     #[allow(clippy::too_many_arguments)]
     fn mark_sent_call(
