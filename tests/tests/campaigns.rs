@@ -593,6 +593,17 @@ impl Drop for Sink {
     }
 }
 
+/// ann, sending into `sink` (Dovecot for IMAP), with a one-step campaign to `emails`
+/// leads, not started yet; its id.
+async fn one_step_into_sink(api: &Api, mail: &Mail, sink: &Sink, emails: usize) -> String {
+    let ann = api.active_account(&account_json("ann", "annpw", sink.port, false, mail.imaps_port(), 1000)).await;
+    let cid = campaign(api, &[&ann], json!([{"subject": "Hello {{ first_name }}", "text": "Hi"}]), json!({})).await;
+    let leads: Vec<Value> =
+        (1..=emails).map(|i| json!({"email": format!("l{i}@example.test"), "first_name": format!("L{i}")})).collect();
+    add_leads(api, &cid, leads).await;
+    cid
+}
+
 /// A mailbox that sends back to back needs two Redis round trips per email: the claim
 /// before DATA, and one call that records the email and claims the next (the `sent` and
 /// `reserve` scripts of two emails in one EVALSHA). Counted with Redis's own per-command
@@ -604,11 +615,7 @@ async fn a_mailbox_sending_back_to_back_records_one_email_and_claims_the_next_in
     let sink = Sink::start(true);
     let stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
     let api = Api::new(&stack);
-    let ann = api.active_account(&account_json("ann", "annpw", sink.port, false, mail.imaps_port(), 1000)).await;
-    let cid = campaign(&api, &[&ann], json!([{"subject": "Hello {{ first_name }}", "text": "Hi"}]), json!({})).await;
-    let leads: Vec<Value> =
-        (1..=EMAILS).map(|i| json!({"email": format!("l{i}@example.test"), "first_name": format!("L{i}")})).collect();
-    add_leads(&api, &cid, leads).await;
+    let cid = one_step_into_sink(&api, &mail, &sink, EMAILS).await;
     let evalsha = |redis: &coldsend_tests::Redis| -> u64 {
         let info: String = redis::cmd("INFO").arg("commandstats").query(&mut redis.connection()).expect("INFO");
         let line = info.lines().find(|l| l.starts_with("cmdstat_evalsha:")).unwrap_or("calls=0,");
@@ -650,11 +657,7 @@ async fn killing_a_worker_that_holds_a_record_never_doubles_or_loses_a_send() {
     env.extend([("COLDSEND_SENDING__STALE_SEND_SECS", "5"), ("COLDSEND_SENDING__SMTP_TIMEOUT_SECS", "4")]);
     let mut stack = Stack::start_with(Some(&mail), &env, 1);
     let api = Api::new(&stack);
-    let ann = api.active_account(&account_json("ann", "annpw", sink.port, false, mail.imaps_port(), 1000)).await;
-    let cid = campaign(&api, &[&ann], json!([{"subject": "Hello {{ first_name }}", "text": "Hi"}]), json!({})).await;
-    let leads: Vec<Value> =
-        (1..=EMAILS).map(|i| json!({"email": format!("l{i}@example.test"), "first_name": format!("L{i}")})).collect();
-    add_leads(&api, &cid, leads).await;
+    let cid = one_step_into_sink(&api, &mail, &sink, EMAILS).await;
     act(&api, &cid, "start").await;
     for at in KILLS {
         wait_for("progress", 90, || sink.delivered() >= at).await.or_dump(&stack);

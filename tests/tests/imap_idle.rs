@@ -309,6 +309,28 @@ async fn passes_for(stack: &Stack, mail: &Mail, user: &str, account: &str, secs:
     (passes.split_off(1), most)
 }
 
+/// Watches ann's passes (every 2 s) for 9 s: at least three, all run by a watcher (the
+/// workers' `coldsend_scan_passes_total{by="watcher"}`), on one IMAP session, with no login.
+async fn passes_on_one_session(stack: &Stack, mail: &Mail, ann: &str) {
+    let logins = || mail.dovecot_log_count("imap-login: Login: user=<ann@example.test>");
+    let before = logins();
+    let (passes, most) = passes_for(stack, mail, "ann", ann, 9).await;
+    assert!(passes.len() >= 3, "full passes every 2 s: {passes:?}");
+    assert_eq!(most, 1, "one IMAP session for the mailbox, across every replica");
+    assert_eq!(logins() - before, 0, "{} passes without logging in again", passes.len());
+    let by_watcher: f64 = stack
+        .workers
+        .iter()
+        .filter_map(|w| {
+            let metrics = w.health_get("/metrics").1;
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("coldsend_scan_passes_total{by=\"watcher\"} ")?.trim().parse::<f64>().ok())
+        })
+        .sum();
+    assert!(by_watcher >= passes.len() as f64, "a watcher ran the passes: {by_watcher} of {passes:?}");
+}
+
 /// `workers` workers watching with IDLE (`IDLE_FAST`), full passes every `secs` seconds,
 /// Junk scanned as an extra folder (create it first).
 fn stack_passing_every(mail: &Mail, secs: &'static str, workers: usize) -> Stack {
@@ -342,22 +364,8 @@ async fn a_mailbox_whose_server_offers_no_idle_is_held_by_one_replica_and_passed
 
     let logins = || mail.dovecot_log_count("imap-login: Login: user=<ann@example.test>");
     let before = logins();
-    let (passes, most) = passes_for(&stack, &mail, "ann", &ann, 9).await;
-    assert!(passes.len() >= 3, "full passes every 2 s: {passes:?}");
-    assert_eq!(most, 1, "one IMAP session for the mailbox across both replicas");
-    assert_eq!(logins() - before, 0, "{} passes without logging in again", passes.len());
-    // The holder ran them (not the scan chain, which polls with no lease), and holds on.
-    let by_watcher: f64 = stack
-        .workers
-        .iter()
-        .filter_map(|w| {
-            let metrics = w.health_get("/metrics").1;
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix("coldsend_scan_passes_total{by=\"watcher\"} ")?.trim().parse::<f64>().ok())
-        })
-        .sum();
-    assert!(by_watcher >= passes.len() as f64, "the holder ran the passes: {by_watcher} of {passes:?}");
+    // The holder runs them (not the scan chain, which polls with no lease), and holds on.
+    passes_on_one_session(&stack, &mail, &ann).await;
     let accounts = [ann.clone()];
     assert!(holders(&stack, &accounts)[&ann].is_some(), "still held");
     deliver(&mail, "bob", "ann", "Re: polled on the held session");
@@ -382,21 +390,10 @@ async fn a_watched_mailbox_is_scanned_on_the_watchers_session_and_the_chain_take
     until_watched(&stack, &mail, "ann", &ann).await;
 
     // Passes keep coming, on the one watching session: no login, no second session.
-    let logins = || mail.dovecot_log_count("imap-login: Login: user=<ann@example.test>");
-    let before = logins();
-    let (passes, most) = passes_for(&stack, &mail, "ann", &ann, 9).await;
-    assert!(passes.len() >= 3, "full passes every 2 s: {passes:?}");
-    assert_eq!(most, 1, "one IMAP session for the watched mailbox");
-    assert_eq!(logins() - before, 0, "{} passes without logging in again", passes.len());
+    passes_on_one_session(&stack, &mail, &ann).await;
     // They are full passes: a reply filed into Junk (which IDLE on INBOX never sees).
     junk_reply(&mail, "ann", "Re: into junk while watched");
     seen_within(&api, &ann, "Re: into junk while watched", Duration::from_secs(10)).await;
-    let metrics = stack.workers[0].health_get("/metrics").1;
-    let by_watcher: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("coldsend_scan_passes_total{by=\"watcher\"} ")?.trim().parse().ok())
-        .unwrap_or(0.0);
-    assert!(by_watcher >= passes.len() as f64, "the watcher ran the passes: {by_watcher} of {passes:?}");
 
     // Watching turned off for the mailbox: the watcher stops at its next wake and the
     // scheduled chain runs the passes again, without a gap longer than its grace.

@@ -164,6 +164,32 @@ pub struct Accepted {
     pub recipient: String,
 }
 
+impl Accepted {
+    fn as_record(&self) -> MarkSentArgs<'_> {
+        MarkSentArgs {
+            key: &self.key,
+            account: &self.account,
+            attempt: Some(&self.attempt),
+            message_id: &self.message_id,
+            now_ms: self.now_ms,
+            next_due_ms: self.next_due_ms,
+            recipient: Some(&self.recipient),
+        }
+    }
+}
+
+/// What `send_mark_sent` records (see `Ledger::mark_sent`).
+#[derive(Clone, Copy)]
+struct MarkSentArgs<'a> {
+    key: &'a SendKey,
+    account: &'a AccountId,
+    attempt: Option<&'a str>,
+    message_id: &'a str,
+    now_ms: i64,
+    next_due_ms: Option<i64>,
+    recipient: Option<&'a str>,
+}
+
 /// The next due send found by `mark_sent`'s peek.
 #[derive(Debug, Clone)]
 pub struct Peeked {
@@ -425,17 +451,7 @@ impl Ledger {
     ) -> Result<(MarkSent, Reservation), redis::RedisError> {
         let attempt = new_attempt();
         let mut call = ScriptCall::new(&MARK_SENT_AND_RESERVE);
-        self.mark_sent_call(
-            &mut call,
-            &sent.key,
-            &sent.account,
-            Some(&sent.attempt),
-            &sent.message_id,
-            sent.now_ms,
-            sent.next_due_ms,
-            Some(&sent.recipient),
-            None,
-        );
+        self.mark_sent_call(&mut call, &sent.as_record(), None);
         let (keys, args) = (call.keys, call.args);
         self.reserve_call(&mut call, next, &attempt);
         call.arg(keys).arg(args);
@@ -504,41 +520,29 @@ impl Ledger {
         recipient: Option<&str>,
         peek: Option<Peek<'_>>,
     ) -> Result<MarkSent, redis::RedisError> {
-        let mut call = ScriptCall::new(&MARK_SENT);
-        self.mark_sent_call(&mut call, key, account, attempt, message_id, now_ms, next_due_ms, recipient, peek);
-        let reply: Vec<String> = call.invocation.invoke_async(&mut self.conn()).await?;
-        parse_mark_sent(&reply, peek)
+        let record = MarkSentArgs { key, account, attempt, message_id, now_ms, next_due_ms, recipient };
+        self.write_sent(&record, peek).await
     }
 
     /// `mark_sent` for an email the send loop saw accepted.
     pub async fn record_accepted(&self, a: &Accepted, peek: Option<Peek<'_>>) -> Result<MarkSent, redis::RedisError> {
-        self.mark_sent(
-            &a.key,
-            &a.account,
-            Some(&a.attempt),
-            &a.message_id,
-            a.now_ms,
-            a.next_due_ms,
-            Some(&a.recipient),
-            peek,
-        )
-        .await
+        self.write_sent(&a.as_record(), peek).await
+    }
+
+    async fn write_sent(
+        &self,
+        record: &MarkSentArgs<'_>,
+        peek: Option<Peek<'_>>,
+    ) -> Result<MarkSent, redis::RedisError> {
+        let mut call = ScriptCall::new(&MARK_SENT);
+        self.mark_sent_call(&mut call, record, peek);
+        let reply: Vec<String> = call.invocation.invoke_async(&mut self.conn()).await?;
+        parse_mark_sent(&reply, peek)
     }
 
     /// `send_mark_sent`'s keys and arguments.
-    #[allow(clippy::too_many_arguments)]
-    fn mark_sent_call(
-        &self,
-        call: &mut ScriptCall<'_>,
-        key: &SendKey,
-        account: &AccountId,
-        attempt: Option<&str>,
-        message_id: &str,
-        now_ms: i64,
-        next_due_ms: Option<i64>,
-        recipient: Option<&str>,
-        peek: Option<Peek<'_>>,
-    ) {
+    fn mark_sent_call(&self, call: &mut ScriptCall<'_>, r: &MarkSentArgs<'_>, peek: Option<Peek<'_>>) {
+        let MarkSentArgs { key, account, attempt, message_id, now_ms, next_due_ms, recipient } = *r;
         let c = &key.campaign;
         let next = key.next_step();
         call.key(self.keys.send(key))
