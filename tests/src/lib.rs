@@ -19,9 +19,20 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, below the kernel's ephemeral range (32768+): a
+/// port the kernel hands out (`bind :0`) can become the local port of some outgoing
+/// connection before the process it was chosen for binds it (seen in CI: a worker's health
+/// port). The mail harness picks its ports from 20000-31999; these come from 10000-19999.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1000 {
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let port = 10_000 + (random % 10_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 10000-19999 on 127.0.0.1")
 }
 
 /// Path of a workspace binary built by `cargo build --workspace --bins` (or, with
