@@ -277,7 +277,7 @@ async fn watch_session(
         (session, woke) = if offers_idle {
             idle_until(session, until, renew, stop, t, idled).await?
         } else {
-            wait_until(session, until, stop, t, idled).await?
+            hold_until(session, until, stop, t, idled).await?
         };
         match woke {
             Woke::Stop => {
@@ -393,7 +393,7 @@ async fn idle_until(
 
 /// For a server without IDLE: wait until `until` or a stop; then NOOP, whose answer
 /// proves the connection alive before the renewal's checks or the pass.
-async fn wait_until(
+async fn hold_until(
     mut session: ImapSession,
     until: tokio::time::Instant,
     stop: &mut watch::Receiver<bool>,

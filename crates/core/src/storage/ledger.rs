@@ -165,7 +165,7 @@ pub struct Accepted {
 }
 
 impl Accepted {
-    fn as_record(&self) -> MarkSentArgs<'_> {
+    fn as_args(&self) -> MarkSentArgs<'_> {
         MarkSentArgs {
             key: &self.key,
             account: &self.account,
@@ -451,7 +451,7 @@ impl Ledger {
     ) -> Result<(MarkSent, Reservation), redis::RedisError> {
         let attempt = new_attempt();
         let mut call = ScriptCall::new(&MARK_SENT_AND_RESERVE);
-        self.mark_sent_call(&mut call, &sent.as_record(), None);
+        self.mark_sent_call(&mut call, &sent.as_args(), None);
         let (keys, args) = (call.keys, call.args);
         self.reserve_call(&mut call, next, &attempt);
         call.arg(keys).arg(args);
@@ -526,7 +526,7 @@ impl Ledger {
 
     /// `mark_sent` for an email the send loop saw accepted.
     pub async fn record_accepted(&self, a: &Accepted, peek: Option<Peek<'_>>) -> Result<MarkSent, redis::RedisError> {
-        self.write_sent(&a.as_record(), peek).await
+        self.write_sent(&a.as_args(), peek).await
     }
 
     async fn write_sent(
