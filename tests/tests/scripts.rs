@@ -11,7 +11,8 @@ use coldsend_core::send_key::SendKey;
 use coldsend_core::storage::campaigns::{CampaignStore, SuppressionReason};
 use coldsend_core::storage::keys::Keys;
 use coldsend_core::storage::ledger::{
-    Accepted, Claim, Ledger, MarkSent, MarkedSent, Peek, Released, Reservation, ReserveArgs, SendState, Swept,
+    Accepted, Claim, Ledger, MarkSent, MarkedSent, Peek, Released, Reservation, ReserveArgs, SendPhase, SendState,
+    Swept,
 };
 use coldsend_tests::Redis;
 use redis::AsyncCommands;
@@ -83,6 +84,7 @@ impl World {
             campaign_cap: None,
             gap_ms: 0,
             spread: None,
+            phase: SendPhase::Pre,
         }
     }
 
@@ -175,8 +177,8 @@ async fn reserve_claims_only_within_chain_campaign_lead_state_caps_and_gap() {
     assert!(ttl > 86_400, "the counter expires after its day: {ttl}");
     let rec = w.ledger.send_record(&k0).await.expect("record").expect("exists");
     assert_eq!(
-        (rec.state, rec.phase.as_deref(), rec.attempt.as_deref()),
-        (SendState::Sending, Some("pre"), Some(claim.attempt.as_str()))
+        (rec.state, rec.phase, rec.attempt.as_deref(), claim.phase),
+        (SendState::Sending, Some(SendPhase::Pre), Some(claim.attempt.as_str()), SendPhase::Pre)
     );
 
     // not queued: the same send again
@@ -265,7 +267,7 @@ async fn mark_data_only_for_the_attempt_holding_the_claim() {
     let claim = w.claim(0, 0).await;
     assert!(!w.ledger.mark_data_phase(&k, "another-attempt").await.expect("mark"));
     assert!(w.ledger.mark_data_phase(&k, &claim.attempt).await.expect("mark"));
-    assert_eq!(w.ledger.send_record(&k).await.expect("rec").expect("rec").phase.as_deref(), Some("data"));
+    assert_eq!(w.ledger.send_record(&k).await.expect("rec").expect("rec").phase, Some(SendPhase::Data));
 }
 
 #[tokio::test]
@@ -538,6 +540,43 @@ async fn sweep_requeues_before_data_and_marks_uncertain_after() {
     assert_eq!(w.used().await, 1, "an uncertain send keeps its slot");
     assert_eq!(w.ledger.sweep(&k1).await.expect("sweep"), Swept::Gone);
     assert!(w.ledger.stale_inflight(i64::MAX).await.expect("stale").is_empty());
+}
+
+/// Where the Sent folder settles a dead worker's send, the claim is taken in `data`: the
+/// sweep makes it UNCERTAIN (slot kept) like a marked one, never requeues it blindly, and
+/// the attempt still records its 250 or its refusal.
+#[tokio::test]
+async fn a_claim_taken_in_data_is_swept_to_uncertain_and_still_recorded_by_its_attempt() {
+    let w = World::new(3, None).await;
+    let claim_in_data = async |lead: usize| {
+        let (key, email) = (w.key(lead, 0), format!("l{lead}@example.test"));
+        let args = ReserveArgs { phase: SendPhase::Data, ..w.args(&key, &email, 1_000, 100) };
+        match w.ledger.reserve(&args).await.expect("reserve") {
+            Reservation::Claimed(c) => c,
+            other => panic!("expected a claim, got {other:?}"),
+        }
+    };
+    let (k0, k1, k2) = (w.key(0, 0), w.key(1, 0), w.key(2, 0));
+    let (c0, c1, c2) = (claim_in_data(0).await, claim_in_data(1).await, claim_in_data(2).await);
+    assert_eq!(c0.phase, SendPhase::Data);
+    let rec = w.ledger.send_record(&k0).await.expect("record").expect("exists");
+    assert_eq!((rec.state, rec.phase), (SendState::Sending, Some(SendPhase::Data)));
+
+    // A dead worker's send: UNCERTAIN, its slot kept, waiting for the Sent folder.
+    assert_eq!(w.ledger.sweep(&k0).await.expect("sweep"), Swept::Uncertain);
+    assert_eq!(w.uncertain_members().await, vec![k0.member()]);
+    assert_eq!(w.used().await, 3);
+    // A stalled attempt whose 250 came after the sweep still records it.
+    assert_eq!(w.ledger.sweep(&k1).await.expect("sweep"), Swept::Uncertain);
+    let sent = w.ledger.mark_sent(&k1, &w.account, Some(&c1.attempt), "m1@x", 2_000, None, None, None);
+    assert_eq!(sent.await.expect("sent").outcome, MarkedSent::Recorded);
+    assert_eq!(w.state(&k1).await, Some(SendState::Sent));
+    // A refusal before the body (the live worker knows nothing went out) gives the slot back.
+    let out = w.ledger.release(&k2, &w.account, false, &c2, 0, 8, "451 later").await.expect("release");
+    assert_eq!((out, w.state(&k2).await), (Released::Retry, Some(SendState::Queued)));
+    assert_eq!(w.used().await, 2);
+    // The mark is still allowed (a claim older than half the stale period asks for it).
+    assert!(!w.ledger.mark_data_phase(&k0, &c0.attempt).await.expect("mark"), "swept: the claim is lost");
 }
 
 #[tokio::test]

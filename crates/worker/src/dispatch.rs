@@ -33,7 +33,7 @@ use coldsend_core::storage::accounts::AccountStore;
 use coldsend_core::storage::campaigns::CampaignStore;
 use coldsend_core::storage::inbox::{Inbox, InboxEvent, InboxKind};
 use coldsend_core::storage::ledger::{
-    Accepted, Claim, DueSend, Ledger, MarkedSent, Peek, Released, Reservation, ReserveArgs, SendState,
+    Accepted, Claim, DueSend, Ledger, MarkedSent, Peek, Released, Reservation, ReserveArgs, SendPhase, SendState,
 };
 use coldsend_core::storage::mailboxes::{MailboxHealth, MailboxPause};
 use coldsend_core::unsubscribe::UnsubscribeSigner;
@@ -538,7 +538,7 @@ async fn send_one(
             Ok(claim) => claim,
             Err(next) => return Ok(next),
         };
-        let delivery = deliver(state, from.account, &composed.mail, key, &claim.attempt).await;
+        let delivery = deliver(state, from.account, &composed.mail, key, &claim, now).await;
         record(state, &from, due, &claim, &lead, &composed, delivery, peek, &mut records.held).await
     }
     .instrument(span)
@@ -581,6 +581,12 @@ async fn claim(
         campaign_cap: campaign_cap(state, from.campaign, now),
         gap_ms: gap_ms(&state.config),
         spread: spread(&state.config, from.campaign, &lead_schedule(from.campaign, lead), now),
+        // Where the Sent folder settles a dead worker's send, the claim says the body may
+        // follow: one ledger call fewer per email, the same outcome after a crash.
+        phase: match from.settings.sent_folder_is_authoritative(from.account.inbox_type) {
+            true => SendPhase::Data,
+            false => SendPhase::Pre,
+        },
     };
     let reservation = match carried.take() {
         None => state.ledger.reserve(&args).await?,
@@ -823,13 +829,15 @@ fn backoff_ms(config: &SendingConfig, attempts: u32) -> i64 {
 }
 
 /// Sends over the mailbox's open session (opening one if needed). A reused session
-/// that broke before DATA is replaced once.
+/// that broke before DATA is replaced once. `claimed_at` is the time the claim was
+/// asked for (the sweep's clock for it).
 async fn deliver(
     state: &DispatchState,
     account: &SenderAccount,
     composed: &mailer::Composed,
     key: &SendKey,
-    attempt: &str,
+    claim: &Claim,
+    claimed_at: DateTime<Utc>,
 ) -> Delivery {
     let step_timeout = Duration::from_secs(state.config.smtp_timeout_secs);
     for fresh in [false, true] {
@@ -857,7 +865,11 @@ async fn deliver(
         };
         let ledger = &state.ledger;
         let outcome = mailer::deliver(&mut conn, composed, step_timeout, || async move {
-            ledger.mark_data_phase(key, attempt).await.unwrap_or(false)
+            if needs_data_mark(claim, claimed_at, state.config.stale_send_secs) {
+                ledger.mark_data_phase(key, &claim.attempt).await.unwrap_or(false)
+            } else {
+                true
+            }
         })
         .await;
         match outcome {
@@ -878,6 +890,16 @@ async fn deliver(
         }
     }
     Delivery::Transient("could not send over a fresh session".into())
+}
+
+/// Whether the body must wait for a `phase = data` mark that also proves the claim still
+/// held. A claim taken in `Data` needs none while it is younger than half the stale
+/// period: the sweep, which would hand the send to another attempt, acts only on claims
+/// older than the whole of it (the half leaves room for replicas' clocks to disagree); a
+/// deletion can end a claim at any time, and races the body with or without a mark.
+fn needs_data_mark(claim: &Claim, claimed_at: DateTime<Utc>, stale_send_secs: u64) -> bool {
+    let age = Utc::now().signed_duration_since(claimed_at);
+    claim.phase == SendPhase::Pre || age >= chrono::Duration::milliseconds(stale_send_secs as i64 * 500)
 }
 
 async fn open(

@@ -9,7 +9,9 @@
 //! - **at most once**: only a QUEUED record can be claimed; only the attempt holding the
 //!   claim can record its outcome; SENT, FAILED and UNCERTAIN are final for that attempt,
 //!   and a record left SENDING by a crash is requeued only if the message provably never
-//!   reached DATA (`phase = pre`), else it becomes UNCERTAIN.
+//!   reached DATA (`phase = pre`), else it becomes UNCERTAIN. Where the mailbox's Sent
+//!   folder settles an UNCERTAIN send (it is requeued only if absent there), the claim is
+//!   taken in `phase = data` and the body needs no mark of its own (`SendPhase`).
 
 use std::collections::HashMap;
 
@@ -71,11 +73,39 @@ impl SendState {
     }
 }
 
+/// Where a SENDING record stands (field `phase`): what the sweep makes of it if its
+/// worker dies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SendPhase {
+    /// The body has not been written: a dead worker's send is requeued.
+    Pre,
+    /// The body may have been written: a dead worker's send becomes UNCERTAIN. A claim
+    /// starts here where the mailbox's Sent folder settles UNCERTAIN sends (requeued only
+    /// if absent there), so the outcome is the same as from `Pre` and the body needs no
+    /// mark of its own.
+    Data,
+}
+
+impl SendPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendPhase::Pre => "pre",
+            SendPhase::Data => "data",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [SendPhase::Pre, SendPhase::Data].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
 /// A claim `reserve` granted: what its outcome must name to be recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     /// This attempt's id; only it can record the outcome.
     pub attempt: String,
+    /// The phase it was claimed in (`ReserveArgs::phase`).
+    pub phase: SendPhase,
     /// The mailbox's sends today, this one included.
     pub used: u32,
     /// The counter the slot was taken from (given back if nothing was sent).
@@ -240,6 +270,9 @@ pub struct ReserveArgs<'a> {
     /// Spread pacing: the end of the window (ms) the cap's remaining sends share; with it
     /// the jitter factor in per mille. `None`: the gap only.
     pub spread: Option<(i64, u32)>,
+    /// The phase to claim in: `Data` only where the mailbox's Sent folder settles a
+    /// dead worker's send (see `SendPhase::Data`).
+    pub phase: SendPhase,
 }
 
 lua_script!(RESERVE, "send_reserve");
@@ -269,8 +302,8 @@ pub struct SendRecord {
     pub attempts: u32,
     /// The attempt holding (or last holding) the claim.
     pub attempt: Option<String>,
-    /// `pre` or `data` while SENDING: whether the body may have been written.
-    pub phase: Option<String>,
+    /// While SENDING: whether the body may have been written.
+    pub phase: Option<SendPhase>,
     pub message_id: Option<String>,
     pub error: Option<String>,
     /// Claim time (ms).
@@ -292,7 +325,7 @@ impl SendRecord {
             attempts: f.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
             attempt: text("attempt"),
             // `phase` is left behind once a send is over; it only means something while SENDING.
-            phase: text("phase").filter(|_| state == SendState::Sending),
+            phase: f.get("phase").and_then(|p| SendPhase::parse(p)).filter(|_| state == SendState::Sending),
             message_id: text("message_id"),
             error: text("error"),
             claimed_at: f.get("at").and_then(|a| a.parse().ok()),
@@ -491,7 +524,8 @@ impl Ledger {
             .arg(CAP_TTL_SECS)
             .arg(super::campaigns::domain_entry(a.email.rsplit('@').next().unwrap_or("")))
             .arg(a.spread.map_or(0, |(until, _)| until))
-            .arg(a.spread.map_or(1000, |(_, jitter)| jitter));
+            .arg(a.spread.map_or(1000, |(_, jitter)| jitter))
+            .arg(a.phase.as_str());
     }
 
     /// Records that the message body is about to be sent: from here on a crash leaves
@@ -1069,6 +1103,7 @@ fn parse_reservation(
     Ok(match outcome {
         "ok" => Reservation::Claimed(Claim {
             attempt,
+            phase: a.phase,
             used: detail.parse().map_err(|_| unexpected("send_reserve", detail))?,
             cap_key: a.cap_key.clone(),
             campaign_day_key: a.campaign_cap.as_ref().map(|(k, _)| k.clone()),

@@ -5,7 +5,8 @@
 -- ARGV: 1 chain token, 2 now (ms), 3 cap, 4 campaign cap (0 = none), 5 gap (ms), 6 lead id,
 --       7 address (lower-case), 8 attempt id, 9 send member, 10 account id, 11 counter TTL (s),
 --       12 the address's domain entry ('@' + lower-case domain), 13 spread until (ms; 0 = pace by the
---       gap only), 14 spread jitter (per mille, e.g. 800-1200)
+--       gap only), 14 spread jitter (per mille, e.g. 800-1200), 15 the claim's phase: 'pre', or 'data'
+--       where the mailbox's Sent folder settles a crash's outcome (the body may follow without a mark)
 -- Returns {outcome, detail}: {'ok', used} | {'stale_chain'} | {'campaign_not_running'} |
 --   {'lead_inactive', state} | {'suppressed'} | {'not_queued', state} | {'cap', used} |
 --   {'campaign_cap'} | {'gap', next allowed (ms)}
@@ -45,7 +46,7 @@ if spread_until > now then
 end
 -- Without a gap the marker (at most now, checked above) already allows the next send.
 if gap > 0 then redis.call('SET', KEYS[8], string.format('%d', now + gap), 'PX', 172800000) end
-redis.call('HSET', KEYS[5], 'state', 'SENDING', 'phase', 'pre', 'attempt', ARGV[8], 'account', ARGV[10],
+redis.call('HSET', KEYS[5], 'state', 'SENDING', 'phase', ARGV[15], 'attempt', ARGV[8], 'account', ARGV[10],
   'at', ARGV[2], 'cap_key', KEYS[6], 'campaign_day_key', camp_key)
 redis.call('ZADD', KEYS[9], now, ARGV[9])
 return {'ok', tostring(used + 1)}
