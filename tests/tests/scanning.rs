@@ -385,3 +385,67 @@ async fn adding_a_lead_that_replied_or_bounced_elsewhere_is_reported_and_can_be_
     let (_, leads) = api.get(&format!("/campaigns/{third}/leads")).await;
     assert!(leads.as_array().expect("leads").iter().all(|l| l["email"] != "lead01@example.test"), "{leads}");
 }
+
+/// A mailbox whose Sent folder is the provider's own record (here Postfix files every
+/// message it accepts from ann there, as Google and Microsoft do) claims its sends in
+/// phase `data`, with no DATA mark of their own. Killing the worker mid-run leaves its
+/// in-flight sends for the sweep, which makes them UNCERTAIN; the Sent folder then
+/// settles each one — found: SENT; absent: requeued and sent — so every lead gets its
+/// email exactly once.
+#[tokio::test]
+async fn killing_a_worker_whose_sends_the_sent_folder_settles_delivers_each_email_exactly_once() {
+    const LEADS: usize = 120;
+    const KILLS: [usize; 3] = [25, 55, 85];
+    let users: Vec<String> =
+        std::iter::once("ann:annpw".to_owned()).chain((0..LEADS).map(|i| format!("lead{i}:x"))).collect();
+    let mail = Mail::start_with(&users.join(" "), &[("MH_SENT_COPIES", "1")]);
+    let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
+    env.extend(SCAN_FAST);
+    // A dead chain's lease (twice this) runs out quickly, and its stuck sends are swept.
+    env.extend([("COLDSEND_SENDING__STALE_SEND_SECS", "5"), ("COLDSEND_SENDING__SMTP_TIMEOUT_SECS", "4")]);
+    let mut stack = Stack::start_with(Some(&mail), &env, 1);
+    let api = Api::new(&stack);
+    // 15 ms each way, so each email spends most of its time on the wire, where the kills land.
+    let far = coldsend_tests::fixtures::LatencyProxy::start(mail.submission_port(), Duration::from_millis(15)).await;
+    let body = account_json("ann", "annpw", far.port, true, mail.imaps_port(), 100_000);
+    let ann = api.active_account(&body).await;
+    let provider_files_sent =
+        json!({"timezone": "UTC", "warmup": false, "append_to_sent": false, "sent_folder_authoritative": true});
+    let (status, _) =
+        api.call(Method::PUT, &format!("/sender-accounts/{ann}/sending"), Some(&provider_files_sent)).await;
+    assert_eq!(status, 200);
+    let campaign = json!({"name": "drill", "sender_account_ids": [ann],
+                          "steps": [{"subject": "Quick question", "text": "Hello"}]});
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&campaign)).await;
+    let cid = c["id"].as_str().expect("id").to_owned();
+    let leads: Vec<Value> = (0..LEADS).map(|i| json!({"email": format!("lead{i}@example.test")})).collect();
+    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&json!({"leads": leads}))).await;
+    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+
+    let per_lead = || (0..LEADS).map(|i| mail.messages(&format!("lead{i}")).len()).collect::<Vec<_>>();
+    let stats = async || api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
+    let mut most_uncertain = 0;
+    for at in KILLS {
+        wait_for("progress", 90, async || {
+            most_uncertain = most_uncertain.max(stats().await["uncertain"].as_u64().unwrap_or(0));
+            per_lead().iter().sum::<usize>() >= at
+        })
+        .await;
+        stack.workers.clear();
+        stack.add_worker();
+    }
+    wait_for("every send settled", 180, async || {
+        let s = stats().await;
+        most_uncertain = most_uncertain.max(s["uncertain"].as_u64().unwrap_or(0));
+        s["sent"].as_u64() == Some(LEADS as u64) && s["uncertain"].as_u64().unwrap_or(0) == 0
+    })
+    .await;
+    // Time for a resend, were one to happen.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let counts = per_lead();
+    let wrong: Vec<_> = counts.iter().enumerate().filter(|(_, n)| **n != 1).collect();
+    eprintln!("{} kills; at most {most_uncertain} UNCERTAIN at once, all settled: {}", KILLS.len(), stats().await);
+    assert!(wrong.is_empty(), "leads without exactly one email (lead, emails): {wrong:?}");
+    assert_eq!(mail.folder_messages("ann", "Sent").len(), LEADS, "the provider filed each accepted email once");
+    assert_eq!(stats().await["failed"].as_u64().unwrap_or(0), 0);
+}

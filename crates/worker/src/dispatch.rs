@@ -865,7 +865,7 @@ async fn deliver(
         };
         let ledger = &state.ledger;
         let outcome = mailer::deliver(&mut conn, composed, step_timeout, || async move {
-            if needs_data_mark(claim, claimed_at, state.config.stale_send_secs) {
+            if needs_data_mark(claim, claimed_at, Utc::now(), state.config.stale_send_secs) {
                 ledger.mark_data_phase(key, &claim.attempt).await.unwrap_or(false)
             } else {
                 true
@@ -897,8 +897,8 @@ async fn deliver(
 /// period: the sweep, which would hand the send to another attempt, acts only on claims
 /// older than the whole of it (the half leaves room for replicas' clocks to disagree); a
 /// deletion can end a claim at any time, and races the body with or without a mark.
-fn needs_data_mark(claim: &Claim, claimed_at: DateTime<Utc>, stale_send_secs: u64) -> bool {
-    let age = Utc::now().signed_duration_since(claimed_at);
+fn needs_data_mark(claim: &Claim, claimed_at: DateTime<Utc>, now: DateTime<Utc>, stale_send_secs: u64) -> bool {
+    let age = now.signed_duration_since(claimed_at);
     claim.phase == SendPhase::Pre || age >= chrono::Duration::milliseconds(stale_send_secs as i64 * 500)
 }
 
@@ -919,4 +919,22 @@ async fn open(
         warn!(error = %e, "could not reset the mailbox's failure count");
     }
     Ok(session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_young_claim_taken_in_data_goes_to_the_body_without_a_mark() {
+        let claim = |phase| Claim { attempt: "a".into(), phase, used: 1, cap_key: "k".into(), campaign_day_key: None };
+        let at = DateTime::<Utc>::from_timestamp_millis(1_000_000).expect("time");
+        let after = |ms| at + chrono::Duration::milliseconds(ms);
+        // stale_send_secs = 300: half of it is 150 s.
+        assert!(needs_data_mark(&claim(SendPhase::Pre), at, at, 300), "a claim in pre is always marked");
+        assert!(!needs_data_mark(&claim(SendPhase::Data), at, after(149_999), 300));
+        assert!(needs_data_mark(&claim(SendPhase::Data), at, after(150_000), 300), "old enough to have been swept");
+        // A clock stepped back reads as young: the half's margin is what covers clocks.
+        assert!(!needs_data_mark(&claim(SendPhase::Data), at, after(-5_000), 300));
+    }
 }
