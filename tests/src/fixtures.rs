@@ -51,8 +51,8 @@ pub fn closed_port() -> (tokio::net::TcpSocket, u16) {
 }
 
 /// A tiny SMTP server that accepts everything but holds its reply to the message body
-/// for `stall`: to catch a worker in the middle of a send. Counts bodies received and
-/// replies sent.
+/// for `stall` (or, from `stalling_first_rcpt`, its first reply to RCPT): to catch a
+/// worker in the middle of a send. Counts bodies received and replies sent.
 pub struct StallingSmtp {
     pub port: u16,
     pub bodies_received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -61,14 +61,25 @@ pub struct StallingSmtp {
 
 impl StallingSmtp {
     pub fn start(stall: Duration) -> Self {
+        Self::serve(stall, Duration::ZERO)
+    }
+
+    /// Answers everything at once except the first RCPT of its life, which it holds for
+    /// `stall`: a send held up before its body, long enough for the sweep to take it.
+    pub fn stalling_first_rcpt(stall: Duration) -> Self {
+        Self::serve(Duration::ZERO, stall)
+    }
+
+    fn serve(body_stall: Duration, first_rcpt_stall: Duration) -> Self {
         use std::io::{BufRead, BufReader};
         use std::sync::Arc;
         use std::sync::atomic::{AtomicUsize, Ordering};
         let bodies_received = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::new(AtomicUsize::new(0));
+        let rcpts = Arc::new(AtomicUsize::new(0));
         let (b, a) = (bodies_received.clone(), accepted.clone());
         let port = serve(move |stream| {
-            let (b, a) = (b.clone(), a.clone());
+            let (b, a, rcpts) = (b.clone(), a.clone(), rcpts.clone());
             std::thread::spawn(move || {
                 let mut out = stream.try_clone().expect("clone");
                 let mut lines = BufReader::new(stream);
@@ -97,9 +108,14 @@ impl StallingSmtp {
                             }
                         }
                         b.fetch_add(1, Ordering::SeqCst);
-                        std::thread::sleep(stall);
+                        std::thread::sleep(body_stall);
                         a.fetch_add(1, Ordering::SeqCst);
                         b"250 2.0.0 queued\r\n"
+                    } else if verb.starts_with("RCPT") {
+                        if rcpts.fetch_add(1, Ordering::SeqCst) == 0 {
+                            std::thread::sleep(first_rcpt_stall);
+                        }
+                        b"250 ok\r\n"
                     } else if verb.starts_with("QUIT") {
                         let _ = out.write_all(b"221 bye\r\n");
                         return;

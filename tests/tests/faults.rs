@@ -193,3 +193,60 @@ async fn a_worker_killed_inside_data_never_causes_a_duplicate_where_sent_cannot_
     };
     assert_eq!(used, KILLS as u32, "each uncertain send keeps its one cap slot");
 }
+
+/// A claim taken in phase `data` (the mailbox's Sent folder is declared authoritative)
+/// skips the DATA-phase mark only while it is young. Here the server holds its answer to
+/// RCPT past the stale period: the sweep takes the claim (UNCERTAIN), so when DATA is
+/// finally answered the worker must mark and find the claim lost, and write no body.
+/// The Sent folder (which never saw it) then has it requeued, and it is sent once. A
+/// worker that wrote the body anyway would show here as a second body at the server.
+#[tokio::test]
+async fn a_claim_in_data_held_up_past_the_stale_period_is_checked_before_its_body() {
+    let mail = Mail::start("ann:annpw lead01:x");
+    // MAIL, RCPT and DATA together may take three SMTP timeouts (12 s). RCPT answers after
+    // 11: by then the sweep took the claim (5 s), the grace ran out (2 s more) and the send
+    // was requeued, and a new chain (the held one's lease ran out) sends it again.
+    let smtp = StallingSmtp::stalling_first_rcpt(Duration::from_secs(11));
+    let extra = [
+        ("COLDSEND_SENDING__STALE_SEND_SECS", "5"),
+        ("COLDSEND_SENDING__SMTP_TIMEOUT_SECS", "4"),
+        ("COLDSEND_SCAN__UNCERTAIN_GRACE_SECS", "2"),
+    ];
+    let stack = Stack::start_on(Redis::start(), Some(&mail), &env(&extra), 1);
+    let api = Api::new(&stack);
+    let ann = api.active_account(&account_json("ann", "annpw", smtp.port, false, mail.imaps_port(), 100)).await;
+    let provider_files_sent =
+        json!({"timezone": "UTC", "warmup": false, "append_to_sent": false, "sent_folder_authoritative": true});
+    let (status, _) =
+        api.call(Method::PUT, &format!("/sender-accounts/{ann}/sending"), Some(&provider_files_sent)).await;
+    assert_eq!(status, 200);
+    let body = json!({"name": "held", "sender_account_ids": [ann], "steps": [{"subject": "Hi", "text": "Hello"}]});
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let cid = c["id"].as_str().expect("id").to_owned();
+    let leads = json!({"leads": [{"email": "lead01@example.test"}]});
+    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&leads)).await;
+    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+
+    let stats = async || api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
+    let mut swept = false;
+    wait_for("sent after the requeue", 60, async || {
+        let s = stats().await;
+        swept |= s["uncertain"].as_u64().unwrap_or(0) > 0;
+        s["sent"].as_u64() == Some(1)
+    })
+    .await;
+    // Until the held attempt has had its answer to RCPT and done whatever it does.
+    let log = async || stack.workers[0].log_text();
+    wait_for("the held attempt's end", 30, async || {
+        log().await.contains("claim lost before DATA") || smtp.bodies_received.load(Ordering::SeqCst) > 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(swept, "the held send was swept while RCPT waited");
+    assert_eq!(smtp.bodies_received.load(Ordering::SeqCst), 1, "the swept claim wrote no body; the requeue one");
+    let s = stats().await;
+    assert_eq!((s["sent"].as_u64(), s["uncertain"].as_u64()), (Some(1), Some(0)), "{s}");
+    let log = log().await;
+    let about_it: Vec<&str> = log.lines().filter(|l| l.contains("lead_id")).collect();
+    assert!(log.contains("claim lost before DATA"), "the worker saw its claim gone at DATA: {about_it:#?}");
+}

@@ -43,7 +43,8 @@ pub enum Delivery {
     Unreachable(coldsend_core::ProbeFailure),
     /// Died or timed out after the body was sent: it may or may not have been accepted.
     Unknown(String),
-    /// The claim on this send was lost before DATA (swept after a stall): not sent.
+    /// The claim on this send was lost before DATA (swept after a stall): not sent. The
+    /// session is mid-DATA and must be dropped, never reused.
     ClaimLost,
 }
 
@@ -82,7 +83,9 @@ where
         Ok(Ok(())) => {}
     }
     if !before_body().await {
-        conn.abort().await;
+        // The server said 354: a QUIT now would be read as the message's first line and
+        // never answered. The caller drops the session instead; a connection closed
+        // before the final dot aborts the transaction (RFC 5321 4.1.1.4).
         return Delivery::ClaimLost;
     }
     let body = async {
