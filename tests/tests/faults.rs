@@ -194,18 +194,31 @@ async fn a_worker_killed_inside_data_never_causes_a_duplicate_where_sent_cannot_
     assert_eq!(used, KILLS as u32, "each uncertain send keeps its one cap slot");
 }
 
-/// A claim taken in phase `data` (the mailbox's Sent folder is declared authoritative)
-/// skips the DATA-phase mark only while it is young. Here the server holds its answer to
-/// RCPT past the stale period: the sweep takes the claim (UNCERTAIN), so when DATA is
-/// finally answered the worker must mark and find the claim lost, and write no body.
-/// The Sent folder (which never saw it) then has it requeued, and it is sent once. A
-/// worker that wrote the body anyway would show here as a second body at the server.
+/// A claim in phase `pre` held up before its body past the stale period is requeued by
+/// the sweep and sent by another attempt; when the held one's DATA is answered, its mark
+/// finds the claim lost and no body is written — and the session it holds mid-DATA is
+/// dropped, not QUIT (a QUIT there is read as the message and never answered).
+#[tokio::test]
+async fn a_claim_held_up_past_the_stale_period_writes_no_body() {
+    send_held_up_at_rcpt(false).await;
+}
+
+/// A claim taken in phase `data` (the mailbox's Sent folder is authoritative) skips the
+/// DATA-phase mark only while it is young. Held up past the stale period, the sweep makes
+/// it UNCERTAIN and Sent (which never saw it) has it requeued and sent by another attempt:
+/// the held one must still mark, find its claim lost and write no body. Without that check
+/// the body goes out twice here.
 #[tokio::test]
 async fn a_claim_in_data_held_up_past_the_stale_period_is_checked_before_its_body() {
+    send_held_up_at_rcpt(true).await;
+}
+
+/// One send whose first RCPT the server answers only after 11 s: by then the sweep took
+/// the claim (stale after 5 s), the send was requeued (at once in phase `pre`; after the
+/// 2 s grace from Sent in phase `data`) and a new chain sent it (the held chain's lease ran
+/// out). MAIL, RCPT and DATA together may take three SMTP timeouts (12 s).
+async fn send_held_up_at_rcpt(sent_authoritative: bool) {
     let mail = Mail::start("ann:annpw lead01:x");
-    // MAIL, RCPT and DATA together may take three SMTP timeouts (12 s). RCPT answers after
-    // 11: by then the sweep took the claim (5 s), the grace ran out (2 s more) and the send
-    // was requeued, and a new chain (the held one's lease ran out) sends it again.
     let smtp = StallingSmtp::stalling_first_rcpt(Duration::from_secs(11));
     let extra = [
         ("COLDSEND_SENDING__STALE_SEND_SECS", "5"),
@@ -215,11 +228,13 @@ async fn a_claim_in_data_held_up_past_the_stale_period_is_checked_before_its_bod
     let stack = Stack::start_on(Redis::start(), Some(&mail), &env(&extra), 1);
     let api = Api::new(&stack);
     let ann = api.active_account(&account_json("ann", "annpw", smtp.port, false, mail.imaps_port(), 100)).await;
-    let provider_files_sent =
-        json!({"timezone": "UTC", "warmup": false, "append_to_sent": false, "sent_folder_authoritative": true});
-    let (status, _) =
-        api.call(Method::PUT, &format!("/sender-accounts/{ann}/sending"), Some(&provider_files_sent)).await;
-    assert_eq!(status, 200);
+    if sent_authoritative {
+        let provider_files_sent =
+            json!({"timezone": "UTC", "warmup": false, "append_to_sent": false, "sent_folder_authoritative": true});
+        let (status, _) =
+            api.call(Method::PUT, &format!("/sender-accounts/{ann}/sending"), Some(&provider_files_sent)).await;
+        assert_eq!(status, 200);
+    }
     let body = json!({"name": "held", "sender_account_ids": [ann], "steps": [{"subject": "Hi", "text": "Hello"}]});
     let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
     let cid = c["id"].as_str().expect("id").to_owned();
@@ -228,10 +243,10 @@ async fn a_claim_in_data_held_up_past_the_stale_period_is_checked_before_its_bod
     api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
 
     let stats = async || api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
-    let mut swept = false;
-    wait_for("sent after the requeue", 60, async || {
+    let mut went_uncertain = false;
+    wait_for("sent by another attempt", 60, async || {
         let s = stats().await;
-        swept |= s["uncertain"].as_u64().unwrap_or(0) > 0;
+        went_uncertain |= s["uncertain"].as_u64().unwrap_or(0) > 0;
         s["sent"].as_u64() == Some(1)
     })
     .await;
@@ -242,11 +257,12 @@ async fn a_claim_in_data_held_up_past_the_stale_period_is_checked_before_its_bod
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(swept, "the held send was swept while RCPT waited");
-    assert_eq!(smtp.bodies_received.load(Ordering::SeqCst), 1, "the swept claim wrote no body; the requeue one");
+    // Phase `pre` is requeued by the sweep itself; phase `data` goes by UNCERTAIN and Sent.
+    assert_eq!(went_uncertain, sent_authoritative, "swept as its phase says");
+    assert_eq!(smtp.bodies_received.load(Ordering::SeqCst), 1, "the swept claim wrote no body; the new one did");
     let s = stats().await;
     assert_eq!((s["sent"].as_u64(), s["uncertain"].as_u64()), (Some(1), Some(0)), "{s}");
     let log = log().await;
     let about_it: Vec<&str> = log.lines().filter(|l| l.contains("lead_id")).collect();
-    assert!(log.contains("claim lost before DATA"), "the worker saw its claim gone at DATA: {about_it:#?}");
+    assert!(log.contains("claim lost before DATA"), "the held attempt found its claim gone at DATA: {about_it:#?}");
 }
