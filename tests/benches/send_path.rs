@@ -3,7 +3,7 @@
 //! connections reused on both sides) in the same run.
 //!
 //! Run: `scripts/bench.sh send` (release build). Knobs: BENCH_MESSAGES (default 3000),
-//! BENCH_MAILBOXES (default 8, = concurrency), BENCH_SENT_AUTHORITATIVE (set: the mailboxes
+//! BENCH_MAILBOXES (default 8, = concurrency), BENCH_SENT_AUTHORITATIVE (1: the mailboxes
 //! are set up as Google Workspace and Microsoft 365 accounts are, their Sent folder the
 //! provider's record, so their claims are taken in phase `data`; smtp-sink files nothing,
 //! which no run without a crash needs).
@@ -110,7 +110,7 @@ async fn wait_sent(rconn: &mut redis::Connection, cid: &str, n: usize) {
 async fn main() {
     let messages = env_usize("BENCH_MESSAGES", 3000);
     let mailboxes = env_usize("BENCH_MAILBOXES", 8);
-    let sent_authoritative = std::env::var_os("BENCH_SENT_AUTHORITATIVE").is_some();
+    let sent_authoritative = env_usize("BENCH_SENT_AUTHORITATIVE", 0) == 1;
 
     // IMAP (for validation) comes from Dovecot; SMTP goes to smtp-sink.
     let users: Vec<String> = (0..mailboxes).map(|i| format!("box{i}:pw{i}")).collect();
@@ -142,10 +142,7 @@ async fn main() {
         );
         let id = api.active_account(&body).await;
         if sent_authoritative {
-            let settings = json!({"timezone": "UTC", "warmup": false, "append_to_sent": false,
-                                  "sent_folder_authoritative": true});
-            let (status, _) = api.call(Method::PUT, &format!("/sender-accounts/{id}/sending"), Some(&settings)).await;
-            assert_eq!(status, 200, "sending settings");
+            api.trust_sent_folder(&id).await;
         }
         accounts.push(id);
     }

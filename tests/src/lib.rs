@@ -729,6 +729,17 @@ impl Api {
         id
     }
 
+    /// Sets the account up as Google Workspace and Microsoft 365 accounts are: its Sent
+    /// folder the server's own record of what it accepted (no Sent copy by coldsend), so
+    /// an UNCERTAIN send missing there is sent again and claims are taken in phase `data`.
+    pub async fn trust_sent_folder(&self, account: &str) {
+        let sending = serde_json::json!({"timezone": "UTC", "warmup": false, "append_to_sent": false,
+                                         "sent_folder_authoritative": true});
+        let (status, s) =
+            self.call(reqwest::Method::PUT, &format!("/sender-accounts/{account}/sending"), Some(&sending)).await;
+        assert_eq!(status, 200, "{s}");
+    }
+
     /// Polls until the account leaves PENDING_VALIDATION.
     pub async fn settled(&self, id: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(60);

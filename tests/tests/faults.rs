@@ -229,11 +229,7 @@ async fn send_held_up_at_rcpt(sent_authoritative: bool) {
     let api = Api::new(&stack);
     let ann = api.active_account(&account_json("ann", "annpw", smtp.port, false, mail.imaps_port(), 100)).await;
     if sent_authoritative {
-        let provider_files_sent =
-            json!({"timezone": "UTC", "warmup": false, "append_to_sent": false, "sent_folder_authoritative": true});
-        let (status, _) =
-            api.call(Method::PUT, &format!("/sender-accounts/{ann}/sending"), Some(&provider_files_sent)).await;
-        assert_eq!(status, 200);
+        api.trust_sent_folder(&ann).await;
     }
     let body = json!({"name": "held", "sender_account_ids": [ann], "steps": [{"subject": "Hi", "text": "Hello"}]});
     let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;

@@ -231,10 +231,7 @@ async fn sent_items_without_special_use_confirms_sends_and_resolves_uncertain_bo
     }
     // From here the Sent folder stands for a server that files every accepted message itself
     // (coldsend's own copies stop): only then may a send missing from it be sent again.
-    let authoritative =
-        json!({"timezone": "UTC", "warmup": false, "append_to_sent": false, "sent_folder_authoritative": true});
-    let (status, _) = api.call(Method::PUT, &format!("/sender-accounts/{nora}/sending"), Some(&authoritative)).await;
-    assert_eq!(status, 200);
+    api.trust_sent_folder(&nora).await;
     // lead02's copy never reached Sent: take it out (and what the scanner remembers of it).
     let msg2 = header(&mail.messages("lead02")[0], "Message-ID").expect("id").trim_matches(['<', '>']).to_owned();
     mail.doveadm(&["expunge", "-u", "nora@example.test", "mailbox", "Sent Items", "header", "Message-ID", &msg2], None);
@@ -409,11 +406,7 @@ async fn killing_a_worker_whose_sends_the_sent_folder_settles_delivers_each_emai
     let far = coldsend_tests::fixtures::LatencyProxy::start(mail.submission_port(), Duration::from_millis(15)).await;
     let body = account_json("ann", "annpw", far.port, true, mail.imaps_port(), 100_000);
     let ann = api.active_account(&body).await;
-    let provider_files_sent =
-        json!({"timezone": "UTC", "warmup": false, "append_to_sent": false, "sent_folder_authoritative": true});
-    let (status, _) =
-        api.call(Method::PUT, &format!("/sender-accounts/{ann}/sending"), Some(&provider_files_sent)).await;
-    assert_eq!(status, 200);
+    api.trust_sent_folder(&ann).await;
     let campaign = json!({"name": "drill", "sender_account_ids": [ann],
                           "steps": [{"subject": "Quick question", "text": "Hello"}]});
     let (_, c) = api.call(Method::POST, "/campaigns", Some(&campaign)).await;

@@ -575,7 +575,7 @@ async fn a_claim_taken_in_data_is_swept_to_uncertain_and_still_recorded_by_its_a
     let out = w.ledger.release(&k2, &w.account, false, &c2, 0, 8, "451 later").await.expect("release");
     assert_eq!((out, w.state(&k2).await), (Released::Retry, Some(SendState::Queued)));
     assert_eq!(w.used().await, 2);
-    // The mark is still allowed (a claim older than half the stale period asks for it).
+    // An old claim in data is still marked before its body, and the mark finds it swept.
     assert!(!w.ledger.mark_data_phase(&k0, &c0.attempt).await.expect("mark"), "swept: the claim is lost");
 }
 
