@@ -270,6 +270,36 @@ async fn mark_data_only_for_the_attempt_holding_the_claim() {
     assert_eq!(w.ledger.send_record(&k).await.expect("rec").expect("rec").phase, Some(SendPhase::Data));
 }
 
+/// The mark a young claim in `pre` gets (one HDEL, no check of the attempt): it moves the
+/// send to `data` as the checked one does, and it finds a record that was swept or deleted
+/// under it gone, without writing anything back.
+#[tokio::test]
+async fn the_unchecked_mark_moves_a_claim_to_data_and_finds_a_swept_or_deleted_record_gone() {
+    let w = World::new(3, None).await;
+    let (k0, k1, k2) = (w.key(0, 0), w.key(1, 0), w.key(2, 0));
+    assert!(!w.ledger.mark_data_unchecked(&k0).await.expect("mark"), "QUEUED: no claim, nothing to mark");
+    let (_c0, _c1, _c2) = (w.claim(0, 0).await, w.claim(1, 0).await, w.claim(2, 0).await);
+    assert_eq!(w.ledger.send_record(&k0).await.expect("rec").expect("rec").phase, Some(SendPhase::Pre));
+
+    assert!(w.ledger.mark_data_unchecked(&k0).await.expect("mark"));
+    let rec = w.ledger.send_record(&k0).await.expect("rec").expect("rec");
+    assert_eq!((rec.state, rec.phase), (SendState::Sending, Some(SendPhase::Data)));
+    // A dead worker's marked send is never requeued.
+    assert_eq!(w.ledger.sweep(&k0).await.expect("sweep"), Swept::Uncertain);
+    assert_eq!(w.used().await, 3, "an uncertain send keeps its slot");
+
+    // Swept before its mark (requeued): the mark finds it gone, and the record stays QUEUED.
+    assert_eq!(w.ledger.sweep(&k1).await.expect("sweep"), Swept::Requeued);
+    assert!(!w.ledger.mark_data_unchecked(&k1).await.expect("mark"), "swept: the body must not follow");
+    assert_eq!(w.state(&k1).await, Some(SendState::Queued));
+
+    // Deleted under the claim (its campaign was): the mark creates no record.
+    let _: () = w.conn.clone().del(w.keys.send(&k2)).await.expect("del");
+    assert!(!w.ledger.mark_data_unchecked(&k2).await.expect("mark"), "deleted: the body must not follow");
+    let exists: bool = w.conn.clone().exists(w.keys.send(&k2)).await.expect("exists");
+    assert!(!exists, "the mark wrote nothing back");
+}
+
 #[tokio::test]
 async fn mark_sent_records_once_queues_the_next_step_and_completes_the_last() {
     let w = World::new(2, None).await;

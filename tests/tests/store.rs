@@ -127,7 +127,7 @@ async fn one_account_per_address_even_under_concurrent_creates() {
 /// over by another only once they sat unacknowledged longer than the given time.
 #[tokio::test]
 async fn outbox_entries_are_read_once_and_unacknowledged_ones_are_never_lost() {
-    use coldsend_core::storage::webhooks::Outbox;
+    use coldsend_core::storage::webhooks::{Outbox, OutboxEntry};
     use coldsend_core::webhook::{Event, EventType};
     use std::time::Duration;
     let redis = Redis::start();
@@ -138,8 +138,8 @@ async fn outbox_entries_are_read_once_and_unacknowledged_ones_are_never_lost() {
     for e in &published {
         outbox.publish(e).await.expect("publish");
     }
-    let ids = |entries: &[(String, Option<Event>)]| -> Vec<String> {
-        entries.iter().map(|(_, e)| e.as_ref().expect("readable").id.clone()).collect()
+    let ids = |entries: &[OutboxEntry]| -> Vec<String> {
+        entries.iter().flat_map(|e| &e.events).map(|e| e.id.clone()).collect()
     };
 
     // "a" reads three and acknowledges none (it fails mid-batch): they are not new to
@@ -152,7 +152,7 @@ async fn outbox_entries_are_read_once_and_unacknowledged_ones_are_never_lost() {
     assert!(outbox.read_new("b", 10, Duration::from_millis(10)).await.expect("read").is_empty());
 
     // "b" acknowledges its two; "a" dies. Nobody takes a's entries while they are fresh...
-    outbox.ack(&rest.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()).await.expect("ack");
+    outbox.ack(&rest.iter().map(|e| e.id.clone()).collect::<Vec<_>>()).await.expect("ack");
     assert!(outbox.claim_abandoned("b", 10, Duration::from_secs(60)).await.expect("claim").is_empty());
     // ...and "b" takes all of them once they have sat long enough, and then owns them.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -160,6 +160,41 @@ async fn outbox_entries_are_read_once_and_unacknowledged_ones_are_never_lost() {
     assert_eq!(ids(&taken), ids(&first));
     assert!(outbox.read_own("a", 10).await.expect("own").is_empty(), "no longer a's");
     assert_eq!(ids(&outbox.read_own("b", 10).await.expect("own")), ids(&first));
-    outbox.ack(&taken.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()).await.expect("ack");
+    outbox.ack(&taken.iter().map(|e| e.id.clone()).collect::<Vec<_>>()).await.expect("ack");
     assert!(outbox.read_own("b", 10).await.expect("own").is_empty(), "acknowledged: done");
+
+    // A step that tells two things writes one entry: `event`, then `then`. What is not an
+    // event is counted, never dropped silently, and never hides the readable one.
+    let (sent, completed) =
+        (Event::new(EventType::Sent, json!({"n": 5})), Event::new(EventType::LeadState, json!({"n": 6})));
+    let mut conn = redis::Client::open(redis.url()).expect("url").get_multiplexed_async_connection().await.expect("c");
+    let key = coldsend_core::storage::keys::Keys::new("storetest").outbox();
+    let json = |e: &Event| serde_json::to_string(e).expect("json");
+    let _: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("event")
+        .arg(json(&sent))
+        .arg("then")
+        .arg(json(&completed))
+        .query_async(&mut conn)
+        .await
+        .expect("xadd");
+    let _: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("event")
+        .arg("{not json")
+        .arg("then")
+        .arg(json(&sent))
+        .query_async(&mut conn)
+        .await
+        .expect("xadd");
+    let _: String =
+        redis::cmd("XADD").arg(&key).arg("*").arg("other").arg("x").query_async(&mut conn).await.expect("xadd");
+    let two = outbox.read_new("b", 10, Duration::from_millis(10)).await.expect("read");
+    assert_eq!(two.len(), 3);
+    assert_eq!(ids(&two[..1]), vec![sent.id.clone(), completed.id.clone()], "both, in the order published");
+    assert_eq!((two[0].unreadable, two[1].unreadable, two[2].unreadable), (0, 1, 1));
+    assert_eq!(ids(&two[1..2]), vec![sent.id.clone()]);
 }

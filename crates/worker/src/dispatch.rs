@@ -865,10 +865,10 @@ async fn deliver(
         };
         let ledger = &state.ledger;
         let outcome = mailer::deliver(&mut conn, composed, step_timeout, || async move {
-            if needs_data_mark(claim, claimed_at, Utc::now(), state.config.stale_send_secs) {
-                ledger.mark_data_phase(key, &claim.attempt).await.unwrap_or(false)
-            } else {
-                true
+            match data_mark(claim, claimed_at, Utc::now(), state.config.stale_send_secs) {
+                DataMark::None => true,
+                DataMark::Unchecked => ledger.mark_data_unchecked(key).await.unwrap_or(false),
+                DataMark::Checked => ledger.mark_data_phase(key, &claim.attempt).await.unwrap_or(false),
             }
         })
         .await;
@@ -892,14 +892,31 @@ async fn deliver(
     Delivery::Transient("could not send over a fresh session".into())
 }
 
-/// Whether the body must wait for a `phase = data` mark that also proves the claim still
-/// held. A claim taken in `Data` needs none while it is younger than half the stale
-/// period: the sweep, which would hand the send to another attempt, acts only on claims
-/// older than the whole of it (the half leaves room for replicas' clocks to disagree); a
-/// deletion can end a claim at any time, and races the body with or without a mark.
-fn needs_data_mark(claim: &Claim, claimed_at: DateTime<Utc>, now: DateTime<Utc>, stale_send_secs: u64) -> bool {
+/// What the body waits for: the `phase = data` mark (a crash after it leaves the send
+/// UNCERTAIN, not requeued) and whether the mark must also prove the claim still held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataMark {
+    /// A young claim taken in `Data`: nothing to write, nothing to prove.
+    None,
+    /// A young claim taken in `Pre`: the phase alone (one HDEL; a deleted record shows).
+    Unchecked,
+    /// A claim old enough to have been swept: the checking script.
+    Checked,
+}
+
+/// The mark a claim's body waits for. "Young" is under half the stale period: the
+/// sweep, which would hand the send to another attempt, acts only on claims older than
+/// the whole of it (the half leaves room for replicas' clocks to disagree); a deletion
+/// can end a claim at any time, and races the body with or without a mark.
+fn data_mark(claim: &Claim, claimed_at: DateTime<Utc>, now: DateTime<Utc>, stale_send_secs: u64) -> DataMark {
     let age = now.signed_duration_since(claimed_at);
-    claim.phase == SendPhase::Pre || age >= chrono::Duration::milliseconds(stale_send_secs as i64 * 500)
+    if age >= chrono::Duration::milliseconds(stale_send_secs as i64 * 500) {
+        return DataMark::Checked;
+    }
+    match claim.phase {
+        SendPhase::Pre => DataMark::Unchecked,
+        SendPhase::Data => DataMark::None,
+    }
 }
 
 async fn open(
@@ -926,15 +943,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_young_claim_taken_in_data_goes_to_the_body_without_a_mark() {
+    fn only_a_claim_old_enough_to_have_been_swept_has_its_mark_checked() {
         let claim = |phase| Claim { attempt: "a".into(), phase, used: 1, cap_key: "k".into(), campaign_day_key: None };
         let at = DateTime::<Utc>::from_timestamp_millis(1_000_000).expect("time");
         let after = |ms| at + chrono::Duration::milliseconds(ms);
         // stale_send_secs = 300: half of it is 150 s.
-        assert!(needs_data_mark(&claim(SendPhase::Pre), at, at, 300), "a claim in pre is always marked");
-        assert!(!needs_data_mark(&claim(SendPhase::Data), at, after(149_999), 300));
-        assert!(needs_data_mark(&claim(SendPhase::Data), at, after(150_000), 300), "old enough to have been swept");
+        assert_eq!(data_mark(&claim(SendPhase::Pre), at, at, 300), DataMark::Unchecked);
+        assert_eq!(data_mark(&claim(SendPhase::Pre), at, after(149_999), 300), DataMark::Unchecked);
+        assert_eq!(data_mark(&claim(SendPhase::Pre), at, after(150_000), 300), DataMark::Checked);
+        assert_eq!(data_mark(&claim(SendPhase::Data), at, after(149_999), 300), DataMark::None);
+        assert_eq!(data_mark(&claim(SendPhase::Data), at, after(150_000), 300), DataMark::Checked);
         // A clock stepped back reads as young: the half's margin is what covers clocks.
-        assert!(!needs_data_mark(&claim(SendPhase::Data), at, after(-5_000), 300));
+        assert_eq!(data_mark(&claim(SendPhase::Data), at, after(-5_000), 300), DataMark::None);
+        assert_eq!(data_mark(&claim(SendPhase::Pre), at, after(-5_000), 300), DataMark::Unchecked);
     }
 }

@@ -117,17 +117,17 @@ impl FanOut {
         }
         let endpoints = self.webhooks.list().await?;
         let mut ids = Vec::with_capacity(entries.len());
-        for (id, event) in entries {
-            match event {
-                Some(event) => {
-                    for e in endpoints.iter().filter(|e| e.events.contains(&event.kind)) {
-                        let job = DeliverWebhook { endpoint_id: e.id.clone(), event: event.clone(), attempt: 1 };
-                        self.queue.clone().push(job).await?;
-                    }
+        for entry in entries {
+            for event in &entry.events {
+                for e in endpoints.iter().filter(|e| e.events.contains(&event.kind)) {
+                    let job = DeliverWebhook { endpoint_id: e.id.clone(), event: event.clone(), attempt: 1 };
+                    self.queue.clone().push(job).await?;
                 }
-                None => warn!(entry = %id, "outbox entry without a readable event; skipped"),
             }
-            ids.push(id);
+            if entry.unreadable > 0 {
+                warn!(entry = %entry.id, unreadable = entry.unreadable, "outbox entry with an unreadable event; skipped");
+            }
+            ids.push(entry.id);
         }
         self.outbox.ack(&ids).await?;
         debug!(events = ids.len(), endpoints = endpoints.len(), ?source, "events fanned out");

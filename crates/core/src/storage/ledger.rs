@@ -74,7 +74,9 @@ impl SendState {
 }
 
 /// Where a SENDING record stands (field `phase`): what the sweep makes of it if its
-/// worker dies.
+/// worker dies. Only `phase = pre` is `Pre`; a SENDING record without the field is `Data`
+/// (the mark removes it: see [`Ledger::mark_data_unchecked`]), so whatever the field's
+/// fate the doubt falls on the side that never resends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SendPhase {
     /// The body has not been written: a dead worker's send is requeued.
@@ -325,7 +327,10 @@ impl SendRecord {
             attempts: f.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
             attempt: text("attempt"),
             // `phase` is left behind once a send is over; it only means something while SENDING.
-            phase: f.get("phase").and_then(|p| SendPhase::parse(p)).filter(|_| state == SendState::Sending),
+            phase: (state == SendState::Sending).then(|| match f.get("phase").map(String::as_str) {
+                Some("pre") => SendPhase::Pre,
+                _ => SendPhase::Data,
+            }),
             message_id: text("message_id"),
             error: text("error"),
             claimed_at: f.get("at").and_then(|a| a.parse().ok()),
@@ -534,6 +539,15 @@ impl Ledger {
     pub async fn mark_data_phase(&self, key: &SendKey, attempt: &str) -> Result<bool, redis::RedisError> {
         let n: i64 = MARK_DATA.key(self.keys.send(key)).arg(attempt).invoke_async(&mut self.conn()).await?;
         Ok(n == 1)
+    }
+
+    /// `mark_data_phase` without its check of the claim, for a claim taken in `Pre` too
+    /// young to have been swept: one HDEL of `phase`, which creates nothing. `false` means
+    /// the field was gone — the record was deleted (or swept after all): the caller must
+    /// not send.
+    pub async fn mark_data_unchecked(&self, key: &SendKey) -> Result<bool, redis::RedisError> {
+        let removed: i64 = self.conn().hdel(self.keys.send(key), "phase").await?;
+        Ok(removed == 1)
     }
 
     /// Records a 250 for the attempt holding the claim and queues the lead's next step (if

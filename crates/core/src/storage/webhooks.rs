@@ -239,7 +239,7 @@ impl Outbox {
     }
 
     /// Entries this consumer read before but did not acknowledge (it died or failed mid-batch).
-    pub async fn read_own(&self, consumer: &str, count: usize) -> redis::RedisResult<Vec<(String, Option<Event>)>> {
+    pub async fn read_own(&self, consumer: &str, count: usize) -> redis::RedisResult<Vec<OutboxEntry>> {
         let own = StreamReadOptions::default().group(GROUP, consumer).count(count);
         let reply: StreamReadReply = self.conn.clone().xread_options(&[self.keys.outbox()], &["0"], &own).await?;
         Ok(entries(reply))
@@ -251,7 +251,7 @@ impl Outbox {
         consumer: &str,
         count: usize,
         idle: Duration,
-    ) -> redis::RedisResult<Vec<(String, Option<Event>)>> {
+    ) -> redis::RedisResult<Vec<OutboxEntry>> {
         let claimed: StreamAutoClaimReply = self
             .conn
             .clone()
@@ -264,7 +264,7 @@ impl Outbox {
                 StreamAutoClaimOptions::default().count(count),
             )
             .await?;
-        Ok(claimed.claimed.into_iter().map(|e| (e.id.clone(), event_of(&e))).collect())
+        Ok(claimed.claimed.iter().map(OutboxEntry::of).collect())
     }
 
     /// Entries no consumer has read yet, waiting up to `block` for the first.
@@ -273,7 +273,7 @@ impl Outbox {
         consumer: &str,
         count: usize,
         block: Duration,
-    ) -> redis::RedisResult<Vec<(String, Option<Event>)>> {
+    ) -> redis::RedisResult<Vec<OutboxEntry>> {
         let new = StreamReadOptions::default().group(GROUP, consumer).count(count).block(block.as_millis() as usize);
         let reply: StreamReadReply = self.conn.clone().xread_options(&[self.keys.outbox()], &[">"], &new).await?;
         Ok(entries(reply))
@@ -288,10 +288,39 @@ impl Outbox {
     }
 }
 
-fn event_of(e: &redis::streams::StreamId) -> Option<Event> {
-    e.get::<String>("event").and_then(|j| serde_json::from_str(&j).ok())
+/// One outbox entry: the events one step published, in order. A step that tells two
+/// things (a lead's last email sent, and so the lead completed) writes both in one entry,
+/// the first in `event`, the second in `then`.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub id: String,
+    pub events: Vec<Event>,
+    /// Fields that held no readable event (skipped, and said so by the reader).
+    pub unreadable: usize,
 }
 
-fn entries(reply: StreamReadReply) -> Vec<(String, Option<Event>)> {
-    reply.keys.into_iter().flat_map(|k| k.ids).map(|e| (e.id.clone(), event_of(&e))).collect()
+/// The fields of an entry that hold events, in the order they were published.
+const EVENT_FIELDS: [&str; 2] = ["event", "then"];
+
+impl OutboxEntry {
+    fn of(e: &redis::streams::StreamId) -> Self {
+        let mut entry = OutboxEntry { id: e.id.clone(), events: Vec::new(), unreadable: 0 };
+        for field in EVENT_FIELDS {
+            if !e.contains_key(field) {
+                continue;
+            }
+            match e.get::<String>(field).and_then(|j| serde_json::from_str(&j).ok()) {
+                Some(event) => entry.events.push(event),
+                None => entry.unreadable += 1,
+            }
+        }
+        if entry.events.is_empty() && entry.unreadable == 0 {
+            entry.unreadable = 1;
+        }
+        entry
+    }
+}
+
+fn entries(reply: StreamReadReply) -> Vec<OutboxEntry> {
+    reply.keys.into_iter().flat_map(|k| k.ids).map(|e| OutboxEntry::of(&e)).collect()
 }

@@ -16,7 +16,8 @@
 --       follow-ups first, then first steps, each earliest first, the first campaign winning a
 --       tie), with their leads, so the loop's next emails need no read of their own, 13 the
 --       send's step (0: it waits in due-first, else in due-followup), 14 how many to peek at
--- Events are published in the same step as the change they tell, so none is lost.
+-- Events are published in the same step as the change they tell, so none is lost; an outbox
+-- entry holds its first in `event` and, when one step tells two, the second in `then`.
 -- Returns {outcome, then per peeked send: member, its due (ms), '1' if a follow-up, the lead's
 -- JSON ('' if gone)}; outcome 'recorded' | 'confirmed' (already SENT, now confirmed) |
 -- 'duplicate' | 'stale'.
@@ -52,22 +53,28 @@ redis.call('HSET', KEYS[5], ARGV[3], ARGV[2])
 -- The campaign's total is the sum of its steps' counters.
 redis.call('HINCRBY', KEYS[6], ARGV[10], 1)
 redis.call('HINCRBY', KEYS[9], ARGV[5], 1)
-redis.call('XADD', KEYS[11], 'MAXLEN', '~', 100000, '*', 'event', ARGV[8])
 -- Trimmed back to 1,000 once it passes 1,100 (not on every send).
 if redis.call('LPUSH', KEYS[12], ARGV[2]) > 1100 then redis.call('LTRIM', KEYS[12], 0, 999) end
 -- The day's counters expire 8 days after its last hour's first send.
 if redis.call('HINCRBY', KEYS[13], ARGV[11], 1) == 1 then
   redis.call('EXPIRE', KEYS[13], 691200)
 end
+local completed = false
 if redis.call('HGET', KEYS[7], ARGV[5]) == 'ACTIVE' then
   if ARGV[6] == '' then
     redis.call('HSET', KEYS[7], ARGV[5], 'COMPLETED')
-    redis.call('XADD', KEYS[11], 'MAXLEN', '~', 100000, '*', 'event', ARGV[9])
+    completed = true
   else
     -- A queued record is its state alone: no attempts yet, the mailbox is the lead's.
     redis.call('HSETNX', KEYS[8], 'state', 'QUEUED')
     redis.call('ZADD', KEYS[2], 'NX', ARGV[7], ARGV[6])
   end
+end
+-- The step's events are one outbox entry: `sent`, then the lead's COMPLETED if it was.
+if completed then
+  redis.call('XADD', KEYS[11], 'MAXLEN', '~', 100000, '*', 'event', ARGV[8], 'then', ARGV[9])
+else
+  redis.call('XADD', KEYS[11], 'MAXLEN', '~', 100000, '*', 'event', ARGV[8])
 end
 if ARGV[12] == '' then return {'recorded'} end
 -- The peek: up to ARGV[14] sends due by ARGV[12], in the order `Ledger::next_due` picks them.
