@@ -9,8 +9,10 @@
 //! which no run without a crash needs).
 //!
 //! Prints coldsend's msg/s, smtp-source's msg/s and their ratio, the worker's CPU
-//! seconds per 1,000 messages, Redis commands per sent email (INFO commandstats, Lua
-//! included), and — in a second, untimed campaign watched by MONITOR — the top-level
+//! seconds per 1,000 messages beside Redis's, smtp-sink's and the whole machine's (with
+//! how busy its cores were in each run: a run short of 100 % waits on round trips, not
+//! on CPU), Redis commands per sent email (INFO commandstats, Lua included) and the
+//! time in them, and — in a second, untimed campaign watched by MONITOR — the top-level
 //! commands per sent email: an upper bound on round trips (each command of a pipeline
 //! counts, Lua-internal calls do not).
 
@@ -34,16 +36,36 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0 // fields 14 and 15 of stat; USER_HZ is 100 on Linux
 }
 
-/// Calls per command since the last CONFIG RESETSTAT (commands run inside Lua scripts
-/// count too), most frequent first.
-fn redis_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
+/// Redis's own CPU seconds (user + system), from INFO.
+fn redis_cpu_seconds(conn: &mut redis::Connection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query(conn).expect("INFO");
+    let field = |name: &str| {
+        info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    field("used_cpu_user") + field("used_cpu_sys")
+}
+
+/// The whole machine's busy and total CPU time so far (seconds over all cores), from
+/// /proc/stat: how close a run came to the cores it had.
+fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let total: f64 = ticks.iter().sum();
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    ((total - idle) / 100.0, total / 100.0)
+}
+
+/// Calls and microseconds per command since the last CONFIG RESETSTAT (commands run
+/// inside Lua scripts count too, and a script's time includes theirs), most frequent first.
+fn redis_calls(conn: &mut redis::Connection) -> Vec<(String, u64, u64)> {
     let info: String = redis::cmd("INFO").arg("commandstats").query(conn).expect("INFO");
-    let mut calls: Vec<(String, u64)> = info
+    let mut calls: Vec<(String, u64, u64)> = info
         .lines()
         .filter_map(|l| {
             let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let n = rest.split("calls=").nth(1)?.split(',').next()?.parse().ok()?;
-            Some((name.to_owned(), n))
+            let field = |f: &str| rest.split(f).nth(1)?.split(',').next()?.parse().ok();
+            Some((name.to_owned(), field("calls=")?, field("usec=")?))
         })
         .collect();
     calls.sort_by_key(|c| std::cmp::Reverse(c.1));
@@ -178,11 +200,15 @@ async fn main() {
     let worker_pid = stack.workers[0].pid();
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut rconn).expect("RESETSTAT");
     let cpu0 = cpu_seconds(worker_pid);
+    let (redis0, sink0, machine0) = (redis_cpu_seconds(&mut rconn), cpu_seconds(sink.id()), machine_cpu());
     let started = Instant::now();
     api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
     wait_sent(&mut rconn, &cid, messages).await;
     let coldsend_secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(worker_pid) - cpu0;
+    let redis_cpu = redis_cpu_seconds(&mut rconn) - redis0;
+    let sink_cpu = cpu_seconds(sink.id()) - sink0;
+    let machine1 = machine_cpu();
     let calls = redis_calls(&mut rconn);
 
     // Untimed: a second campaign of the same shape under MONITOR, for the top-level
@@ -200,6 +226,7 @@ async fn main() {
     wait_sent(&mut rconn, &cid2, watched).await;
     let (top_level, top_level_names) = monitor.finish();
 
+    let (source_sink0, source_machine0) = (cpu_seconds(sink.id()), machine_cpu());
     let started = Instant::now();
     let status = Command::new("smtp-source")
         .args(["-s", &mailboxes.to_string(), "-m", &messages.to_string(), "-l", &size.to_string(), "-d"])
@@ -208,6 +235,8 @@ async fn main() {
         .expect("smtp-source");
     assert!(status.success());
     let source_secs = started.elapsed().as_secs_f64();
+    let source_sink_cpu = cpu_seconds(sink.id()) - source_sink0;
+    let source_machine1 = machine_cpu();
     let _ = sink.kill();
     let _ = sink.wait();
 
@@ -224,15 +253,36 @@ async fn main() {
     println!("smtp-source   {source_rate:>9.1} msg/s  ({source_secs:.2} s, same sink, -s {mailboxes} -d)");
     println!("ratio         {:>9.3}  (coldsend / smtp-source)", coldsend_rate / source_rate);
     println!("worker CPU    {:>9.3} s per 1,000 messages", cpu * 1000.0 / messages as f64);
-    let total: u64 = calls.iter().map(|(_, n)| n).sum();
+    let per_k = |secs: f64| secs * 1000.0 / messages as f64;
+    let busy = |(b0, t0): (f64, f64), (b1, t1): (f64, f64)| 100.0 * (b1 - b0) / (t1 - t0).max(f64::EPSILON);
+    println!(
+        "CPU per 1,000 (coldsend run): worker {:.3} s, redis {:.3} s, smtp-sink {:.3} s, whole machine {:.3} s ({:.0} % of its cores busy)",
+        per_k(cpu),
+        per_k(redis_cpu),
+        per_k(sink_cpu),
+        per_k(machine1.0 - machine0.0),
+        busy(machine0, machine1)
+    );
+    println!(
+        "CPU per 1,000 (smtp-source run): smtp-sink {:.3} s, whole machine {:.3} s ({:.0} % of its cores busy)",
+        per_k(source_sink_cpu),
+        per_k(source_machine1.0 - source_machine0.0),
+        busy(source_machine0, source_machine1)
+    );
+    let total: u64 = calls.iter().map(|(_, n, _)| n).sum();
     let per = |n: u64| n as f64 / messages as f64;
     println!("redis         {:>9.1} commands per sent email (all clients, Lua-internal calls included)", per(total));
-    let scripts: u64 = calls.iter().filter(|(c, _)| c.starts_with("eval")).map(|(_, n)| n).sum();
+    let scripts: u64 = calls.iter().filter(|(c, _, _)| c.starts_with("eval")).map(|(_, n, _)| n).sum();
     println!(
         "              {:>9.1} script calls per sent email (reserve, DATA phase unless claimed in it, sent; back to back, one sent rides with the next reserve)",
         per(scripts)
     );
-    let top: Vec<String> = calls.iter().take(8).map(|(c, n)| format!("{c} {:.1}", per(*n))).collect();
+    let top: Vec<String> = calls.iter().take(8).map(|(c, n, _)| format!("{c} {:.1}", per(*n))).collect();
+    let mut by_time: Vec<(&str, u64)> = calls.iter().map(|(c, _, us)| (c.as_str(), *us)).collect();
+    by_time.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let by_time: Vec<String> =
+        by_time.iter().take(8).map(|(c, us)| format!("{c} {:.1}", *us as f64 / messages as f64)).collect();
+    println!("              µs per sent email (a script's time includes its commands'): {}", by_time.join(", "));
     println!("              top: {}", top.join(", "));
     println!(
         "              {:>9.2} top-level commands per sent email (MONITOR, {watched} emails, every client incl. the \
