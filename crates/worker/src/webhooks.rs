@@ -130,7 +130,7 @@ impl FanOut {
             ids.push(entry.id);
         }
         self.outbox.ack(&ids).await?;
-        debug!(events = ids.len(), endpoints = endpoints.len(), ?source, "events fanned out");
+        debug!(entries = ids.len(), endpoints = endpoints.len(), ?source, "outbox entries fanned out");
         Ok(ids.len())
     }
 }
