@@ -1,6 +1,7 @@
 //! Faults that once broke coldsend's guarantees, repeated: Redis crashes and dropped
 //! connections must never leave a queue without a consumer; a worker killed while the
-//! server holds the answer to DATA must never cause a duplicate.
+//! server holds the answer to DATA must never cause a duplicate, nor one killed before
+//! its body a lost email.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -192,6 +193,65 @@ async fn a_worker_killed_inside_data_never_causes_a_duplicate_where_sent_cannot_
         keys.iter().map(|k| redis::cmd("GET").arg(k).query::<u32>(&mut conn).unwrap_or(0)).sum()
     };
     assert_eq!(used, KILLS as u32, "each uncertain send keeps its one cap slot");
+}
+
+/// A custom server's send whose worker is killed while the server holds the answer to its
+/// RCPT: the claim is still in phase `pre` (the DATA mark, one HDEL, comes only after the
+/// envelope's answers), so the sweep requeues it with its cap slot and another worker sends
+/// it — one body at the server, SENT, never UNCERTAIN, one slot used.
+#[tokio::test]
+async fn a_worker_killed_before_the_body_has_its_send_requeued_and_sent_once() {
+    let mail = Mail::start("ann:annpw lead01:x");
+    let smtp = StallingSmtp::stalling_first_rcpt(Duration::from_secs(60));
+    let extra = [
+        // The SMTP timeout long enough that the worker still waits at RCPT when it is
+        // killed; the stale period (which must be longer) as short as that allows.
+        ("COLDSEND_SENDING__STALE_SEND_SECS", "8"),
+        ("COLDSEND_SENDING__SMTP_TIMEOUT_SECS", "6"),
+    ];
+    let mut stack = Stack::start_on(Redis::start(), Some(&mail), &env(&extra), 1);
+    let api = Api::new(&stack);
+    let ann = api.active_account(&account_json("ann", "annpw", smtp.port, false, mail.imaps_port(), 100)).await;
+    let body = json!({"name": "kill", "sender_account_ids": [ann], "steps": [{"subject": "Hi", "text": "Hello"}]});
+    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
+    let cid = c["id"].as_str().expect("id").to_owned();
+    let leads = json!({"leads": [{"email": "lead01@example.test"}]});
+    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&leads)).await;
+    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+
+    let mut conn = stack.redis.connection();
+    let record = |conn: &mut redis::Connection| -> (Option<String>, Option<String>) {
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("cstest:send:{cid}:*")).query(conn).expect("keys");
+        let Some(key) = keys.first() else { return (None, None) };
+        redis::cmd("HMGET").arg(key).arg("state").arg("phase").query(conn).expect("hmget")
+    };
+    wait_for("the send claimed", 30, async || record(&mut conn).0.as_deref() == Some("SENDING")).await;
+    // The envelope is at the server, its RCPT unanswered: the worst moment before the body.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(record(&mut conn), (Some("SENDING".into()), Some("pre".into())), "no mark before RCPT's answer");
+    stack.workers[0].kill9();
+    stack.workers.remove(0);
+    stack.add_worker();
+
+    let stats = async || api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
+    let mut went_uncertain = false;
+    wait_for("requeued and sent by the new worker", 60, async || {
+        let s = stats().await;
+        went_uncertain |= s["uncertain"].as_u64().unwrap_or(0) > 0;
+        s["sent"].as_u64() == Some(1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!went_uncertain, "a send that never reached its body is requeued, not left UNCERTAIN");
+    assert_eq!(smtp.bodies_received.load(Ordering::SeqCst), 1, "one body at the server");
+    let s = stats().await;
+    assert_eq!((s["sent"].as_u64(), s["uncertain"].as_u64()), (Some(1), Some(0)), "{s}");
+    let used: u32 = {
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("cstest:cap:{{{ann}}}:*")).query(&mut conn).expect("keys");
+        keys.iter().map(|k| redis::cmd("GET").arg(k).query::<u32>(&mut conn).unwrap_or(0)).sum()
+    };
+    assert_eq!(used, 1, "the dead attempt's slot went back; the new one took one");
 }
 
 /// A claim in phase `pre` held up before its body past the stale period is requeued by
