@@ -740,6 +740,23 @@ impl Api {
         assert_eq!(status, 200, "{s}");
     }
 
+    /// A one-step campaign ("Hi" / "Hello") from `account` to `leads`, started; returns its id.
+    pub async fn start_campaign(&self, name: &str, account: &str, leads: &[&str]) -> String {
+        use serde_json::json;
+        let body =
+            json!({"name": name, "sender_account_ids": [account], "steps": [{"subject": "Hi", "text": "Hello"}]});
+        let (status, c) = self.call(reqwest::Method::POST, "/campaigns", Some(&body)).await;
+        assert_eq!(status, 201, "{c}");
+        let cid = c["id"].as_str().expect("id").to_owned();
+        let leads: Vec<serde_json::Value> = leads.iter().map(|email| json!({"email": email})).collect();
+        let path = format!("/campaigns/{cid}/leads");
+        let (status, added) = self.call(reqwest::Method::POST, &path, Some(&json!({"leads": leads}))).await;
+        assert!(status.is_success(), "{added}");
+        let (status, started) = self.call(reqwest::Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+        assert_eq!(status, 200, "{started}");
+        cid
+    }
+
     /// Polls until the account leaves PENDING_VALIDATION.
     pub async fn settled(&self, id: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use coldsend_tests::fixtures::StallingSmtp;
 use coldsend_tests::{Api, FAST_SENDING, Mail, Redis, Stack, account_json};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 async fn wait_for(what: &str, secs: u64, mut done: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -17,6 +17,25 @@ async fn wait_for(what: &str, secs: u64, mut done: impl AsyncFnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
+}
+
+/// Waits until the campaign counts one email SENT; says whether it counted one UNCERTAIN
+/// on the way.
+async fn wait_sent_once(api: &Api, cid: &str, what: &str) -> bool {
+    let mut went_uncertain = false;
+    wait_for(what, 60, async || {
+        let s = api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
+        went_uncertain |= s["uncertain"].as_u64().unwrap_or(0) > 0;
+        s["sent"].as_u64() == Some(1)
+    })
+    .await;
+    went_uncertain
+}
+
+/// The mailbox's cap slots taken, over all its days' counters.
+fn cap_slots_used(conn: &mut redis::Connection, account: &str) -> u32 {
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("cstest:cap:{{{account}}}:*")).query(conn).expect("keys");
+    keys.iter().map(|k| redis::cmd("GET").arg(k).query::<u32>(conn).unwrap_or(0)).sum()
 }
 
 fn env(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
@@ -43,13 +62,7 @@ async fn every_queue_consumes_again_after_redis_crashes_and_dropped_connections(
     let api = Api::new(&stack);
     let ann =
         api.active_account(&account_json("ann", "annpw", mail.submission_port(), true, mail.imaps_port(), 500)).await;
-    let body = json!({"name": "blips", "sender_account_ids": [ann], "steps": [{"subject": "Hi", "text": "Hello"}]});
-    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
-    let cid = c["id"].as_str().expect("id").to_owned();
-    let leads = json!({"leads": [{"email": "lead00@example.test"}]});
-    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&leads)).await;
-    let (status, _) = api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
-    assert_eq!(status, 200);
+    let cid = api.start_campaign("blips", &ann, &["lead00@example.test"]).await;
     wait_for("the first email", 30, async || mail.messages("lead00").len() == 1).await;
 
     for round in 1..=ROUNDS {
@@ -151,12 +164,8 @@ async fn a_worker_killed_inside_data_never_causes_a_duplicate_where_sent_cannot_
     let api = Api::new(&stack);
     // Custom SMTP: coldsend makes the Sent copy itself, after a 250 — so Sent cannot tell.
     let ann = api.active_account(&account_json("ann", "annpw", smtp.port, false, mail.imaps_port(), 100)).await;
-    let body = json!({"name": "stall", "sender_account_ids": [ann], "steps": [{"subject": "Hi", "text": "Hello"}]});
-    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
-    let cid = c["id"].as_str().expect("id").to_owned();
-    let leads: Vec<Value> = (0..KILLS).map(|i| json!({"email": format!("lead{i:02}@example.test")})).collect();
-    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&json!({"leads": leads}))).await;
-    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+    let leads: Vec<String> = (0..KILLS).map(|i| format!("lead{i:02}@example.test")).collect();
+    let cid = api.start_campaign("stall", &ann, &leads.iter().map(String::as_str).collect::<Vec<_>>()).await;
 
     for kill in 1..=KILLS {
         let bodies = &smtp.bodies_received;
@@ -187,12 +196,7 @@ async fn a_worker_killed_inside_data_never_causes_a_duplicate_where_sent_cannot_
     let uncertain: usize =
         redis::cmd("ZCARD").arg(format!("cstest:uncertain:{{{ann}}}")).query(&mut conn).expect("zcard");
     assert_eq!(uncertain, 0, "nothing left waiting");
-    let used: u32 = {
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("cstest:cap:{{{ann}}}:*")).query(&mut conn).expect("keys");
-        keys.iter().map(|k| redis::cmd("GET").arg(k).query::<u32>(&mut conn).unwrap_or(0)).sum()
-    };
-    assert_eq!(used, KILLS as u32, "each uncertain send keeps its one cap slot");
+    assert_eq!(cap_slots_used(&mut conn, &ann), KILLS as u32, "each uncertain send keeps its one cap slot");
 }
 
 /// A custom server's send whose worker is killed while the server holds the answer to its
@@ -212,12 +216,7 @@ async fn a_worker_killed_before_the_body_has_its_send_requeued_and_sent_once() {
     let mut stack = Stack::start_on(Redis::start(), Some(&mail), &env(&extra), 1);
     let api = Api::new(&stack);
     let ann = api.active_account(&account_json("ann", "annpw", smtp.port, false, mail.imaps_port(), 100)).await;
-    let body = json!({"name": "kill", "sender_account_ids": [ann], "steps": [{"subject": "Hi", "text": "Hello"}]});
-    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
-    let cid = c["id"].as_str().expect("id").to_owned();
-    let leads = json!({"leads": [{"email": "lead01@example.test"}]});
-    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&leads)).await;
-    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+    let cid = api.start_campaign("kill", &ann, &["lead01@example.test"]).await;
 
     let mut conn = stack.redis.connection();
     let record = |conn: &mut redis::Connection| -> (Option<String>, Option<String>) {
@@ -233,25 +232,13 @@ async fn a_worker_killed_before_the_body_has_its_send_requeued_and_sent_once() {
     stack.workers.remove(0);
     stack.add_worker();
 
-    let stats = async || api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
-    let mut went_uncertain = false;
-    wait_for("requeued and sent by the new worker", 60, async || {
-        let s = stats().await;
-        went_uncertain |= s["uncertain"].as_u64().unwrap_or(0) > 0;
-        s["sent"].as_u64() == Some(1)
-    })
-    .await;
+    let went_uncertain = wait_sent_once(&api, &cid, "requeued and sent by the new worker").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!went_uncertain, "a send that never reached its body is requeued, not left UNCERTAIN");
     assert_eq!(smtp.bodies_received.load(Ordering::SeqCst), 1, "one body at the server");
-    let s = stats().await;
+    let s = api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
     assert_eq!((s["sent"].as_u64(), s["uncertain"].as_u64()), (Some(1), Some(0)), "{s}");
-    let used: u32 = {
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("cstest:cap:{{{ann}}}:*")).query(&mut conn).expect("keys");
-        keys.iter().map(|k| redis::cmd("GET").arg(k).query::<u32>(&mut conn).unwrap_or(0)).sum()
-    };
-    assert_eq!(used, 1, "the dead attempt's slot went back; the new one took one");
+    assert_eq!(cap_slots_used(&mut conn, &ann), 1, "the dead attempt's slot went back; the new one took one");
 }
 
 /// A claim in phase `pre` held up before its body past the stale period is requeued by
@@ -291,21 +278,9 @@ async fn send_held_up_at_rcpt(sent_authoritative: bool) {
     if sent_authoritative {
         api.trust_sent_folder(&ann).await;
     }
-    let body = json!({"name": "held", "sender_account_ids": [ann], "steps": [{"subject": "Hi", "text": "Hello"}]});
-    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
-    let cid = c["id"].as_str().expect("id").to_owned();
-    let leads = json!({"leads": [{"email": "lead01@example.test"}]});
-    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&leads)).await;
-    api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
+    let cid = api.start_campaign("held", &ann, &["lead01@example.test"]).await;
 
-    let stats = async || api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
-    let mut went_uncertain = false;
-    wait_for("sent by another attempt", 60, async || {
-        let s = stats().await;
-        went_uncertain |= s["uncertain"].as_u64().unwrap_or(0) > 0;
-        s["sent"].as_u64() == Some(1)
-    })
-    .await;
+    let went_uncertain = wait_sent_once(&api, &cid, "sent by another attempt").await;
     // Until the held attempt has had its answer to RCPT and done whatever it does.
     let log = async || stack.workers[0].log_text();
     wait_for("the held attempt's end", 30, async || {
@@ -316,7 +291,7 @@ async fn send_held_up_at_rcpt(sent_authoritative: bool) {
     // Phase `pre` is requeued by the sweep itself; phase `data` goes by UNCERTAIN and Sent.
     assert_eq!(went_uncertain, sent_authoritative, "swept as its phase says");
     assert_eq!(smtp.bodies_received.load(Ordering::SeqCst), 1, "the swept claim wrote no body; the new one did");
-    let s = stats().await;
+    let s = api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
     assert_eq!((s["sent"].as_u64(), s["uncertain"].as_u64()), (Some(1), Some(0)), "{s}");
     let log = log().await;
     let about_it: Vec<&str> = log.lines().filter(|l| l.contains("lead_id")).collect();

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use coldsend_tests::fixtures::StallingSmtp;
 use coldsend_tests::{Api, ENCRYPTION_KEY, FAST_SENDING, Mail, Stack, run};
-use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn wait(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -22,17 +21,6 @@ async fn account(api: &Api, mail: &Mail, user: &str, smtp_port: u16, smtp_tls: b
     api.active_account(&body).await
 }
 
-async fn start_campaign(api: &Api, account: &str, leads: &[&str]) -> String {
-    let body = json!({"name": "ops", "sender_account_ids": [account], "steps": [{"subject": "Hi", "text": "Hello"}]});
-    let (_, c) = api.call(Method::POST, "/campaigns", Some(&body)).await;
-    let cid = c["id"].as_str().expect("id").to_owned();
-    let leads: Vec<Value> = leads.iter().map(|e| json!({"email": e})).collect();
-    api.call(Method::POST, &format!("/campaigns/{cid}/leads"), Some(&json!({"leads": leads}))).await;
-    let (status, started) = api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
-    assert_eq!(status, 200, "{started}");
-    cid
-}
-
 #[tokio::test]
 async fn sigterm_mid_send_finishes_the_send_and_exits_zero() {
     let mail = Mail::start("ann:annpw");
@@ -40,7 +28,7 @@ async fn sigterm_mid_send_finishes_the_send_and_exits_zero() {
     let mut stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
     let api = Api::new(&stack);
     let ann = account(&api, &mail, "ann", smtp.port, false).await;
-    let cid = start_campaign(&api, &ann, &["lead01@example.test"]).await;
+    let cid = api.start_campaign("ops", &ann, &["lead01@example.test"]).await;
 
     wait("the message body at the server", 30, || smtp.bodies_received.load(Ordering::SeqCst) == 1);
     let stopping = Instant::now();
@@ -64,7 +52,7 @@ async fn metrics_and_readiness_follow_sends_and_redis() {
     let mut stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
     let api = Api::new(&stack);
     let ann = account(&api, &mail, "ann", mail.submission_port(), true).await;
-    start_campaign(&api, &ann, &["lead01@example.test", "lead02@example.test"]).await;
+    api.start_campaign("ops", &ann, &["lead01@example.test", "lead02@example.test"]).await;
     wait("2 emails", 30, || mail.messages("lead01").len() + mail.messages("lead02").len() == 2);
 
     let worker = &stack.workers[0];
