@@ -170,7 +170,7 @@ fn lease_ms(state: &DispatchState, wait: Duration) -> u64 {
 async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Result<(), BoxDynError> {
     let acct = job.account_id;
     if !state.ledger.keep_chain(&acct, &job.token, lease_ms(state, Duration::ZERO)).await? {
-        debug!("chain superseded; ending");
+        chain_superseded();
         return Ok(());
     }
     let mut sent = 0usize;
@@ -183,6 +183,7 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
         // Renew the lease now and then (not per send: each renewal is a round trip).
         if renewed.elapsed() > Duration::from_secs(state.config.stale_send_secs / 2) {
             if !state.ledger.keep_chain(&acct, &job.token, lease_ms(state, Duration::ZERO)).await? {
+                chain_superseded();
                 records.write_all(state).await?;
                 return Ok(());
             }
@@ -242,6 +243,7 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
                     tokio::time::sleep_until(until.min(tokio::time::Instant::now() + Duration::from_millis(250))).await;
                 }
                 if !state.ledger.keep_chain(&acct, &job.token, lease_ms(state, Duration::ZERO)).await? {
+                    chain_superseded();
                     return Ok(());
                 }
                 renewed = std::time::Instant::now();
@@ -251,14 +253,24 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
 }
 
 /// Pushes the chain's successor to run at `at` and extends the lease to cover the wait.
+/// Said wherever a chain finds another holding its mailbox (a wake, the sweep or a
+/// successor took over) and ends: the quiet way a chain stops.
+fn chain_superseded() {
+    info!("another dispatch chain holds the mailbox; this one ends");
+}
+
 async fn schedule(state: &DispatchState, job: &Dispatch, at: DateTime<Utc>) -> Result<(), BoxDynError> {
     let wait = (at - Utc::now()).to_std().unwrap_or_default();
     if !state.ledger.keep_chain(&job.account_id, &job.token, lease_ms(state, wait)).await? {
+        chain_superseded();
         return Ok(());
     }
     let task = TaskBuilder::new(job.clone()).run_after(wait).build();
     state.queue.clone().push_task(task).await?;
-    debug!(wait_secs = wait.as_secs(), "next dispatch scheduled");
+    // A wait (not a burst's hand-over) is rare and says why a mailbox is quiet.
+    if wait >= Duration::from_secs(1) {
+        info!(until = %at, "the mailbox waits; its next dispatch is scheduled");
+    }
     Ok(())
 }
 
@@ -360,6 +372,7 @@ async fn step(
     };
     if view.running.is_empty() {
         // Nothing to do until a campaign starts or resumes, which wakes the mailbox.
+        info!("no running campaign sends from the mailbox; the chain ends");
         state.ledger.keep_chain(acct, &job.token, 0).await?;
         return Ok(Next::End);
     }
@@ -367,6 +380,7 @@ async fn step(
     if let Some(until) = view.paused_until.filter(|u| *u > now) {
         // Paused after sender-side refusals: nothing goes out until it ends (or an operator
         // resumes the mailbox, which wakes this chain).
+        info!(%until, "the mailbox's sending is paused; the chain waits");
         return Ok(Next::WaitUntil(until));
     }
     let idle = now + chrono::Duration::seconds(state.config.idle_poll_secs as i64);
@@ -608,7 +622,10 @@ async fn claim(
             debug!(used = claim.used, cap = from.cap, "claimed");
             return Ok(Ok(claim));
         }
-        Reservation::StaleChain => Next::End,
+        Reservation::StaleChain => {
+            chain_superseded();
+            Next::End
+        }
         Reservation::CampaignNotRunning | Reservation::CampaignCapReached => Next::Refresh,
         Reservation::LeadInactive(Some(LeadState::Paused)) => {
             // Out of office or a colleague replied: the step waits for the resume.
@@ -621,6 +638,7 @@ async fn claim(
         }
         // Claimed by a worker that may have died: the sweep resolves it.
         Reservation::NotQueued(Some(SendState::Sending)) => {
+            info!("the next send is still claimed by an earlier attempt; waiting for the sweep");
             Next::WaitUntil(now + chrono::Duration::seconds(state.config.stale_send_secs as i64 / 2 + 1))
         }
         Reservation::NotQueued(_) => {
