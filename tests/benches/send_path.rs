@@ -274,7 +274,7 @@ async fn main() {
     println!("redis         {:>9.1} commands per sent email (all clients, Lua-internal calls included)", per(total));
     let scripts: u64 = calls.iter().filter(|(c, _, _)| c.starts_with("eval")).map(|(_, n, _)| n).sum();
     println!(
-        "              {:>9.1} script calls per sent email (reserve, DATA phase unless claimed in it, sent; back to back, one sent rides with the next reserve)",
+        "              {:>9.1} script calls per sent email (reserve and sent; back to back, one sent rides with the next reserve; the DATA mark is an HDEL, a script only for a claim old enough to have been swept)",
         per(scripts)
     );
     let top: Vec<String> = calls.iter().take(8).map(|(c, n, _)| format!("{c} {:.1}", per(*n))).collect();

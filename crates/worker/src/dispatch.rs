@@ -252,13 +252,13 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
     }
 }
 
-/// Pushes the chain's successor to run at `at` and extends the lease to cover the wait.
 /// Said wherever a chain finds another holding its mailbox (a wake, the sweep or a
 /// successor took over) and ends: the quiet way a chain stops.
 fn chain_superseded() {
     info!("another dispatch chain holds the mailbox; this one ends");
 }
 
+/// Pushes the chain's successor to run at `at` and extends the lease to cover the wait.
 async fn schedule(state: &DispatchState, job: &Dispatch, at: DateTime<Utc>) -> Result<(), BoxDynError> {
     let wait = (at - Utc::now()).to_std().unwrap_or_default();
     if !state.ledger.keep_chain(&job.account_id, &job.token, lease_ms(state, wait)).await? {
