@@ -51,35 +51,44 @@ pub fn closed_port() -> (tokio::net::TcpSocket, u16) {
 }
 
 /// A tiny SMTP server that accepts everything but holds its reply to the message body
-/// for `stall` (or, from `stalling_first_rcpt`, its first reply to RCPT): to catch a
-/// worker in the middle of a send. Counts bodies received and replies sent.
+/// for `stall` (or, from `stalling_first_rcpt` and `pipelining_stalling_rcpt`, one reply
+/// to RCPT): to catch a worker in the middle of a send. Counts bodies received, replies
+/// to them sent, and RCPTs received.
 pub struct StallingSmtp {
     pub port: u16,
     pub bodies_received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub rcpts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl StallingSmtp {
     pub fn start(stall: Duration) -> Self {
-        Self::serve(stall, Duration::ZERO)
+        Self::serve(stall, (1, Duration::ZERO), false)
     }
 
     /// Answers everything at once except the first RCPT of its life, which it holds for
     /// `stall`: a send held up before its body, long enough for the sweep to take it.
     pub fn stalling_first_rcpt(stall: Duration) -> Self {
-        Self::serve(Duration::ZERO, stall)
+        Self::serve(Duration::ZERO, (1, stall), false)
     }
 
-    fn serve(body_stall: Duration, first_rcpt_stall: Duration) -> Self {
+    /// Offers PIPELINING (its commands are read and answered one line at a time, so a
+    /// pipelined group is simply answered in order) and holds the `nth` RCPT of its life
+    /// (from 1) for `stall`.
+    pub fn pipelining_stalling_rcpt(nth: usize, stall: Duration) -> Self {
+        Self::serve(Duration::ZERO, (nth, stall), true)
+    }
+
+    fn serve(body_stall: Duration, (stalled_rcpt, rcpt_stall): (usize, Duration), pipelining: bool) -> Self {
         use std::io::{BufRead, BufReader};
         use std::sync::Arc;
         use std::sync::atomic::{AtomicUsize, Ordering};
         let bodies_received = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::new(AtomicUsize::new(0));
         let rcpts = Arc::new(AtomicUsize::new(0));
-        let (b, a) = (bodies_received.clone(), accepted.clone());
+        let (b, a, r) = (bodies_received.clone(), accepted.clone(), rcpts.clone());
         let port = serve(move |stream| {
-            let (b, a, rcpts) = (b.clone(), a.clone(), rcpts.clone());
+            let (b, a, rcpts) = (b.clone(), a.clone(), r.clone());
             std::thread::spawn(move || {
                 let mut out = stream.try_clone().expect("clone");
                 let mut lines = BufReader::new(stream);
@@ -91,7 +100,9 @@ impl StallingSmtp {
                         return;
                     }
                     let verb = line.trim_end().to_ascii_uppercase();
-                    let reply: &[u8] = if verb.starts_with("EHLO") {
+                    let reply: &[u8] = if verb.starts_with("EHLO") && pipelining {
+                        b"250-stall.test\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n"
+                    } else if verb.starts_with("EHLO") {
                         b"250-stall.test\r\n250 AUTH PLAIN LOGIN\r\n"
                     } else if verb.starts_with("AUTH") {
                         b"235 2.7.0 ok\r\n"
@@ -112,8 +123,8 @@ impl StallingSmtp {
                         a.fetch_add(1, Ordering::SeqCst);
                         b"250 2.0.0 queued\r\n"
                     } else if verb.starts_with("RCPT") {
-                        if rcpts.fetch_add(1, Ordering::SeqCst) == 0 {
-                            std::thread::sleep(first_rcpt_stall);
+                        if rcpts.fetch_add(1, Ordering::SeqCst) + 1 == stalled_rcpt {
+                            std::thread::sleep(rcpt_stall);
                         }
                         b"250 ok\r\n"
                     } else if verb.starts_with("QUIT") {
@@ -126,7 +137,7 @@ impl StallingSmtp {
                 }
             });
         });
-        Self { port, bodies_received, accepted }
+        Self { port, bodies_received, accepted, rcpts }
     }
 }
 

@@ -22,11 +22,17 @@ async fn wait_for(what: &str, secs: u64, mut done: impl AsyncFnMut() -> bool) {
 /// Waits until the campaign counts one email SENT; says whether it counted one UNCERTAIN
 /// on the way.
 async fn wait_sent_once(api: &Api, cid: &str, what: &str) -> bool {
+    wait_sent(api, cid, 1, what).await
+}
+
+/// Waits until the campaign counts `n` emails SENT; says whether it counted one UNCERTAIN
+/// on the way.
+async fn wait_sent(api: &Api, cid: &str, n: u64, what: &str) -> bool {
     let mut went_uncertain = false;
     wait_for(what, 60, async || {
         let s = api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
         went_uncertain |= s["uncertain"].as_u64().unwrap_or(0) > 0;
-        s["sent"].as_u64() == Some(1)
+        s["sent"].as_u64() == Some(n)
     })
     .await;
     went_uncertain
@@ -239,6 +245,56 @@ async fn a_worker_killed_before_the_body_has_its_send_requeued_and_sent_once() {
     let s = api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
     assert_eq!((s["sent"].as_u64(), s["uncertain"].as_u64()), (Some(1), Some(0)), "{s}");
     assert_eq!(cap_slots_used(&mut conn, &ann), 1, "the dead attempt's slot went back; the new one took one");
+}
+
+/// Back to back, a send's envelope goes out behind the last body and its claim waits for
+/// the envelope's answers. A worker killed while the server holds the RCPT of such an
+/// envelope: the send was never claimed (nothing to sweep: it is simply still QUEUED), the
+/// record of the email before it did not wait on the slow server (it went out alone after
+/// the bounded wait), and the dropped connection aborts the open transaction. The new
+/// worker sends the rest: four bodies for four leads, all SENT, none UNCERTAIN, four slots.
+#[tokio::test]
+async fn a_worker_killed_while_an_envelope_written_ahead_waits_for_its_answers_loses_and_doubles_nothing() {
+    let leads = ["lead01@example.test", "lead02@example.test", "lead03@example.test", "lead04@example.test"];
+    let mail = Mail::start("ann:annpw");
+    // The first email goes alone; its record finds the other three, so the third's envelope
+    // rides behind the second's body: the third RCPT of the server's life.
+    let smtp = StallingSmtp::pipelining_stalling_rcpt(3, Duration::from_secs(60));
+    let extra = [("COLDSEND_SENDING__STALE_SEND_SECS", "8"), ("COLDSEND_SENDING__SMTP_TIMEOUT_SECS", "6")];
+    let mut stack = Stack::start_on(Redis::start(), Some(&mail), &env(&extra), 1);
+    let api = Api::new(&stack);
+    let ann = api.active_account(&account_json("ann", "annpw", smtp.port, false, mail.imaps_port(), 100)).await;
+    let cid = api.start_campaign("ahead", &ann, &leads).await;
+
+    let mut conn = stack.redis.connection();
+    let states = |conn: &mut redis::Connection| -> Vec<String> {
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("cstest:send:{cid}:*")).query(conn).expect("keys");
+        let mut states: Vec<String> = keys
+            .iter()
+            .map(|k| {
+                redis::cmd("HGET").arg(k).arg("state").query::<Option<String>>(conn).expect("hget").unwrap_or_default()
+            })
+            .collect();
+        states.sort();
+        states
+    };
+    wait_for("the third RCPT at the server", 30, async || smtp.rcpts.load(Ordering::SeqCst) >= 3).await;
+    // The second email's record rode with nothing: it is written within the bounded wait.
+    wait_for("the second email recorded", 10, async || states(&mut conn).iter().filter(|s| *s == "SENT").count() == 2)
+        .await;
+    assert_eq!(smtp.bodies_received.load(Ordering::SeqCst), 2);
+    assert_eq!(states(&mut conn), ["QUEUED", "QUEUED", "SENT", "SENT"], "the third is not claimed before its answers");
+    stack.workers[0].kill9();
+    stack.workers.remove(0);
+    stack.add_worker();
+
+    let went_uncertain = wait_sent(&api, &cid, 4, "the rest sent by the new worker").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!went_uncertain, "nothing claimed was in doubt");
+    assert_eq!(smtp.bodies_received.load(Ordering::SeqCst), 4, "one body per lead");
+    let s = api.get(&format!("/campaigns/{cid}")).await.1["stats"].clone();
+    assert_eq!((s["sent"].as_u64(), s["uncertain"].as_u64()), (Some(4), Some(0)), "{s}");
+    assert_eq!(cap_slots_used(&mut conn, &ann), 4, "one slot per email");
 }
 
 /// A claim in phase `pre` held up before its body past the stale period is requeued by

@@ -179,6 +179,8 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
     // The next due sends and their leads, as the last recorded send's script found them.
     let mut lookahead = Lookahead::default();
     let mut records = HeldRecords::default();
+    // The email composed for the next send, whose envelope went out behind the last body.
+    let mut ahead: Option<Ahead> = None;
     loop {
         // Renew the lease now and then (not per send: each renewal is a round trip).
         if renewed.elapsed() > Duration::from_secs(state.config.stale_send_secs / 2) {
@@ -195,7 +197,9 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
             return schedule(state, &job, Utc::now()).await;
         }
         records.carried = records.held.take();
-        let stepped = step(state, &job, &mut view, &mut lookahead, &mut records).await;
+        // No envelope goes out ahead of a send this chain will not make (its burst ends).
+        let pipeline = (&mut ahead, sent + 1 < MAX_BURST);
+        let stepped = step(state, &job, &mut view, &mut lookahead, &mut records, pipeline).await;
         // A record this step's claim did not carry goes out alone now; so does one this
         // step held when no claim follows at once.
         let written = HeldRecords::write(state, &mut records.carried).await;
@@ -229,8 +233,8 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
                 let wait = (at - Utc::now()).to_std().unwrap_or_default();
                 if wait > Duration::from_secs(state.config.max_inline_wait_secs) {
                     // Idle for a while: close the session rather than hold it open.
-                    if let Some((_, mut s)) = state.sessions.lock().await.remove(&acct) {
-                        let _ = tokio::time::timeout(Duration::from_secs(5), s.conn.quit()).await;
+                    if let Some((_, s)) = state.sessions.lock().await.remove(&acct) {
+                        close(s).await;
                     }
                     return schedule(state, &job, at).await;
                 }
@@ -249,6 +253,15 @@ async fn run(job: Dispatch, state: &DispatchState, worker: &WorkerContext) -> Re
                 renewed = std::time::Instant::now();
             }
         }
+    }
+}
+
+/// Ends a session politely, unless the server waits for a body (an envelope went out
+/// ahead): there QUIT would be read as the message's first line, and dropping the
+/// connection aborts the transaction (RFC 5321 4.1.1.4).
+async fn close(mut session: probe::SmtpSession) {
+    if session.envelope_ahead.is_none() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), session.conn.quit()).await;
     }
 }
 
@@ -354,13 +367,16 @@ async fn load_view(state: &DispatchState, acct: &AccountId) -> Result<Option<Mai
     Ok(Some(MailboxView { account: row.account, settings, running, paused_until, loaded: std::time::Instant::now() }))
 }
 
-/// One decision: find the most urgent due email and try to send it.
+/// One decision: find the most urgent due email and try to send it. `pipeline` holds the
+/// email composed for it in the last step, if any, and whether the next one may be
+/// composed now to have its envelope written behind this one's body.
 async fn step(
     state: &DispatchState,
     job: &Dispatch,
     cache: &mut Option<MailboxView>,
     lookahead: &mut Lookahead,
     records: &mut HeldRecords,
+    (ahead, may_pipeline): (&mut Option<Ahead>, bool),
 ) -> Result<Next, BoxDynError> {
     let acct = &job.account_id;
     if cache.as_ref().is_none_or(|v| v.loaded.elapsed() > VIEW_TTL) {
@@ -420,7 +436,7 @@ async fn step(
         }
         return Ok(Next::WaitUntil(wake.max(now + chrono::Duration::milliseconds(200))));
     };
-    let Some(campaign) = eligible.into_iter().find(|c| c.id == due.key.campaign) else {
+    let Some(campaign) = eligible.iter().find(|c| c.id == due.key.campaign).copied() else {
         return Ok(Next::WaitUntil(idle));
     };
 
@@ -430,13 +446,56 @@ async fn step(
         let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
         return Ok(Next::WaitUntil(now + chrono::Duration::from_std(wait).unwrap_or_default()));
     }
+    let composed = ahead.take().filter(|a| a.key == due.key).map(|a| a.email);
+    let next_ahead = match may_pipeline {
+        true => compose_ahead(state, view, &eligible, lookahead, &ids, now),
+        false => None,
+    };
     let from = Sender { account: &view.account, settings: &view.settings, campaign, cap, cap_key };
-    let next = send_one(state, job, from, &due, known_lead, now, (&ids, lookahead), records).await?;
+    let emails = Emails { this: composed, ahead: next_ahead, composed_ahead: ahead };
+    let next = send_one(state, job, from, &due, known_lead, now, emails, (&ids, lookahead), records).await?;
     if matches!(next, Next::Refresh) {
         *cache = None;
         return Ok(Next::Continue);
     }
     Ok(next)
+}
+
+/// An email composed one step early, for the send after the current one.
+struct Ahead {
+    key: SendKey,
+    email: Email,
+}
+
+/// The emails one send deals with: its own if the last step composed it, the next one's
+/// to write its envelope behind this body, and where that one is kept for its own step.
+struct Emails<'a> {
+    this: Option<Email>,
+    ahead: Option<Ahead>,
+    composed_ahead: &'a mut Option<Ahead>,
+}
+
+/// The email after the current one, composed now so that its envelope can go out behind
+/// the current body: only while the mailbox sends back to back (a paced send's claim would
+/// wait), and only for the send the lookahead names next with its lead.
+fn compose_ahead(
+    state: &DispatchState,
+    view: &MailboxView,
+    eligible: &[&Campaign],
+    lookahead: &Lookahead,
+    among: &[CampaignId],
+    now: DateTime<Utc>,
+) -> Option<Ahead> {
+    let next = lookahead.peek(among, now.timestamp_millis())?;
+    let lead = next.lead.as_ref()?;
+    let campaign = eligible.iter().find(|c| c.id == next.due.key.campaign)?;
+    if lookahead_size(&state.config, campaign) == 1
+        || (campaign.lead_timezones && !lead_schedule(campaign, lead).is_open(now))
+    {
+        return None;
+    }
+    let email = compose_for(state, &view.account, campaign, &next.due.key, lead).ok()?;
+    Some(Ahead { key: next.due.key.clone(), email })
 }
 
 fn campaign_cap(state: &DispatchState, c: &Campaign, now: DateTime<Utc>) -> Option<(String, u32)> {
@@ -493,8 +552,16 @@ struct Sender<'a> {
 
 /// Sends the due email `due` if the ledger grants the claim: render, compose, claim,
 /// deliver, record. `known_lead` is the lead when the last record already read it;
-/// `peek` names the campaigns the mailbox may send for and receives the next due send
-/// among them that this one's record finds; `records` holds what rides with the claim.
+/// `emails` has this send's email if it was composed a step early and the next one's,
+/// whose envelope goes out behind this body; `peek` names the campaigns the mailbox may
+/// send for and receives the next due send among them that this one's record finds;
+/// `records` holds what rides with the claim.
+///
+/// Where the last body carried this send's envelope, its answers are read first and the
+/// claim is taken after them, in `Data` since the body follows at once: one SMTP round
+/// trip and (on a custom server) the DATA mark fewer. Until the claim the server holds
+/// an open transaction and nothing else: a refused claim or a crash drops the session,
+/// which aborts it.
 #[allow(clippy::too_many_arguments)]
 async fn send_one(
     state: &DispatchState,
@@ -503,6 +570,7 @@ async fn send_one(
     due: &DueSend,
     known_lead: Option<Lead>,
     now: DateTime<Utc>,
+    emails: Emails<'_>,
     peek: (&[CampaignId], &mut Lookahead),
     records: &mut HeldRecords,
 ) -> Result<Next, BoxDynError> {
@@ -529,7 +597,8 @@ async fn send_one(
             }
         }
         // Render before claiming: a lead that cannot be personalised is skipped, never sent.
-        let composed = match compose_for(state, from.account, from.campaign, key, &lead) {
+        let composed = match emails.this.map_or_else(|| compose_for(state, from.account, from.campaign, key, &lead), Ok)
+        {
             Ok(c) => c,
             // The campaign was edited down to fewer steps than this follow-up: the lead has
             // had every step there is.
@@ -548,11 +617,33 @@ async fn send_one(
                 return Ok(Next::Continue);
             }
         };
-        let claim = match claim(state, job, &from, key, &lead, now, &mut records.carried).await? {
+        let mut waiting = match session_waiting_for(state, from.account, key).await {
+            Some(mut session) => match answers_ahead(state, &mut session, records).await? {
+                mailer::AheadAnswers::Ready => Some(session),
+                mailer::AheadAnswers::Reset => {
+                    // Refused: this send goes the ordinary way, whose answers decide its fate.
+                    state.sessions.lock().await.insert(from.account.id, (from.account.smtp.clone(), session));
+                    None
+                }
+                mailer::AheadAnswers::Broken => None,
+            },
+            None => None,
+        };
+        let phase = match waiting.is_some() || from.settings.sent_folder_is_authoritative(from.account.inbox_type) {
+            true => SendPhase::Data,
+            false => SendPhase::Pre,
+        };
+        let claim = match claim(state, job, &from, key, &lead, now, phase, &mut records.carried).await? {
             Ok(claim) => claim,
+            // A session waiting for this body is dropped here, which aborts its transaction.
             Err(next) => return Ok(next),
         };
-        let delivery = deliver(state, from.account, &composed.mail, key, &claim, now).await;
+        // The mailbox's last slot today: the next claim would be refused, so nothing is
+        // written ahead of it.
+        let ahead = emails.ahead.filter(|_| claim.used < from.cap);
+        let delivery =
+            deliver(state, from.account, &composed.mail, key, &claim, now, waiting.take(), ahead.as_ref()).await;
+        *emails.composed_ahead = ahead;
         record(state, &from, due, &claim, &lead, &composed, delivery, peek, &mut records.held).await
     }
     .instrument(span)
@@ -573,7 +664,9 @@ fn compose_for(
 
 /// Asks the ledger for the send: cap, gap, chain and at-most-once, atomically, in the same
 /// call as the `carried` record if there is one. `Err` is what the loop does instead when
-/// the claim is refused.
+/// the claim is refused. `phase` is `Data` where the body may follow without a mark: the
+/// Sent folder settles a crash's outcome, or the server already waits for the body.
+#[allow(clippy::too_many_arguments)]
 async fn claim(
     state: &DispatchState,
     job: &Dispatch,
@@ -581,6 +674,7 @@ async fn claim(
     key: &SendKey,
     lead: &Lead,
     now: DateTime<Utc>,
+    phase: SendPhase,
     carried: &mut Option<Accepted>,
 ) -> Result<Result<Claim, Next>, BoxDynError> {
     let acct = &from.account.id;
@@ -595,12 +689,7 @@ async fn claim(
         campaign_cap: campaign_cap(state, from.campaign, now),
         gap_ms: gap_ms(&state.config),
         spread: spread(&state.config, from.campaign, &lead_schedule(from.campaign, lead), now),
-        // Where the Sent folder settles a dead worker's send, the claim says the body may
-        // follow: one ledger call fewer per email, the same outcome after a crash.
-        phase: match from.settings.sent_folder_is_authoritative(from.account.inbox_type) {
-            true => SendPhase::Data,
-            false => SendPhase::Pre,
-        },
+        phase,
     };
     let reservation = match carried.take() {
         None => state.ledger.reserve(&args).await?,
@@ -848,7 +937,9 @@ fn backoff_ms(config: &SendingConfig, attempts: u32) -> i64 {
 
 /// Sends over the mailbox's open session (opening one if needed). A reused session
 /// that broke before DATA is replaced once. `claimed_at` is the time the claim was
-/// asked for (the sweep's clock for it).
+/// asked for (the sweep's clock for it). `waiting` is a session whose server already
+/// waits for this body; `ahead` is the next send, whose envelope goes out behind it.
+#[allow(clippy::too_many_arguments)]
 async fn deliver(
     state: &DispatchState,
     account: &SenderAccount,
@@ -856,15 +947,38 @@ async fn deliver(
     key: &SendKey,
     claim: &Claim,
     claimed_at: DateTime<Utc>,
+    waiting: Option<probe::SmtpSession>,
+    ahead: Option<&Ahead>,
 ) -> Delivery {
     let step_timeout = Duration::from_secs(state.config.smtp_timeout_secs);
+    let ledger = &state.ledger;
+    let mark = || async move {
+        match data_mark(claim, claimed_at, Utc::now(), state.config.stale_send_secs) {
+            DataMark::None => true,
+            DataMark::Unchecked => ledger.mark_data_unchecked(key).await.unwrap_or(false),
+            DataMark::Checked => ledger.mark_data_phase(key, &claim.attempt).await.unwrap_or(false),
+        }
+    };
+    let ahead = || ahead.map(|a| mailer::EnvelopeAhead { key: &a.key, mail: &a.email.mail });
+    if let Some(mut conn) = waiting {
+        let outcome = match mark().await {
+            true => mailer::body(&mut conn, composed, step_timeout, ahead()).await,
+            false => Delivery::ClaimLost,
+        };
+        return keep_session(state, account, conn, outcome, step_timeout).await;
+    }
     for fresh in [false, true] {
         let cached = match fresh {
             true => None,
-            // A session opened with other settings (the account was edited) is not reused.
-            false => {
-                state.sessions.lock().await.remove(&account.id).filter(|(e, _)| *e == account.smtp).map(|(_, c)| c)
-            }
+            // A session opened with other settings (the account was edited) is not reused,
+            // nor one whose server waits for another send's body.
+            false => state
+                .sessions
+                .lock()
+                .await
+                .remove(&account.id)
+                .filter(|(e, c)| *e == account.smtp && c.envelope_ahead.is_none())
+                .map(|(_, c)| c),
         };
         let reused = cached.is_some();
         let mut conn = match cached {
@@ -881,33 +995,72 @@ async fn deliver(
                 Err(e) => return Delivery::Unreachable(e.to_failure()),
             },
         };
-        let ledger = &state.ledger;
-        let outcome = mailer::deliver(&mut conn, composed, step_timeout, || async move {
-            match data_mark(claim, claimed_at, Utc::now(), state.config.stale_send_secs) {
-                DataMark::None => true,
-                DataMark::Unchecked => ledger.mark_data_unchecked(key).await.unwrap_or(false),
-                DataMark::Checked => ledger.mark_data_phase(key, &claim.attempt).await.unwrap_or(false),
-            }
-        })
-        .await;
+        let outcome = mailer::deliver(&mut conn, composed, step_timeout, mark, ahead()).await;
         match outcome {
             Delivery::Transient(_) if reused => continue,
-            Delivery::Accepted(_) => {
-                state.sessions.lock().await.insert(account.id, (account.smtp.clone(), conn));
-                return outcome;
-            }
-            Delivery::Permanent { .. } => {
-                // A refusal leaves the transaction open: reset it before the session is reused.
-                let reset = tokio::time::timeout(step_timeout, conn.conn.command(Rset)).await;
-                if matches!(reset, Ok(Ok(_))) {
-                    state.sessions.lock().await.insert(account.id, (account.smtp.clone(), conn));
-                }
-                return outcome;
-            }
-            other => return other,
+            other => return keep_session(state, account, conn, other, step_timeout).await,
         }
     }
     Delivery::Transient("could not send over a fresh session".into())
+}
+
+/// Keeps the session for the mailbox's next send where `outcome` leaves it usable.
+async fn keep_session(
+    state: &DispatchState,
+    account: &SenderAccount,
+    mut conn: probe::SmtpSession,
+    outcome: Delivery,
+    step_timeout: Duration,
+) -> Delivery {
+    let usable = match &outcome {
+        Delivery::Accepted(_) => true,
+        // Refused after the body: that transaction is over, and the envelope written behind
+        // it must not be cut into.
+        Delivery::Permanent { .. } if conn.envelope_ahead.is_some() => true,
+        // A refusal leaves the transaction open: reset it before the session is reused.
+        Delivery::Permanent { .. } => {
+            matches!(tokio::time::timeout(step_timeout, conn.conn.command(Rset)).await, Ok(Ok(_)))
+        }
+        _ => false,
+    };
+    if usable {
+        state.sessions.lock().await.insert(account.id, (account.smtp.clone(), conn));
+    }
+    outcome
+}
+
+/// The mailbox's session, if its server waits for this send's body (the send's envelope
+/// went out behind the last one); taken out of the shared map for the send.
+async fn session_waiting_for(
+    state: &DispatchState,
+    account: &SenderAccount,
+    key: &SendKey,
+) -> Option<probe::SmtpSession> {
+    let mut sessions = state.sessions.lock().await;
+    let waiting =
+        sessions.get(&account.id).is_some_and(|(e, c)| *e == account.smtp && c.envelope_ahead.as_ref() == Some(key));
+    waiting.then(|| sessions.remove(&account.id).map(|(_, c)| c)).flatten()
+}
+
+/// How long the record riding with a claim waits for the answers to that claim's envelope
+/// before it goes out alone: a slow server does not keep an accepted send unrecorded.
+const AHEAD_ANSWERS_WAIT: Duration = Duration::from_secs(2);
+
+/// Reads the answers to the envelope written ahead; past [`AHEAD_ANSWERS_WAIT`] the
+/// carried record is written alone meanwhile.
+async fn answers_ahead(
+    state: &DispatchState,
+    session: &mut probe::SmtpSession,
+    records: &mut HeldRecords,
+) -> Result<mailer::AheadAnswers, BoxDynError> {
+    let answers = mailer::envelope_answers(session, Duration::from_secs(state.config.smtp_timeout_secs));
+    tokio::pin!(answers);
+    if let Ok(answered) = tokio::time::timeout(AHEAD_ANSWERS_WAIT, &mut answers).await {
+        return Ok(answered);
+    }
+    info!("the server is slow to answer the envelope written ahead; the last send is recorded meanwhile");
+    HeldRecords::write(state, &mut records.carried).await?;
+    Ok(answers.await)
 }
 
 /// What the body waits for: the `phase = data` mark (a crash after it leaves the send

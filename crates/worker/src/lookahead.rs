@@ -42,6 +42,11 @@ impl Lookahead {
         }
     }
 
+    /// What `next` would hand out now, left in place: the send after the current one.
+    pub fn peek(&self, among: &[CampaignId], now_ms: i64) -> Option<&Peeked> {
+        self.queue.front().filter(|p| self.is_fresh() && p.among == among && p.due.due_ms <= now_ms)
+    }
+
     /// Whether the record of the current send should peek (nothing fresh is left).
     pub fn wants_more(&self) -> bool {
         self.queue.is_empty() || !self.is_fresh()
@@ -84,7 +89,9 @@ mod tests {
         assert!(l.wants_more());
         l.fill(vec![peeked(&among, "a", 1), peeked(&among, "b", 2)]);
         assert!(!l.wants_more());
+        assert_eq!(l.peek(&among, 10).map(|p| p.due.due_ms), Some(1), "peeking takes nothing");
         assert_eq!(l.next(&among, 10).map(|p| p.due.due_ms), Some(1));
+        assert_eq!(l.peek(&among, 1).map(|p| p.due.due_ms), None, "not due by then");
         assert_eq!(l.next(&among, 10).map(|p| p.due.due_ms), Some(2));
         assert!(l.wants_more());
         assert!(l.next(&among, 10).is_none());
@@ -110,6 +117,7 @@ mod tests {
         l.fill(vec![peeked(&among, "a", 1)]);
         l.at = Some(Instant::now() - FRESH - Duration::from_millis(1));
         assert!(l.wants_more());
+        assert!(l.peek(&among, 10).is_none());
         assert!(l.next(&among, 10).is_none());
     }
 }

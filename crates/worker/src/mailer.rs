@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use coldsend_core::bounce::{BounceClass, BounceReason, SenderLimit, sender_limit};
+use coldsend_core::send_key::SendKey;
 pub use coldsend_service::outgoing::Composed;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
 
 use crate::probe::SmtpSession;
@@ -48,29 +49,36 @@ pub enum Delivery {
     ClaimLost,
 }
 
+/// A later send's envelope, written behind this send's body where the server pipelines
+/// (RFC 2920 lets message content open a group and DATA close it): the later send then
+/// finds the server waiting for its body, one round trip fewer. Its answers are read by
+/// that send, before its claim ([`envelope_answers`]).
+#[derive(Clone, Copy)]
+pub struct EnvelopeAhead<'a> {
+    pub key: &'a SendKey,
+    pub mail: &'a Composed,
+}
+
 /// Runs MAIL, RCPT, DATA (in one write where the server offers PIPELINING) and the body
 /// on an open session. `before_body` is called just before the body is written; if it
-/// returns false nothing more is sent.
+/// returns false nothing more is sent. `ahead` goes out behind the body (see [`body`]).
 pub async fn deliver<F, Fut>(
     session: &mut SmtpSession,
     c: &Composed,
     step_timeout: Duration,
     before_body: F,
+    ahead: Option<EnvelopeAhead<'_>>,
 ) -> Delivery
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let mut params = vec![];
-    if !c.bytes.is_ascii() {
-        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-    }
-    let mail = Mail::new(Some(c.from.clone()), params);
-    let rcpt = Rcpt::new(c.to.clone(), vec![]);
+    let (mail, rcpt) = envelope(c);
     let conn = &mut session.conn;
     let before = async {
         if session.pipelining {
-            return pipelined(conn, &mail, &rcpt).await;
+            let mail_answer = conn.command(Pipelined(format!("{mail}{rcpt}{Data}"))).await;
+            return pipelined_answers(conn, mail_answer).await;
         }
         conn.command(mail).await.map_err(|e| (Step::MailFrom, e))?;
         conn.command(rcpt).await.map_err(|e| (Step::RcptTo, e))?;
@@ -88,32 +96,92 @@ where
         // before the final dot aborts the transaction (RFC 5321 4.1.1.4).
         return Delivery::ClaimLost;
     }
-    let body = async {
-        match String::from_utf8(data_block(&c.bytes)) {
-            Ok(block) => conn.command(Pipelined(block)).await,
-            Err(_) => conn.message(&c.bytes).await,
+    body(session, c, step_timeout, ahead).await
+}
+
+/// Writes the body of a send the server waits for (it said 354) and reads its answer.
+/// `ahead`, where the server pipelines, goes out in the same write; once the body's
+/// answer is read the session records it in `envelope_ahead` (its answers come next).
+pub async fn body(
+    session: &mut SmtpSession,
+    c: &Composed,
+    step_timeout: Duration,
+    ahead: Option<EnvelopeAhead<'_>>,
+) -> Delivery {
+    session.envelope_ahead = None;
+    let ahead = ahead.filter(|_| session.pipelining);
+    let conn = &mut session.conn;
+    let (written_ahead, answer) = match String::from_utf8(data_block(&c.bytes)) {
+        Ok(mut block) => {
+            if let Some(a) = &ahead {
+                let (mail, rcpt) = envelope(a.mail);
+                block.push_str(&format!("{mail}{rcpt}{Data}"));
+            }
+            (ahead.map(|a| a.key.clone()), tokio::time::timeout(step_timeout, conn.command(Pipelined(block))).await)
         }
+        Err(_) => (None, tokio::time::timeout(step_timeout, conn.message(&c.bytes)).await),
     };
-    match tokio::time::timeout(step_timeout, body).await {
-        Err(_) => Delivery::Unknown("no reply to the message body in time".into()),
+    let delivery = match answer {
+        Err(_) => return Delivery::Unknown("no reply to the message body in time".into()),
         Ok(Ok(resp)) => Delivery::Accepted(resp.message().collect::<Vec<_>>().join(" ")),
         Ok(Err(e)) if e.is_permanent() || e.is_transient() => classify_answer(None, &e),
-        Ok(Err(e)) => Delivery::Unknown(e.to_string()),
+        Ok(Err(e)) => return Delivery::Unknown(e.to_string()),
+    };
+    // The body's answer was read whole: the envelope's answers are next on the wire.
+    session.envelope_ahead = written_ahead;
+    delivery
+}
+
+/// What the answers to an envelope written ahead said.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AheadAnswers {
+    /// 250, 250, 354: the server waits for the body.
+    Ready,
+    /// Refused: nothing was sent and the session was reset (RSET), good for the next
+    /// transaction. The send goes the ordinary way, whose answers decide its fate.
+    Reset,
+    /// Out of step, timed out or closed: the session must be dropped.
+    Broken,
+}
+
+/// Reads the answers to the envelope written behind the last body.
+pub async fn envelope_answers(session: &mut SmtpSession, step_timeout: Duration) -> AheadAnswers {
+    session.envelope_ahead = None;
+    let conn = &mut session.conn;
+    let answers = async {
+        let mail_answer = conn.read_response().await;
+        pipelined_answers(conn, mail_answer).await
+    };
+    match tokio::time::timeout(step_timeout * 3, answers).await {
+        Ok(Ok(())) => AheadAnswers::Ready,
+        Ok(Err((step, e))) if step != Step::DataAfterRefusal && (e.is_permanent() || e.is_transient()) => {
+            match tokio::time::timeout(step_timeout, conn.command(Rset)).await {
+                Ok(Ok(_)) => AheadAnswers::Reset,
+                _ => AheadAnswers::Broken,
+            }
+        }
+        _ => AheadAnswers::Broken,
     }
 }
 
-/// MAIL, RCPT and DATA in one write, then their three replies in order (RFC 2920). After
-/// a refusal the remaining replies are still read, so the session stays in step; a server
-/// that says 354 to DATA after refusing the recipient is left mid-DATA, so that session is
-/// given up (nothing was sent: the body never went out).
-async fn pipelined(
+/// MAIL FROM and RCPT TO for the composed message (BODY=8BITMIME only when it needs it).
+fn envelope(c: &Composed) -> (Mail, Rcpt) {
+    let mut params = vec![];
+    if !c.bytes.is_ascii() {
+        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    (Mail::new(Some(c.from.clone()), params), Rcpt::new(c.to.clone(), vec![]))
+}
+
+/// The answers to a pipelined MAIL, RCPT and DATA, in order (RFC 2920), MAIL's already
+/// read. After a refusal the remaining replies are still read, so the session stays in
+/// step; a server that says 354 to DATA after refusing the recipient is left mid-DATA, so
+/// that session is given up (nothing was sent: the body never went out).
+async fn pipelined_answers(
     conn: &mut AsyncSmtpConnection,
-    mail: &Mail,
-    rcpt: &Rcpt,
+    mail_answer: Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error>,
 ) -> Result<(), (Step, lettre::transport::smtp::Error)> {
-    let refused = |e: &lettre::transport::smtp::Error| e.is_permanent() || e.is_transient();
-    let batch = Pipelined(format!("{mail}{rcpt}{Data}"));
-    if let Err(e) = conn.command(batch).await {
+    if let Err(e) = mail_answer {
         if refused(&e) {
             let _ = conn.read_response().await;
             let _ = conn.read_response().await;
@@ -128,6 +196,10 @@ async fn pipelined(
     }
     conn.read_response().await.map_err(|e| (Step::Data, e))?;
     Ok(())
+}
+
+fn refused(e: &lettre::transport::smtp::Error) -> bool {
+    e.is_permanent() || e.is_transient()
 }
 
 /// The message as DATA carries it: a `.` that starts a line doubled (RFC 5321 4.5.2, the

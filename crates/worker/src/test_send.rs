@@ -125,7 +125,7 @@ async fn send_steps(
             }
         }
         let Some(conn) = session.as_mut() else { continue };
-        let delivery = mailer::deliver(conn, &email.mail, step_timeout, || async { true }).await;
+        let delivery = mailer::deliver(conn, &email.mail, step_timeout, || async { true }, None).await;
         let (outcome, detail) = match delivery {
             Delivery::Accepted(reply) => (TestOutcome::Sent, reply),
             Delivery::Unknown(e) => (TestOutcome::Unknown, e),

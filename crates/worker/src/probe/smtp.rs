@@ -36,6 +36,10 @@ pub async fn probe_smtp(ctx: &ProbeContext, ep: &Endpoint, login: &Login) -> Res
 pub struct SmtpSession {
     pub conn: AsyncSmtpConnection,
     pub pipelining: bool,
+    /// The send whose envelope went out behind the last body (pipelined) and whose
+    /// answers are still unread: if they say 354, the server waits for that send's body,
+    /// so the session is good for that send alone (or for dropping, which aborts it).
+    pub envelope_ahead: Option<coldsend_core::send_key::SendKey>,
 }
 
 /// Connects, secures and authenticates: a session ready for MAIL FROM. The caller
@@ -96,7 +100,7 @@ pub async fn open_session(ctx: &ProbeContext, ep: &Endpoint, login: &Login) -> R
         conn.abort().await;
         return Err(if login.is_bearer() { classify_bearer(&e) } else { classify_auth(&e) });
     }
-    Ok(SmtpSession { conn, pipelining })
+    Ok(SmtpSession { conn, pipelining, envelope_ahead: None })
 }
 
 enum ConnectError {
