@@ -244,7 +244,7 @@ async fn main() {
     let source_rate = messages as f64 / source_secs;
     let claims = match sent_authoritative {
         true => "claims in phase data (Sent folder authoritative)",
-        false => "claims in phase pre, a DATA mark per email",
+        false => "claims in phase pre, a DATA mark unless the envelope went ahead",
     };
     println!(
         "send path: {messages} messages of {size} bytes, concurrency {mailboxes} (one per mailbox), sessions reused, {claims}"
@@ -274,7 +274,7 @@ async fn main() {
     println!("redis         {:>9.1} commands per sent email (all clients, Lua-internal calls included)", per(total));
     let scripts: u64 = calls.iter().filter(|(c, _, _)| c.starts_with("eval")).map(|(_, n, _)| n).sum();
     println!(
-        "              {:>9.1} script calls per sent email (reserve and sent; back to back, one sent rides with the next reserve; the DATA mark is an HDEL, a script only for a claim old enough to have been swept)",
+        "              {:>9.1} script calls per sent email (reserve and sent; back to back, one sent rides with the next reserve, taken after that email's envelope, written behind the last body, was answered)",
         per(scripts)
     );
     let top: Vec<String> = calls.iter().take(8).map(|(c, n, _)| format!("{c} {:.1}", per(*n))).collect();
