@@ -386,6 +386,41 @@ async fn temporary_failures_retry_permanent_ones_never() {
     assert!(retries >= 2, "the 4xx was retried ({retries} attempts)");
 }
 
+/// An envelope written ahead (behind the last body) is answered like any other: a
+/// recipient refused there is bounced on that one answer — never asked a second time, which
+/// a server counts against the sender — and the session goes on to the next lead.
+#[tokio::test]
+async fn a_recipient_refused_in_an_envelope_written_ahead_is_bounced_on_that_one_answer() {
+    let mail = Mail::start(&users(&["ann"], 5));
+    let mut env = FAST_SENDING.to_vec();
+    env.push(("RUST_LOG", "info"));
+    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let api = Api::new(&stack);
+    let ann = active_account(&api, &mail, "ann", 100).await;
+    // lead01 goes alone and its record finds the rest: lead03's envelope rides behind
+    // lead02's body.
+    mail.set_recipient_rule("lead03@example.test", Some("550 5.1.1 no such user here"));
+    let cid = campaign(&api, &[&ann], one_step(), json!({})).await;
+    add_leads(&api, &cid, (1..=5).map(lead).collect()).await;
+    act(&api, &cid, "start").await;
+
+    wait_for("lead05", 30, || inbox(&mail, 5).len() == 1).await.or_dump(&stack);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(stack.logs().contains("the envelope written ahead was refused"), "the refusal came ahead");
+    for i in [1, 2, 4, 5] {
+        assert_eq!(inbox(&mail, i).len(), 1, "lead{i:02} once");
+    }
+    assert!(inbox(&mail, 3).is_empty());
+    let (_, leads) = api.get(&format!("/campaigns/{cid}/leads")).await;
+    let l3 = leads.as_array().expect("leads").iter().find(|l| l["email"] == "lead03@example.test").expect("lead03");
+    assert_eq!(l3["state"], "BOUNCED", "{l3}");
+    assert!(l3["error"].as_str().unwrap_or("").contains("5.1.1"), "reason stored: {l3}");
+    let rejections = mail.log_tail("reject: RCPT").lines().filter(|l| l.contains("lead03@example.test")).count();
+    assert_eq!(rejections, 1, "lead03 was asked {rejections} times");
+    let (_, c) = api.get(&format!("/campaigns/{cid}")).await;
+    assert_eq!(c["stats"]["sent"], json!(4), "{c}");
+}
+
 #[tokio::test]
 async fn send_window_and_one_click_unsubscribe() {
     let mail = Mail::start(&users(&["ann"], 3));

@@ -617,12 +617,17 @@ async fn send_one(
                 return Ok(Next::Continue);
             }
         };
+        // The server's refusal of this send's envelope, when that went out ahead.
+        let mut refused = None;
         let mut waiting = match session_waiting_for(state, from.account, key).await {
             Some(mut session) => match answers_ahead(state, &mut session, records).await? {
                 mailer::AheadAnswers::Ready => Some(session),
-                mailer::AheadAnswers::Reset => {
-                    // Refused: this send goes the ordinary way, whose answers decide its fate.
-                    state.sessions.lock().await.insert(from.account.id, (from.account.smtp.clone(), session));
+                mailer::AheadAnswers::Refused { delivery, reset } => {
+                    info!(answer = ?delivery, "the envelope written ahead was refused; that answer is the send's");
+                    if reset {
+                        state.sessions.lock().await.insert(from.account.id, (from.account.smtp.clone(), session));
+                    }
+                    refused = Some(delivery);
                     None
                 }
                 mailer::AheadAnswers::Broken => None,
@@ -638,12 +643,24 @@ async fn send_one(
             // A session waiting for this body is dropped here, which aborts its transaction.
             Err(next) => return Ok(next),
         };
-        // The mailbox's last slot today: the next claim would be refused, so nothing is
-        // written ahead of it.
-        let ahead = emails.ahead.filter(|_| claim.used < from.cap);
-        let delivery =
-            deliver(state, from.account, &composed.mail, key, &claim, now, waiting.take(), ahead.as_ref()).await;
-        *emails.composed_ahead = ahead;
+        let delivery = match refused {
+            // Recorded under the claim as if it had come the ordinary way: the same
+            // outcome, and the recipient is not asked a second time.
+            Some(refusal) => {
+                *emails.composed_ahead = emails.ahead;
+                refusal
+            }
+            None => {
+                // The mailbox's last slot today: the next claim would be refused, so
+                // nothing is written ahead of it.
+                let ahead = emails.ahead.filter(|_| claim.used < from.cap);
+                let waiting = waiting.take();
+                let delivery = deliver(state, from.account, &composed.mail, key, &claim, now, waiting, ahead.as_ref());
+                let delivery = delivery.await;
+                *emails.composed_ahead = ahead;
+                delivery
+            }
+        };
         record(state, &from, due, &claim, &lead, &composed, delivery, peek, &mut records.held).await
     }
     .instrument(span)

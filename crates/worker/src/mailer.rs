@@ -133,14 +133,16 @@ pub async fn body(
 }
 
 /// What the answers to an envelope written ahead said.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum AheadAnswers {
     /// 250, 250, 354: the server waits for the body.
     Ready,
-    /// Refused: nothing was sent and the session was reset (RSET), good for the next
-    /// transaction. The send goes the ordinary way, whose answers decide its fate.
-    Reset,
-    /// Out of step, timed out or closed: the session must be dropped.
+    /// Refused: nothing was sent, and `delivery` is what the refusal means for the send,
+    /// exactly as [`deliver`] would have said it (a refused recipient is never asked
+    /// again). `reset`: the session was reset (RSET) and is good for the next transaction.
+    Refused { delivery: Delivery, reset: bool },
+    /// No answers (timed out, closed, unreadable): the session must be dropped. Nothing
+    /// was refused; the send goes the ordinary way over another session.
     Broken,
 }
 
@@ -154,11 +156,11 @@ pub async fn envelope_answers(session: &mut SmtpSession, step_timeout: Duration)
     };
     match tokio::time::timeout(step_timeout * 3, answers).await {
         Ok(Ok(())) => AheadAnswers::Ready,
-        Ok(Err((step, e))) if step != Step::DataAfterRefusal && (e.is_permanent() || e.is_transient()) => {
-            match tokio::time::timeout(step_timeout, conn.command(Rset)).await {
-                Ok(Ok(_)) => AheadAnswers::Reset,
-                _ => AheadAnswers::Broken,
-            }
+        Ok(Err((step, e))) if refused(&e) => {
+            // After a refused recipient a server that said 354 anyway waits for a body.
+            let reset = step != Step::DataAfterRefusal
+                && matches!(tokio::time::timeout(step_timeout, conn.command(Rset)).await, Ok(Ok(_)));
+            AheadAnswers::Refused { delivery: classify_before_body(step, &e), reset }
         }
         _ => AheadAnswers::Broken,
     }
