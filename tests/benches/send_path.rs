@@ -6,7 +6,8 @@
 //! BENCH_MAILBOXES (default 8, = concurrency), BENCH_SENT_AUTHORITATIVE (1: the mailboxes
 //! are set up as Google Workspace and Microsoft 365 accounts are, their Sent folder the
 //! provider's record, so their claims are taken in phase `data`; smtp-sink files nothing,
-//! which no run without a crash needs).
+//! which no run without a crash needs), BENCH_WORKER_THREADS (the worker's runtime
+//! threads; default one per core).
 //!
 //! Prints coldsend's msg/s, smtp-source's msg/s and their ratio, the worker's CPU
 //! seconds per 1,000 messages beside Redis's, smtp-sink's and the whole machine's (with
@@ -150,6 +151,11 @@ async fn main() {
     let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
     env.push(("RUST_LOG", "warn"));
     env.push(("COLDSEND_WORKER__DISPATCH_CONCURRENCY", "256"));
+    // The worker's runtime threads (tokio's own variable; default: one per core).
+    let threads = std::env::var("BENCH_WORKER_THREADS").unwrap_or_default();
+    if !threads.is_empty() {
+        env.push(("TOKIO_WORKER_THREADS", threads.as_str()));
+    }
     let stack = Stack::start_with(Some(&mail), &env, 1);
     let api = Api::new(&stack);
     let mut accounts = Vec::new();

@@ -49,7 +49,10 @@ async fn sigterm_mid_send_finishes_the_send_and_exits_zero() {
 #[tokio::test]
 async fn metrics_and_readiness_follow_sends_and_redis() {
     let mail = Mail::start("ann:annpw lead01:x lead02:x");
-    let mut stack = Stack::start_with(Some(&mail), &FAST_SENDING, 1);
+    // One runtime thread (as on a small machine shared with Redis): everything still runs.
+    let mut env = FAST_SENDING.to_vec();
+    env.push(("COLDSEND_WORKER__RUNTIME_THREADS", "1"));
+    let mut stack = Stack::start_with(Some(&mail), &env, 1);
     let api = Api::new(&stack);
     let ann = account(&api, &mail, "ann", mail.submission_port(), true).await;
     api.start_campaign("ops", &ann, &["lead01@example.test", "lead02@example.test"]).await;
@@ -131,6 +134,11 @@ fn check_config_accepts_good_rejects_bad_and_never_prints_secrets() {
         bad.push(("COLDSEND_WORKER__SHUTDOWN_GRACE_SECS".into(), "0".into()));
         let (ok, _, err) = run(bin, &["--check-config"], &bad);
         assert!(!ok && err.contains("worker.shutdown_grace_secs"), "{bin}: {err}");
+
+        let mut bad = base.clone();
+        bad.push(("COLDSEND_WORKER__RUNTIME_THREADS".into(), "5000".into()));
+        let (ok, _, err) = run(bin, &["--check-config"], &bad);
+        assert!(!ok && err.contains("worker.runtime_threads"), "{bin}: {err}");
 
         let mut bad = base.clone();
         bad.push(("COLDSEND_SENDING__DEFAULT_TIMEZONE".into(), "Mars/Olympus".into()));

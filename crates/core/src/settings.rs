@@ -374,6 +374,10 @@ pub struct WorkerSettings {
     /// On SIGTERM/SIGINT, in-flight jobs get this long to finish (keep it under the
     /// orchestrator's kill timeout: Kubernetes' default is 30 s).
     pub shutdown_grace_secs: u64,
+    /// Threads the worker's runtime runs jobs on; 0: one per core it may use (or
+    /// `TOKIO_WORKER_THREADS`). Fewer hand jobs between threads less often: on a small
+    /// machine shared with Redis, 1 sends faster (docs/BENCHMARKS.md).
+    pub runtime_threads: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -418,6 +422,7 @@ impl Default for WorkerSettings {
             name: String::new(),
             health_listen: "127.0.0.1:9090".into(),
             shutdown_grace_secs: 20,
+            runtime_threads: 0,
         }
     }
 }
@@ -506,6 +511,9 @@ impl Settings {
         }
         if !(1..=300).contains(&self.validation.timeout_secs) {
             return invalid("validation.timeout_secs", "must be 1-300");
+        }
+        if self.worker.runtime_threads > 1024 {
+            return invalid("worker.runtime_threads", "must be 0 (one per core) to 1024");
         }
         if !(1..=1000).contains(&self.worker.validate_concurrency) {
             return invalid("worker.validate_concurrency", "must be 1-1000");

@@ -26,15 +26,21 @@ struct Args {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.check_config {
         std::process::exit(check_config(args.config.as_deref()));
     }
     let settings = Settings::load(args.config.as_deref()).context("loading settings")?;
-    coldsend_core::telemetry::init(&settings.log);
-    coldsend_worker::runtime::run(settings, shutdown_signal()).await
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if settings.worker.runtime_threads > 0 {
+        runtime.worker_threads(settings.worker.runtime_threads);
+    }
+    runtime.build().context("starting the runtime")?.block_on(async {
+        coldsend_core::telemetry::init(&settings.log);
+        coldsend_worker::runtime::run(settings, shutdown_signal()).await
+    })
 }
 
 fn check_config(path: Option<&std::path::Path>) -> i32 {
