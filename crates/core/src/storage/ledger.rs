@@ -84,7 +84,8 @@ pub enum SendPhase {
     /// The body may have been written: a dead worker's send becomes UNCERTAIN. A claim
     /// starts here where the mailbox's Sent folder settles UNCERTAIN sends (requeued only
     /// if absent there), so the outcome is the same as from `Pre` and the body needs no
-    /// mark of its own.
+    /// mark of its own; and where the server already waits for the body (its envelope
+    /// went out ahead and was answered), which is written at once.
     Data,
 }
 
