@@ -375,7 +375,7 @@ pub struct WorkerSettings {
     /// orchestrator's kill timeout: Kubernetes' default is 30 s).
     pub shutdown_grace_secs: u64,
     /// Threads the worker's runtime runs jobs on; 0: one per core it may use (or
-    /// `TOKIO_WORKER_THREADS`). Fewer hand jobs between threads less often: on a small
+    /// `TOKIO_WORKER_THREADS`). Fewer threads hand jobs to one another less often: on a small
     /// machine shared with Redis, 1 sends faster (docs/BENCHMARKS.md).
     pub runtime_threads: usize,
 }
