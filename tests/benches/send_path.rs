@@ -151,10 +151,10 @@ async fn main() {
     let mut env: Vec<(&str, &str)> = FAST_SENDING.to_vec();
     env.push(("RUST_LOG", "warn"));
     env.push(("COLDSEND_WORKER__DISPATCH_CONCURRENCY", "256"));
-    // The worker's runtime threads (tokio's own variable; default: one per core).
+    // The worker's runtime threads (`worker.runtime_threads`; default: one per core).
     let threads = std::env::var("BENCH_WORKER_THREADS").unwrap_or_default();
     if !threads.is_empty() {
-        env.push(("TOKIO_WORKER_THREADS", threads.as_str()));
+        env.push(("COLDSEND_WORKER__RUNTIME_THREADS", threads.as_str()));
     }
     let stack = Stack::start_with(Some(&mail), &env, 1);
     let api = Api::new(&stack);

@@ -53,7 +53,6 @@ pub enum Delivery {
 /// (RFC 2920 lets message content open a group and DATA close it): the later send then
 /// finds the server waiting for its body, one round trip fewer. Its answers are read by
 /// that send, before its claim ([`envelope_answers`]).
-#[derive(Clone, Copy)]
 pub struct EnvelopeAhead<'a> {
     pub key: &'a SendKey,
     pub mail: &'a Composed,
@@ -124,7 +123,7 @@ pub async fn body(
     let delivery = match answer {
         Err(_) => return Delivery::Unknown("no reply to the message body in time".into()),
         Ok(Ok(resp)) => Delivery::Accepted(resp.message().collect::<Vec<_>>().join(" ")),
-        Ok(Err(e)) if e.is_permanent() || e.is_transient() => classify_answer(None, &e),
+        Ok(Err(e)) if refused(&e) => classify_answer(None, &e),
         Ok(Err(e)) => return Delivery::Unknown(e.to_string()),
     };
     // The body's answer was read whole: the envelope's answers are next on the wire.
