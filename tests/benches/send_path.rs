@@ -134,6 +134,8 @@ async fn main() {
     let messages = env_usize("BENCH_MESSAGES", 3000);
     let mailboxes = env_usize("BENCH_MAILBOXES", 8);
     let sent_authoritative = env_usize("BENCH_SENT_AUTHORITATIVE", 0) == 1;
+    // Worker replicas (processes) sharing the mailboxes; their CPU is summed.
+    let replicas = env_usize("BENCH_WORKERS", 1).max(1);
 
     // IMAP (for validation) comes from Dovecot; SMTP goes to smtp-sink.
     let users: Vec<String> = (0..mailboxes).map(|i| format!("box{i}:pw{i}")).collect();
@@ -156,7 +158,7 @@ async fn main() {
     if !threads.is_empty() {
         env.push(("COLDSEND_WORKER__RUNTIME_THREADS", threads.as_str()));
     }
-    let stack = Stack::start_with(Some(&mail), &env, 1);
+    let stack = Stack::start_with(Some(&mail), &env, replicas);
     let api = Api::new(&stack);
     let mut accounts = Vec::new();
     for i in 0..mailboxes {
@@ -203,15 +205,16 @@ async fn main() {
     let size = sample.bytes.len();
 
     let mut rconn = stack.redis.connection();
-    let worker_pid = stack.workers[0].pid();
+    let worker_pids: Vec<u32> = stack.workers.iter().map(|w| w.pid()).collect();
+    let workers_cpu = || worker_pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut rconn).expect("RESETSTAT");
-    let cpu0 = cpu_seconds(worker_pid);
+    let cpu0 = workers_cpu();
     let (redis0, sink0, machine0) = (redis_cpu_seconds(&mut rconn), cpu_seconds(sink.id()), machine_cpu());
     let started = Instant::now();
     api.call(Method::POST, &format!("/campaigns/{cid}/start"), None).await;
     wait_sent(&mut rconn, &cid, messages).await;
     let coldsend_secs = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(worker_pid) - cpu0;
+    let cpu = workers_cpu() - cpu0;
     let redis_cpu = redis_cpu_seconds(&mut rconn) - redis0;
     let sink_cpu = cpu_seconds(sink.id()) - sink0;
     let machine1 = machine_cpu();
@@ -253,7 +256,7 @@ async fn main() {
         false => "claims in phase pre, a DATA mark unless the envelope went ahead",
     };
     println!(
-        "send path: {messages} messages of {size} bytes, concurrency {mailboxes} (one per mailbox), sessions reused, {claims}"
+        "send path: {messages} messages of {size} bytes, concurrency {mailboxes} (one per mailbox), {replicas} worker process(es), sessions reused, {claims}"
     );
     println!("coldsend      {coldsend_rate:>9.1} msg/s  ({coldsend_secs:.2} s, queue → worker → SMTP into smtp-sink)");
     println!("smtp-source   {source_rate:>9.1} msg/s  ({source_secs:.2} s, same sink, -s {mailboxes} -d)");

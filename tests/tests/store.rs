@@ -139,7 +139,7 @@ async fn outbox_entries_are_read_once_and_unacknowledged_ones_are_never_lost() {
         outbox.publish(e).await.expect("publish");
     }
     let ids = |entries: &[OutboxEntry]| -> Vec<String> {
-        entries.iter().flat_map(|e| &e.events).map(|e| e.id.clone()).collect()
+        entries.iter().flat_map(|e| e.events().events).map(|e| e.id).collect()
     };
 
     // "a" reads three and acknowledges none (it fails mid-batch): they are not new to
@@ -195,6 +195,6 @@ async fn outbox_entries_are_read_once_and_unacknowledged_ones_are_never_lost() {
     let two = outbox.read_new("b", 10, Duration::from_millis(10)).await.expect("read");
     assert_eq!(two.len(), 3);
     assert_eq!(ids(&two[..1]), vec![sent.id.clone(), completed.id.clone()], "both, in the order published");
-    assert_eq!((two[0].unreadable, two[1].unreadable, two[2].unreadable), (0, 1, 1));
+    assert_eq!((two[0].events().unreadable, two[1].events().unreadable, two[2].events().unreadable), (0, 1, 1));
     assert_eq!(ids(&two[1..2]), vec![sent.id.clone()]);
 }

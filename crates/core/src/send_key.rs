@@ -2,7 +2,7 @@
 //! record, its place in the due queues, its Message-ID — derives from this key, so a
 //! send is recognisable and idempotent wherever it shows up again.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use sha2::{Digest, Sha256};
 
@@ -19,7 +19,10 @@ pub struct SendKey {
 impl SendKey {
     /// `campaign:lead:step`, the member stored in due queues.
     pub fn member(&self) -> String {
-        format!("{}:{}:{}", self.campaign, self.lead, self.step)
+        // Sized once (`format!` would start from nothing and grow).
+        let mut member = String::with_capacity(80);
+        let _ = write!(member, "{self}");
+        member
     }
 
     pub fn parse_member(s: &str) -> Option<Self> {
@@ -37,14 +40,20 @@ impl SendKey {
     /// Deterministic Message-ID (without angle brackets) in the sender's domain.
     pub fn message_id(&self, sender_domain: &str) -> String {
         let digest = Sha256::digest(self.member().as_bytes());
-        let tag: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-        format!("cs.{}.{}@{}", self.step, tag, sender_domain)
+        let mut id = String::with_capacity(40 + sender_domain.len());
+        let _ = write!(id, "cs.{}.", self.step);
+        for b in &digest[..12] {
+            let _ = write!(id, "{b:02x}");
+        }
+        id.push('@');
+        id.push_str(sender_domain);
+        id
     }
 }
 
 impl fmt::Display for SendKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.member())
+        write!(f, "{}:{}:{}", self.campaign, self.lead, self.step)
     }
 }
 

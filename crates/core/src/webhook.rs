@@ -88,15 +88,28 @@ pub struct Event {
 impl Event {
     /// A new event dated now with a fresh id.
     pub fn new(kind: EventType, data: serde_json::Value) -> Self {
-        Self {
-            id: uuid::Uuid::new_v4().to_string(),
-            kind,
-            occurred_at: time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-            data,
-        }
+        Self { id: uuid::Uuid::new_v4().to_string(), kind, occurred_at: now_rfc3339(), data }
     }
+}
+
+/// An [`Event`]'s JSON, written straight from typed data: the send path publishes one or
+/// two events per email, and building each through a `serde_json::Value` (a map of owned
+/// strings) was a tenth of the worker's time per email. Reads back as an `Event`.
+pub fn event_json<D: Serialize>(kind: EventType, data: &D) -> String {
+    #[derive(Serialize)]
+    struct Typed<'a, D> {
+        id: uuid::Uuid,
+        #[serde(rename = "type")]
+        kind: EventType,
+        occurred_at: String,
+        data: &'a D,
+    }
+    let typed = Typed { id: uuid::Uuid::new_v4(), kind, occurred_at: now_rfc3339(), data };
+    serde_json::to_string(&typed).unwrap_or_default()
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// The `Coldsend-Signature` header value for `body` sent at `timestamp` (unix seconds).
@@ -148,6 +161,24 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_written_from_typed_data_reads_back_as_an_event() {
+        #[derive(Serialize)]
+        struct Facts<'a> {
+            lead_id: &'a str,
+            step: usize,
+            to: Option<&'a str>,
+        }
+        let json = event_json(EventType::Sent, &Facts { lead_id: "l1", step: 2, to: None });
+        let event: Event = serde_json::from_str(&json).expect("an Event");
+        assert_eq!(event.kind, EventType::Sent);
+        assert_eq!(event.data, serde_json::json!({"lead_id": "l1", "step": 2, "to": null}));
+        assert!(uuid::Uuid::parse_str(&event.id).is_ok(), "{}", event.id);
+        let at = time::OffsetDateTime::parse(&event.occurred_at, &time::format_description::well_known::Rfc3339);
+        assert!(at.is_ok(), "{}", event.occurred_at);
+        assert_ne!(event.id, Event::new(EventType::Sent, serde_json::Value::Null).id);
+    }
 
     #[test]
     fn signatures_verify_and_resist_tampering_and_replay() {

@@ -118,14 +118,18 @@ impl FanOut {
         let endpoints = self.webhooks.list().await?;
         let mut ids = Vec::with_capacity(entries.len());
         for entry in entries {
-            for event in &entry.events {
-                for e in endpoints.iter().filter(|e| e.events.contains(&event.kind)) {
-                    let job = DeliverWebhook { endpoint_id: e.id.clone(), event: event.clone(), attempt: 1 };
-                    self.queue.clone().push(job).await?;
+            // Nothing to deliver to: the entry is acknowledged unread.
+            if !endpoints.is_empty() {
+                let read = entry.events();
+                for event in &read.events {
+                    for e in endpoints.iter().filter(|e| e.events.contains(&event.kind)) {
+                        let job = DeliverWebhook { endpoint_id: e.id.clone(), event: event.clone(), attempt: 1 };
+                        self.queue.clone().push(job).await?;
+                    }
                 }
-            }
-            if entry.unreadable > 0 {
-                warn!(entry = %entry.id, unreadable = entry.unreadable, "outbox entry with an unreadable event; skipped");
+                if read.unreadable > 0 {
+                    warn!(entry = %entry.id, unreadable = read.unreadable, "outbox entry with an unreadable event; skipped");
+                }
             }
             ids.push(entry.id);
         }

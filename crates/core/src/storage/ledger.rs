@@ -25,7 +25,7 @@ use crate::account::AccountId;
 use crate::campaign::CampaignId;
 use crate::lead::{LeadId, LeadState};
 use crate::send_key::SendKey;
-use crate::webhook::{Event, EventType};
+use crate::webhook::{EventType, event_json};
 
 /// How long a cap counter outlives its day (time zones span more than a day).
 const CAP_TTL_SECS: u64 = 3 * 86_400;
@@ -134,9 +134,26 @@ pub enum Reservation {
     Gap(i64),
 }
 
-/// An event for the webhook outbox, as a script publishes it.
-fn event_json(kind: EventType, data: serde_json::Value) -> String {
-    serde_json::to_string(&Event::new(kind, data)).unwrap_or_default()
+/// The facts of a `sent` event.
+#[derive(serde::Serialize)]
+struct SentFacts<'a> {
+    account_id: &'a AccountId,
+    campaign_id: &'a CampaignId,
+    lead_id: &'a str,
+    message_id: &'a str,
+    step: usize,
+    to: Option<&'a str>,
+}
+
+/// The facts of a `lead_state` event.
+#[derive(serde::Serialize)]
+struct LeadStateFacts<'a> {
+    campaign_id: &'a CampaignId,
+    lead_id: &'a str,
+    reason: &'a str,
+    state: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<usize>,
 }
 
 /// What moving a lead to another mailbox did.
@@ -619,20 +636,27 @@ impl Ledger {
             .arg(next_due_ms.unwrap_or(0))
             .arg(event_json(
                 EventType::Sent,
-                serde_json::json!({
-                    "campaign_id": c.to_string(), "lead_id": key.lead.as_str(), "step": key.step,
-                    "account_id": account.to_string(), "message_id": message_id, "to": recipient,
-                }),
+                &SentFacts {
+                    account_id: account,
+                    campaign_id: c,
+                    lead_id: key.lead.as_str(),
+                    message_id,
+                    step: key.step,
+                    to: recipient,
+                },
             ))
             // Only a last step can complete the lead: the script reads it only then.
             .arg(match next_due_ms {
                 Some(_) => String::new(),
                 None => event_json(
                     EventType::LeadState,
-                    serde_json::json!({
-                        "campaign_id": c.to_string(), "lead_id": key.lead.as_str(), "state": "COMPLETED",
-                        "reason": "every step sent",
-                    }),
+                    &LeadStateFacts {
+                        campaign_id: c,
+                        lead_id: key.lead.as_str(),
+                        reason: "every step sent",
+                        state: LeadState::Completed.as_str(),
+                        step: None,
+                    },
                 ),
             })
             .arg(StepMetric::Sent.field(key.step))
@@ -717,10 +741,13 @@ impl Ledger {
             .arg(stat)
             .arg(event_json(
                 EventType::LeadState,
-                serde_json::json!({
-                    "campaign_id": c.to_string(), "lead_id": key.lead.as_str(), "state": lead_state.as_str(),
-                    "reason": error, "step": key.step,
-                }),
+                &LeadStateFacts {
+                    campaign_id: c,
+                    lead_id: key.lead.as_str(),
+                    reason: error,
+                    state: lead_state.as_str(),
+                    step: Some(key.step),
+                },
             ))
             .arg(if bounced_email.is_some() { StepMetric::HardBounced } else { StepMetric::Failed }.field(key.step))
             .invoke_async(&mut self.conn())

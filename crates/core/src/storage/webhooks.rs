@@ -290,10 +290,19 @@ impl Outbox {
 
 /// One outbox entry: the events one step published, in order. A step that tells two
 /// things (a lead's last email sent, and so the lead completed) writes both in one entry,
-/// the first in `event`, the second in `then`.
+/// the first in `event`, the second in `then`. Their JSON is parsed only when read
+/// ([`OutboxEntry::events`]): with no endpoint to deliver to, the fan-out acknowledges
+/// entries without parsing one.
 #[derive(Debug, Clone)]
 pub struct OutboxEntry {
     pub id: String,
+    /// The fields that hold events, in the order they were published (`None`: not a string).
+    fields: Vec<Option<String>>,
+}
+
+/// What an entry holds, read.
+#[derive(Debug, Clone, Default)]
+pub struct EntryEvents {
     pub events: Vec<Event>,
     /// Fields that held no readable event (skipped, and said so by the reader).
     pub unreadable: usize,
@@ -304,20 +313,23 @@ const EVENT_FIELDS: [&str; 2] = ["event", "then"];
 
 impl OutboxEntry {
     fn of(e: &redis::streams::StreamId) -> Self {
-        let mut entry = OutboxEntry { id: e.id.clone(), events: Vec::new(), unreadable: 0 };
-        for field in EVENT_FIELDS {
-            if !e.contains_key(field) {
-                continue;
-            }
-            match e.get::<String>(field).and_then(|j| serde_json::from_str(&j).ok()) {
-                Some(event) => entry.events.push(event),
-                None => entry.unreadable += 1,
+        let fields = EVENT_FIELDS.iter().filter(|f| e.contains_key(f)).map(|f| e.get::<String>(f)).collect();
+        OutboxEntry { id: e.id.clone(), fields }
+    }
+
+    /// The entry's events; an entry with none at all counts as one unreadable.
+    pub fn events(&self) -> EntryEvents {
+        let mut read = EntryEvents::default();
+        for field in &self.fields {
+            match field.as_deref().and_then(|j| serde_json::from_str(j).ok()) {
+                Some(event) => read.events.push(event),
+                None => read.unreadable += 1,
             }
         }
-        if entry.events.is_empty() && entry.unreadable == 0 {
-            entry.unreadable = 1;
+        if read.events.is_empty() && read.unreadable == 0 {
+            read.unreadable = 1;
         }
-        entry
+        read
     }
 }
 

@@ -50,13 +50,14 @@ if rec[3] or rec[4] then redis.call('HDEL', KEYS[1], 'error', 'settled') end
 if ARGV[13] == '0' then redis.call('ZREM', KEYS[3], ARGV[2]) else redis.call('ZREM', KEYS[2], ARGV[2]) end
 redis.call('ZREM', KEYS[4], ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[3], ARGV[2])
--- The campaign's total is the sum of its steps' counters.
-redis.call('HINCRBY', KEYS[6], ARGV[10], 1)
-redis.call('HINCRBY', KEYS[9], ARGV[5], 1)
+-- The campaign's total is the sum of its steps' counters. (Constants go to redis.call as
+-- strings: a Lua number is formatted by printf on every call.)
+redis.call('HINCRBY', KEYS[6], ARGV[10], '1')
+redis.call('HINCRBY', KEYS[9], ARGV[5], '1')
 -- Trimmed back to 1,000 once it passes 1,100 (not on every send).
 if redis.call('LPUSH', KEYS[12], ARGV[2]) > 1100 then redis.call('LTRIM', KEYS[12], 0, 999) end
 -- The day's counters expire 8 days after its last hour's first send.
-if redis.call('HINCRBY', KEYS[13], ARGV[11], 1) == 1 then
+if redis.call('HINCRBY', KEYS[13], ARGV[11], '1') == 1 then
   redis.call('EXPIRE', KEYS[13], 691200)
 end
 local completed = false
@@ -72,9 +73,9 @@ if redis.call('HGET', KEYS[7], ARGV[5]) == 'ACTIVE' then
 end
 -- The step's events are one outbox entry: `sent`, then the lead's COMPLETED if it was.
 if completed then
-  redis.call('XADD', KEYS[11], 'MAXLEN', '~', 100000, '*', 'event', ARGV[8], 'then', ARGV[9])
+  redis.call('XADD', KEYS[11], 'MAXLEN', '~', '100000', '*', 'event', ARGV[8], 'then', ARGV[9])
 else
-  redis.call('XADD', KEYS[11], 'MAXLEN', '~', 100000, '*', 'event', ARGV[8])
+  redis.call('XADD', KEYS[11], 'MAXLEN', '~', '100000', '*', 'event', ARGV[8])
 end
 if ARGV[12] == '' then return {'recorded'} end
 -- The peek: up to ARGV[14] sends due by ARGV[12], in the order `Ledger::next_due` picks them.

@@ -8,13 +8,9 @@
 --       KEYS are send_mark_sent's, then how many ARGV are
 -- Returns reserve's {outcome, detail} followed by mark_sent's reply.
 local nk, na = tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV])
-local sent_keys, sent_argv, reserve_keys, reserve_argv = {}, {}, {}, {}
-for i = 1, #KEYS do
-  if i <= nk then sent_keys[#sent_keys + 1] = KEYS[i] else reserve_keys[#reserve_keys + 1] = KEYS[i] end
-end
-for i = 1, #ARGV - 2 do
-  if i <= na then sent_argv[#sent_argv + 1] = ARGV[i] else reserve_argv[#reserve_argv + 1] = ARGV[i] end
-end
+-- Split by unpack (in C), not element by element.
+local sent_keys, sent_argv = {unpack(KEYS, 1, nk)}, {unpack(ARGV, 1, na)}
+local reserve_keys, reserve_argv = {unpack(KEYS, nk + 1, #KEYS)}, {unpack(ARGV, na + 1, #ARGV - 2)}
 -- The record first: it is the older fact, and a refused claim must not hold it back.
 local recorded = mark_sent(sent_keys, sent_argv)
 local reserved = reserve(reserve_keys, reserve_argv)
