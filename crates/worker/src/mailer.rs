@@ -208,17 +208,19 @@ fn refused(e: &lettre::transport::smtp::Error) -> bool {
 /// body and end go out in one write (lettre's `message` writes them separately, and its
 /// codec is private).
 fn data_block(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
-    let mut line_start = true;
-    let mut after_cr = false;
-    for &b in message {
-        if b == b'.' && line_start {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = after_cr && b == b'\n';
-        after_cr = b == b'\r';
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 6);
+    let mut rest = message;
+    if rest.first() == Some(&b'.') {
+        out.push(b'.');
     }
+    // Copied a line run at a time, up to each CRLF followed by a dot.
+    for at in memchr::memmem::find_iter(message, b"\r\n.") {
+        let taken = message.len() - rest.len();
+        out.extend_from_slice(&rest[..at + 2 - taken]);
+        out.push(b'.');
+        rest = &message[at + 2..];
+    }
+    out.extend_from_slice(rest);
     out.extend_from_slice(b"\r\n.\r\n");
     out
 }
@@ -309,6 +311,7 @@ mod tests {
         assert_eq!(block("a\n.b"), "a\n.b\r\n.\r\n");
         assert_eq!(block("a\r.b\r\n"), "a\r.b\r\n\r\n.\r\n");
         assert_eq!(block(""), "\r\n.\r\n");
+        assert_eq!(block("a\r\n.\r\n.\r\n."), "a\r\n..\r\n..\r\n..\r\n.\r\n");
         assert_eq!(block("Grüße\r\n.Ende"), "Grüße\r\n..Ende\r\n.\r\n");
     }
 
