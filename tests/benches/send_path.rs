@@ -7,7 +7,8 @@
 //! are set up as Google Workspace and Microsoft 365 accounts are, their Sent folder the
 //! provider's record, so their claims are taken in phase `data`; smtp-sink files nothing,
 //! which no run without a crash needs), BENCH_WORKER_THREADS (the worker's runtime
-//! threads; default one per core).
+//! threads; default one per core), BENCH_WORKERS (worker processes sharing the
+//! mailboxes, as replicas do; default 1; their CPU is summed).
 //!
 //! Prints coldsend's msg/s, smtp-source's msg/s and their ratio, the worker's CPU
 //! seconds per 1,000 messages beside Redis's, smtp-sink's and the whole machine's (with
