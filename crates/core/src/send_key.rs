@@ -70,6 +70,7 @@ mod tests {
             step: 2,
         };
         assert_eq!(SendKey::parse_member(&key.member()), Some(key.clone()));
+        assert_eq!(key.to_string(), key.member(), "keys are built from the Display form");
         assert_eq!(key.message_id("x.com"), key.clone().message_id("x.com"));
         assert_ne!(key.message_id("x.com"), key.next_step().message_id("x.com"));
         assert!(SendKey::parse_member("junk").is_none());

@@ -86,7 +86,7 @@ impl Keys {
     /// hash: `state` QUEUED|SENDING|SENT|FAILED|UNCERTAIN|CANCELLED, `account`,
     /// `attempts`, `attempt`, `phase`, `message_id`, `error`, `at`, `sent_at`.
     pub fn send(&self, k: &SendKey) -> String {
-        key!("{}:send:{}", self.p, k.member())
+        key!("{}:send:{k}", self.p)
     }
     /// zset: due follow-ups of one campaign on one mailbox (score = due time, ms).
     pub fn due_followups(&self, a: &AccountId, c: &CampaignId) -> String {
