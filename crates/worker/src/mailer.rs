@@ -209,18 +209,17 @@ fn refused(e: &lettre::transport::smtp::Error) -> bool {
 /// codec is private).
 fn data_block(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 6);
-    let mut rest = message;
-    if rest.first() == Some(&b'.') {
+    if message.first() == Some(&b'.') {
         out.push(b'.');
     }
-    // Copied a line run at a time, up to each CRLF followed by a dot.
+    // Copied a run of lines at a time, up to each CRLF followed by a dot.
+    let mut from = 0;
     for at in memchr::memmem::find_iter(message, b"\r\n.") {
-        let taken = message.len() - rest.len();
-        out.extend_from_slice(&rest[..at + 2 - taken]);
+        out.extend_from_slice(&message[from..at + 2]);
         out.push(b'.');
-        rest = &message[at + 2..];
+        from = at + 2;
     }
-    out.extend_from_slice(rest);
+    out.extend_from_slice(&message[from..]);
     out.extend_from_slice(b"\r\n.\r\n");
     out
 }

@@ -151,7 +151,7 @@ struct LeadStateFacts<'a> {
     campaign_id: &'a CampaignId,
     lead_id: &'a str,
     reason: &'a str,
-    state: &'a str,
+    state: LeadState,
     #[serde(skip_serializing_if = "Option::is_none")]
     step: Option<usize>,
 }
@@ -654,7 +654,7 @@ impl Ledger {
                         campaign_id: c,
                         lead_id: key.lead.as_str(),
                         reason: "every step sent",
-                        state: LeadState::Completed.as_str(),
+                        state: LeadState::Completed,
                         step: None,
                     },
                 ),
@@ -745,7 +745,7 @@ impl Ledger {
                     campaign_id: c,
                     lead_id: key.lead.as_str(),
                     reason: error,
-                    state: lead_state.as_str(),
+                    state: lead_state,
                     step: Some(key.step),
                 },
             ))
