@@ -2,7 +2,7 @@
 //! a mailbox whose server stops answering becomes DISCONNECTED after a bounded number of
 //! failures in a row, stops sending and scanning, keeps every lead, is re-validated on a
 //! backoff schedule and comes back ACTIVE by itself (or at once when asked) — and every
-//! email still goes out exactly once.
+//! email still goes out at most once, and exactly once unless a cut caught it inside DATA.
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,8 @@ async fn an_unreachable_mailbox_disconnects_keeps_its_leads_and_comes_back() {
         ("COLDSEND_HEALTH__RECONNECT_MAX_SECS", "4"),
         ("COLDSEND_SCAN__INTERVAL_SECS", "1"),
         ("COLDSEND_SCAN__MIN_INTERVAL_SECS", "1"),
+        // A send a cut catches inside DATA is UNCERTAIN; settled soon, its lead goes on.
+        ("COLDSEND_SCAN__UNCERTAIN_GRACE_SECS", "2"),
     ]);
     let stack = Stack::start_with(Some(&mail), &env, 1);
     let api = Api::new(&stack);
@@ -107,11 +109,26 @@ async fn an_unreachable_mailbox_disconnects_keeps_its_leads_and_comes_back() {
         assert!(view["error"].is_null() && view["next_revalidation_at"].is_null(), "{view}");
     }
 
-    wait_for("every lead's email", 60, &api, async || delivered() == LEADS).await;
+    // Each cut lands wherever the mailbox's one session is, so it may catch a send inside
+    // DATA: that send is UNCERTAIN (the server may have taken it), settled without a resend
+    // (this server's Sent folder is our own copy), and its lead completes. Every other
+    // lead gets its email exactly once.
+    let all_completed = async || {
+        let (_, leads) = api.get(&format!("/campaigns/{cid}/leads")).await;
+        leads.as_array().is_some_and(|ls| ls.iter().all(|l| l["state"] == "COMPLETED"))
+    };
+    wait_for("every lead's sequence to complete", 60, &api, all_completed).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, campaign) = api.get(&format!("/campaigns/{cid}")).await;
+    let stats = &campaign["stats"];
+    let uncertain = stats["uncertain"].as_u64().expect("uncertain count") as usize;
+    let mut missing = 0;
     for i in 1..=LEADS {
-        assert_eq!(mail.messages(&lead(i)).len(), 1, "{}: exactly once", lead(i));
+        let got = mail.messages(&lead(i)).len();
+        assert!(got <= 1, "{}: {got} emails, never more than one", lead(i));
+        missing += usize::from(got == 0);
     }
-    let (_, leads) = api.get(&format!("/campaigns/{cid}/leads")).await;
-    assert!(leads.as_array().expect("leads").iter().all(|l| l["state"] == "COMPLETED"), "{leads}");
+    assert!(uncertain <= 2, "at most one send inside DATA per cut: {stats}");
+    assert!(missing <= uncertain, "{missing} leads without their email, only {uncertain} UNCERTAIN: {stats}");
+    assert_eq!(stats["sent"].as_u64().map(|n| n as usize), Some(LEADS - uncertain), "{stats}");
 }
