@@ -347,6 +347,45 @@ async fn mark_sent_records_once_queues_the_next_step_and_completes_the_last() {
     assert_eq!(w.lead_state(0).await, Some(LeadState::Completed));
 }
 
+/// The outbox entries' field names, oldest first.
+async fn outbox_fields(w: &World) -> Vec<std::collections::BTreeSet<String>> {
+    let entries: redis::streams::StreamRangeReply = w.conn.clone().xrange_all(w.keys.outbox()).await.expect("xrange");
+    entries.ids.iter().map(|e| e.map.keys().cloned().collect()).collect()
+}
+
+/// Records lead `lead`'s step `step` sent (its next step due at `next`, if any).
+async fn sent_step(w: &World, lead: usize, step: usize, next: Option<i64>) {
+    let claim = w.claim(lead, step).await;
+    let (id, key) = (format!("<m{lead}.{step}@x>"), w.key(lead, step));
+    let out = w.ledger.mark_sent(&key, &w.account, Some(&claim.attempt), &id, 2_000, next, None, None);
+    assert_eq!(out.await.expect("mark").outcome, MarkedSent::Recorded);
+}
+
+/// The send scripts write the webhook outbox only while an endpoint exists: nobody could
+/// receive an event published before, and the stream would keep it for no one.
+#[tokio::test]
+async fn the_send_scripts_publish_events_only_while_a_webhook_endpoint_exists() {
+    let w = World::new(3, None).await;
+    let fields = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<std::collections::BTreeSet<_>>();
+
+    sent_step(&w, 0, 0, Some(9_000)).await;
+    assert!(outbox_fields(&w).await.is_empty(), "no endpoint: no event kept");
+    let _: () = w.conn.clone().hset(w.keys.webhooks(), "w1", "{}").await.expect("an endpoint");
+    sent_step(&w, 1, 0, Some(9_000)).await;
+    sent_step(&w, 1, 1, None).await;
+    let c2 = w.claim(2, 0).await;
+    assert!(w.ledger.fail(&w.key(2, 0), &w.account, &c2, "554 5.7.1 rejected", None).await.expect("fail"));
+    assert_eq!(
+        outbox_fields(&w).await,
+        vec![fields(&["event"]), fields(&["event", "then"]), fields(&["event"])],
+        "sent; sent and COMPLETED in one entry; FAILED"
+    );
+    let _: () = w.conn.clone().hdel(w.keys.webhooks(), "w1").await.expect("the last endpoint gone");
+    sent_step(&w, 0, 1, None).await;
+    assert_eq!(outbox_fields(&w).await.len(), 3, "nothing more kept");
+    assert_eq!(w.stats().await.get("step:1:sent"), Some(&2), "the sends are recorded either way");
+}
+
 /// One call records an accepted send and claims the next: each half does exactly what its
 /// own script does alone, and neither's outcome changes the other's (a refused claim still
 /// records, a stale record still claims).

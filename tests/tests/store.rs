@@ -134,10 +134,21 @@ async fn outbox_entries_are_read_once_and_unacknowledged_ones_are_never_lost() {
     let client = redis::Client::open(redis.url()).expect("url");
     let outbox = Outbox::new(redis::aio::ConnectionManager::new(client).await.expect("connect"), "storetest");
     outbox.ensure_group().await.expect("group");
+    // No webhook endpoint: nobody could receive an event, and none is kept.
+    let keys = coldsend_core::storage::keys::Keys::new("storetest");
+    let mut conn = redis::Client::open(redis.url()).expect("url").get_multiplexed_async_connection().await.expect("c");
+    outbox.publish(&Event::new(EventType::Sent, json!({"n": -1}))).await.expect("publish");
+    let xlen = async |conn: &mut redis::aio::MultiplexedConnection| -> usize {
+        redis::cmd("XLEN").arg(keys.outbox()).query_async(conn).await.expect("xlen")
+    };
+    assert_eq!(xlen(&mut conn).await, 0, "published to nobody");
+    let _: () =
+        redis::cmd("HSET").arg(keys.webhooks()).arg("w1").arg("{}").query_async(&mut conn).await.expect("an endpoint");
     let published: Vec<Event> = (0..5).map(|i| Event::new(EventType::Sent, json!({"n": i}))).collect();
     for e in &published {
         outbox.publish(e).await.expect("publish");
     }
+    assert_eq!(xlen(&mut conn).await, 5, "with an endpoint, every event is kept");
     let ids = |entries: &[OutboxEntry]| -> Vec<String> {
         entries.iter().flat_map(|e| e.events().events).map(|e| e.id).collect()
     };
@@ -167,8 +178,7 @@ async fn outbox_entries_are_read_once_and_unacknowledged_ones_are_never_lost() {
     // event is counted, never dropped silently, and never hides the readable one.
     let (sent, completed) =
         (Event::new(EventType::Sent, json!({"n": 5})), Event::new(EventType::LeadState, json!({"n": 6})));
-    let mut conn = redis::Client::open(redis.url()).expect("url").get_multiplexed_async_connection().await.expect("c");
-    let key = coldsend_core::storage::keys::Keys::new("storetest").outbox();
+    let key = keys.outbox();
     let json = |e: &Event| serde_json::to_string(e).expect("json");
     let _: String = redis::cmd("XADD")
         .arg(&key)

@@ -118,7 +118,8 @@ impl FanOut {
         let endpoints = self.webhooks.list().await?;
         let mut ids = Vec::with_capacity(entries.len());
         for entry in entries {
-            // Nothing to deliver to: the entry is acknowledged unread.
+            // Nothing to deliver to (the last endpoint went after the entry was published):
+            // the entry is acknowledged unread.
             if !endpoints.is_empty() {
                 let read = entry.events();
                 for event in &read.events {

@@ -209,7 +209,7 @@ impl Inbox {
     }
 
     /// Files an event in the master inbox and, in the same transaction, publishes it to
-    /// the webhook outbox (when its kind is one webhooks carry).
+    /// the webhook outbox (when its kind is one webhooks carry and an endpoint exists).
     pub async fn record(&self, e: &InboxEvent) -> Result<String, redis::RedisError> {
         let mut pipe = redis::pipe();
         pipe.atomic()

@@ -623,7 +623,8 @@ impl Ledger {
             .key(self.keys.uncertain(account))
             .key(self.keys.outbox())
             .key(self.keys.recent_sends(account))
-            .key(self.keys.hourly_sends(account, &utc_day(now_ms)));
+            .key(self.keys.hourly_sends(account, &utc_day(now_ms)))
+            .key(self.keys.webhooks());
         for p in peek.iter().flat_map(|p| p.campaigns) {
             call.key(self.keys.due_followups(account, p)).key(self.keys.due_first(account, p)).key(self.keys.leads(p));
         }
@@ -732,6 +733,7 @@ impl Ledger {
             .key(claim.campaign_day_key.clone().unwrap_or_else(|| self.no_campaign_day(c)))
             .key(self.keys.outbox())
             .key(self.keys.recent_sends(account))
+            .key(self.keys.webhooks())
             .arg(&claim.attempt)
             .arg(key.member())
             .arg(error)

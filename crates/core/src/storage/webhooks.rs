@@ -1,7 +1,8 @@
 //! Webhooks in Redis (keys: [`super::keys`]): the endpoints operators configure (URL,
 //! event types, a sealed signing secret, enabled or not, and the record of their
 //! deliveries), and the outbox stream events are published to. Publishing is one XADD,
-//! so it never waits on an endpoint; a worker fans the outbox out to delivery jobs.
+//! so it never waits on an endpoint, and it happens only while an endpoint exists; a
+//! worker fans the outbox out to delivery jobs.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +21,8 @@ use crate::webhook::{Event, EventType};
 lua_script!(DELIVERED, "webhook_delivered");
 
 lua_script!(DELETE, "webhook_delete");
+
+lua_script!(PUBLISH, "outbox_publish");
 
 /// The consumer group of the outbox (every worker reads in it).
 pub const GROUP: &str = "webhooks";
@@ -214,24 +217,20 @@ impl Outbox {
         Self { conn, keys: Keys::new(prefix) }
     }
 
-    /// Publishes an event (one XADD).
+    /// Publishes an event, if a webhook endpoint exists (`outbox_publish.lua`).
     pub async fn publish(&self, event: &Event) -> Result<(), redis::RedisError> {
         let mut pipe = redis::pipe();
         self.publish_in(&mut pipe, event);
         pipe.query_async::<()>(&mut self.conn.clone()).await
     }
 
-    /// The XADD of `publish`, to put in the same transaction as another write.
+    /// The script of `publish`, to put in the same transaction as another write. Loaded
+    /// first in the same pipeline: inside MULTI an unloaded script would fail alone while
+    /// the transaction's other writes stand (a pipeline's EVALSHA is not retried).
     pub(super) fn publish_in(&self, pipe: &mut redis::Pipeline, event: &Event) {
-        pipe.cmd("XADD")
-            .arg(self.keys.outbox())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(OUTBOX_CAP)
-            .arg("*")
-            .arg("event")
-            .arg(serde_json::to_string(event).unwrap_or_default())
-            .ignore();
+        let mut publish = PUBLISH.key(self.keys.webhooks());
+        publish.key(self.keys.outbox()).arg(serde_json::to_string(event).unwrap_or_default()).arg(OUTBOX_CAP);
+        pipe.load_script(&PUBLISH).ignore().invoke_script(&publish).ignore();
     }
 
     pub async fn ensure_group(&self) -> redis::RedisResult<()> {

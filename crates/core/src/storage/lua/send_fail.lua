@@ -1,7 +1,8 @@
 -- A permanent refusal: never retried; the cap slot goes back (nothing was accepted).
 -- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 lead-states, 6 lead-errors, 7 stats,
 --       8 suppression, 9 cap (as reserved), 10 campaign-day (as reserved, or a placeholder),
---       11 the webhook outbox, 12 the mailbox's recent sends (a bounce counts as one)
+--       11 the webhook outbox, 12 the mailbox's recent sends (a bounce counts as one),
+--       13 the webhook endpoints (the outbox is written only while one exists)
 -- ARGV: 1 attempt id, 2 member, 3 error, 4 lead id, 5 new lead state, 6 address to suppress ('' = none),
 --       7 stats counter, 8 the lead's `lead_state` event (JSON), published with the change,
 --       9 the step's counter field in the stats hash
@@ -24,5 +25,7 @@ if ARGV[6] ~= '' then
 end
 redis.call('HINCRBY', KEYS[7], ARGV[7], 1)
 redis.call('HINCRBY', KEYS[7], ARGV[9], 1)
-redis.call('XADD', KEYS[11], 'MAXLEN', '~', 100000, '*', 'event', ARGV[8])
+if redis.call('EXISTS', KEYS[13]) == 1 then
+  redis.call('XADD', KEYS[11], 'MAXLEN', '~', '100000', '*', 'event', ARGV[8])
+end
 return 1

@@ -5,8 +5,9 @@
 -- KEYS: 1 send, 2 due-followup, 3 due-first, 4 inflight, 5 message-ids, 6 stats, 7 lead-states,
 --       8 next step's send, 9 lead-progress, 10 uncertain (the mailbox's), 11 the webhook outbox,
 --       12 the mailbox's recent sends (for its bounce rate), 13 the mailbox's sends per hour of
---       the send's UTC day, then for the peek, per campaign the mailbox may send for (in the
---       dispatch loop's order): its due-followup, its due-first and its leads
+--       the send's UTC day, 14 the webhook endpoints (the outbox is written only while one
+--       exists), then for the peek, per campaign the mailbox may send for (in the dispatch
+--       loop's order): its due-followup, its due-first and its leads
 -- ARGV: 1 attempt id ('' = Sent-folder confirmation), 2 member, 3 Message-ID, 4 now (ms), 5 lead id,
 --       6 next step's member ('' = last step), 7 next step due (ms),
 --       8 the `sent` event (JSON), 9 the lead's `lead_state` COMPLETED event (JSON; '' unless ARGV[6] is),
@@ -71,23 +72,26 @@ if redis.call('HGET', KEYS[7], ARGV[5]) == 'ACTIVE' then
     redis.call('ZADD', KEYS[2], 'NX', ARGV[7], ARGV[6])
   end
 end
--- The step's events are one outbox entry: `sent`, then the lead's COMPLETED if it was.
-if completed then
-  redis.call('XADD', KEYS[11], 'MAXLEN', '~', '100000', '*', 'event', ARGV[8], 'then', ARGV[9])
-else
-  redis.call('XADD', KEYS[11], 'MAXLEN', '~', '100000', '*', 'event', ARGV[8])
+-- The step's events are one outbox entry: `sent`, then the lead's COMPLETED if it was; none
+-- while no webhook endpoint exists (nobody could receive them).
+if redis.call('EXISTS', KEYS[14]) == 1 then
+  if completed then
+    redis.call('XADD', KEYS[11], 'MAXLEN', '~', '100000', '*', 'event', ARGV[8], 'then', ARGV[9])
+  else
+    redis.call('XADD', KEYS[11], 'MAXLEN', '~', '100000', '*', 'event', ARGV[8])
+  end
 end
 if ARGV[12] == '' then return {'recorded'} end
 -- The peek: up to ARGV[14] sends due by ARGV[12], in the order `Ledger::next_due` picks them.
-local campaigns = (#KEYS - 13) / 3
+local campaigns = (#KEYS - 14) / 3
 local want = tonumber(ARGV[14])
 local picked = {}
--- pass 0 takes due follow-ups (offset 14), pass 1 first steps (offset 15), while wanted.
+-- pass 0 takes due follow-ups (offset 15), pass 1 first steps (offset 16), while wanted.
 for pass = 0, 1 do
   if #picked < want then
     local heads = {}
     for i = 0, campaigns - 1 do
-      local got = redis.call('ZRANGEBYSCORE', KEYS[14 + 3 * i + pass], '-inf', ARGV[12], 'WITHSCORES', 'LIMIT', 0, want - #picked)
+      local got = redis.call('ZRANGEBYSCORE', KEYS[15 + 3 * i + pass], '-inf', ARGV[12], 'WITHSCORES', 'LIMIT', 0, want - #picked)
       for j = 1, #got, 2 do heads[#heads + 1] = {got[j], got[j + 1], tonumber(got[j + 1]), i, j} end
     end
     -- Earliest first; on a tie the first campaign, then the zset's own order.
@@ -116,7 +120,7 @@ for n, p in ipairs(picked) do
   out[4 * n - 2], out[4 * n - 1], out[4 * n], out[4 * n + 1] = p[1], p[2], p[3], ''
 end
 for i, c in pairs(by_campaign) do
-  local json = redis.call('HMGET', KEYS[16 + 3 * i], unpack(c.leads))
+  local json = redis.call('HMGET', KEYS[17 + 3 * i], unpack(c.leads))
   for k, n in ipairs(c.at) do out[4 * n + 1] = json[k] or '' end
 end
 return out
