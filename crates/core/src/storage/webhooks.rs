@@ -1,8 +1,8 @@
 //! Webhooks in Redis (keys: [`super::keys`]): the endpoints operators configure (URL,
 //! event types, a sealed signing secret, enabled or not, and the record of their
 //! deliveries), and the outbox stream events are published to. Publishing is one XADD,
-//! so it never waits on an endpoint, and it happens only while an endpoint exists; a
-//! worker fans the outbox out to delivery jobs.
+//! so it never waits on an endpoint, made only while an endpoint exists (the script that
+//! publishes checks); a worker fans the outbox out to delivery jobs.
 
 use std::collections::HashMap;
 use std::time::Duration;
