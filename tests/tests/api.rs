@@ -327,3 +327,34 @@ async fn openapi_document_matches_the_routes() {
     }
     assert_eq!(documented, 40, "every route is documented");
 }
+
+/// A job that fails says so in the worker's log (apalis hands a job's error to event
+/// handlers only): here the validation of an account whose stored record is unreadable.
+/// The sweep names that account and goes on with every other one.
+#[tokio::test]
+async fn a_job_that_fails_is_logged_and_an_unreadable_account_stops_no_sweep() {
+    // A sweep every 5 s (a quarter of the stale period).
+    let stack = Stack::start_with(None, &coldsend_tests::FAST_SENDING, 1);
+    let api = Api::new(&stack);
+    let body = coldsend_tests::account_json("ann", "annpw", 9, true, 9, 10);
+    let (status, created) = api.create(&body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id: coldsend_core::AccountId = created["id"].as_str().expect("id").parse().expect("account id");
+    let key = coldsend_core::storage::keys::Keys::new("cstest").account(&id);
+    let mut conn = redis::Client::open(stack.redis.url()).expect("url").get_connection().expect("redis");
+    let _: () = redis::cmd("HSET").arg(&key).arg("record").arg("{not json").query(&mut conn).expect("hset");
+    api.call(reqwest::Method::POST, &format!("/sender-accounts/{id}/validate"), None).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let failed = |logs: &str| logs.lines().any(|l| l.contains("job failed") && l.contains(&id.to_string()));
+    while !failed(&stack.logs()) {
+        assert!(std::time::Instant::now() < deadline, "no `job failed` line:\n{}", api.trouble());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let skipped =
+        |logs: &str| logs.lines().any(|l| l.contains("the sweep leaves it out") && l.contains(&id.to_string()));
+    while !skipped(&stack.logs()) {
+        assert!(std::time::Instant::now() < deadline, "the sweep did not name the account:\n{}", api.trouble());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(!stack.logs().contains("sweep failed"), "one account stopped the sweep:\n{}", api.trouble());
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::connection_health::ConnectionHealth;
 use anyhow::Context as _;
-use apalis::prelude::{Monitor, ParallelizeExt, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{EventListenerExt, Monitor, ParallelizeExt, WorkerBuilder, WorkerBuilderExt};
 use coldsend_core::jobs::{Dispatch, Queues, Scan, ValidateAccount, queue_storage};
 use coldsend_core::settings::{Settings, redact_url};
 use coldsend_core::storage;
@@ -417,12 +417,20 @@ macro_rules! queue_monitor {
         let name = format!("{}-{}", $replica, $queue);
         let (storage, state, concurrency) = ($storage, $state, $concurrency);
         let monitor = Monitor::new().register(move |_restarts| {
-            // Each job on its own tokio task: a worker's jobs use every core instead of
-            // sharing the one task apalis polls them from.
             WorkerBuilder::new(name.clone())
                 .backend(storage.clone())
                 .data(state.clone())
                 .concurrency(concurrency)
+                // apalis hands a job's error to this handler only (its own says it at
+                // DEBUG): without it a failed job — a dispatch chain that then waits for
+                // its lease to run out, say — would leave nothing in the log.
+                .on_event(|worker, event| {
+                    if let apalis::prelude::Event::Error(e) = event {
+                        tracing::warn!(worker = %worker.name(), error = %e, "job failed; it is retried");
+                    }
+                })
+                // Each job on its own tokio task: a worker's jobs use every core instead of
+                // sharing the one task apalis polls them from.
                 .parallelize(tokio::spawn)
                 .build($handler)
         });

@@ -59,7 +59,7 @@ async fn resume_and_scan(
             info!(campaign_id = %cid, lead_id = %lid, "lead resumed after out of office");
         }
     }
-    let rows = state.accounts.list().await?;
+    let rows = readable_accounts(state).await?;
     state.connection.revalidate_due(&rows).await?;
     for row in rows {
         if row.status == AccountStatus::Active && crate::scan::wake_scan(scans, &row.account.id, false).await? {
@@ -69,13 +69,28 @@ async fn resume_and_scan(
     Ok(())
 }
 
+/// Every account whose record reads; each one that does not is named in the log and left
+/// out, so one bad record does not stop the repair of every other mailbox.
+async fn readable_accounts(
+    state: &DispatchState,
+) -> Result<Vec<coldsend_core::storage::accounts::AccountRow>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut rows = Vec::new();
+    for row in state.accounts.list_each().await? {
+        match row {
+            Ok(row) => rows.push(row),
+            Err(e) => warn!(error = %e, "account unreadable; the sweep leaves it out"),
+        }
+    }
+    Ok(rows)
+}
+
 pub async fn sweep_once(state: &DispatchState) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let cutoff = Utc::now().timestamp_millis() - (state.config.stale_send_secs * 1000) as i64;
     for key in state.ledger.stale_inflight(cutoff).await? {
         let outcome = state.ledger.sweep(&key).await?;
         info!(send = %key, outcome = ?outcome, "stale send resolved");
     }
-    for row in state.accounts.list().await? {
+    for row in readable_accounts(state).await? {
         if row.status != AccountStatus::Active {
             continue;
         }

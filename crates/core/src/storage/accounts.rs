@@ -177,6 +177,12 @@ impl AccountStore {
 
     /// All accounts, oldest first.
     pub async fn list(&self) -> Result<Vec<AccountRow>, StoreError> {
+        self.list_each().await?.into_iter().collect()
+    }
+
+    /// All accounts, oldest first, each read on its own: one unreadable record is its own
+    /// error, not the whole list's (the sweep must go on for every other mailbox).
+    pub async fn list_each(&self) -> Result<Vec<Result<AccountRow, StoreError>>, StoreError> {
         let ids: Vec<AccountId> = {
             let raw: Vec<String> = self.conn.clone().zrange(self.index_key(), 0, -1).await?;
             raw.iter().filter_map(|r| r.parse().ok()).collect()
@@ -190,13 +196,8 @@ impl AccountStore {
             pipe.hgetall(self.account_key(id));
         }
         let all: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn.clone()).await?;
-        let mut rows = Vec::with_capacity(ids.len());
-        for (id, fields) in ids.iter().zip(all) {
-            if !fields.is_empty() {
-                rows.push(row_from_fields(id, &fields)?);
-            }
-        }
-        Ok(rows)
+        let rows = ids.iter().zip(all).filter(|(_, fields)| !fields.is_empty());
+        Ok(rows.map(|(id, fields)| row_from_fields(id, &fields)).collect())
     }
 
     /// The ids of the ACTIVE accounts, reading only each account's `status` (one pipelined
