@@ -422,11 +422,11 @@ macro_rules! queue_monitor {
                 .data(state.clone())
                 .concurrency(concurrency)
                 // apalis hands a job's error to this handler only (its own says it at
-                // DEBUG): without it a failed job — a dispatch chain that then waits for
-                // its lease to run out, say — would leave nothing in the log.
+                // DEBUG) and runs the job again later (apalis-redis: up to 25 attempts,
+                // then dead): without it a failing job would leave nothing in the log.
                 .on_event(|worker, event| {
                     if let apalis::prelude::Event::Error(e) = event {
-                        tracing::warn!(worker = %worker.name(), error = %e, "job failed; it is retried");
+                        tracing::warn!(worker = %worker.name(), error = %e, "job failed; apalis runs it again later");
                     }
                 })
                 // Each job on its own tokio task: a worker's jobs use every core instead of
