@@ -208,3 +208,41 @@ async fn outbox_entries_are_read_once_and_unacknowledged_ones_are_never_lost() {
     assert_eq!((two[0].events().unreadable, two[1].events().unreadable, two[2].events().unreadable), (0, 1, 1));
     assert_eq!(ids(&two[1..2]), vec![sent.id.clone()]);
 }
+
+/// A Redis that lost its scripts (restarted, or `SCRIPT FLUSH`) before a publish: the
+/// publishing script is loaded inside the same transaction, so each inbox entry and its
+/// webhook event are still written together, once — an EVALSHA failing alone inside MULTI
+/// would have kept the entry and lost the event.
+#[tokio::test]
+async fn an_inbox_entry_and_its_event_are_written_together_after_redis_lost_its_scripts() {
+    use coldsend_core::storage::inbox::{Inbox, InboxEvent, InboxKind};
+    let redis = Redis::start();
+    let client = redis::Client::open(redis.url()).expect("url");
+    let inbox = Inbox::new(redis::aio::ConnectionManager::new(client.clone()).await.expect("connect"), "storetest");
+    let keys = coldsend_core::storage::keys::Keys::new("storetest");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+    let _: () = redis::cmd("HSET").arg(keys.webhooks()).arg("w1").arg("{}").query_async(&mut conn).await.expect("hset");
+    let reply = |n: usize| InboxEvent {
+        id: String::new(),
+        account_id: "a1".into(),
+        campaign_id: None,
+        lead_id: None,
+        kind: InboxKind::Reply,
+        from: format!("lead{n}@example.test"),
+        subject: "Re: Hi".into(),
+        snippet: "Thanks".into(),
+        received_at: "2026-12-03T00:00:00Z".into(),
+        bounce: None,
+        why: "In-Reply-To".into(),
+        returns_on: None,
+    };
+    for n in 0..3 {
+        let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.expect("flush");
+        inbox.record(&reply(n)).await.expect("recorded after a script flush");
+    }
+    let xlen = |key: String| {
+        let mut conn = conn.clone();
+        async move { redis::cmd("XLEN").arg(key).query_async::<usize>(&mut conn).await.expect("xlen") }
+    };
+    assert_eq!((xlen(keys.events()).await, xlen(keys.outbox()).await), (3, 3), "each entry with its event, once");
+}
